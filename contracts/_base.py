@@ -1,0 +1,385 @@
+"""The machinery every system contract shares: ownership, entity metadata, casting, enforcement.
+
+Plain pandas + pandera, importable without Dagster, so contracts can be tested (and reused by
+other tools) on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.engines import pandas_engine
+
+Kind = Literal["str", "int", "float", "timestamp", "date"]
+Medium = Literal["csv", "table", "jsonl", "parquet"]
+Mode = Literal["snapshot", "events"]
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class SystemContract:
+    """Who owns a source system and what the thread may expect of it."""
+
+    system: str  # the one word used everywhere: plm, mes, erp, service
+    title: str
+    owner_team: str
+    contact: str
+    system_of_record_for: tuple[str, ...]
+    contract_version: str
+    # How old the last successful extraction may be before what it feeds counts as stale.
+    freshness_limit: timedelta
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EntityContract:
+    system: str
+    entity: str
+    model: type[pa.DataFrameModel]
+    key: tuple[str, ...]
+    medium: Medium
+    # Relative to the sources root for files (a glob for many files); a table name for MES.
+    location: str
+    mode: Mode = "snapshot"
+    description: str = ""
+    personal_data: tuple[str, ...] = ()
+    # For event entities read by high-water mark: the column that orders them.
+    event_time: str | None = None
+    column_docs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}.{self.entity}"
+
+    @property
+    def columns(self) -> dict[str, Kind]:
+        return column_kinds(self.model)
+
+    def nullable(self, column: str) -> bool:
+        return bool(self.model.to_schema().columns[column].nullable)
+
+
+class ExportBreach(Exception):
+    """The whole export breaks the contract: nothing from it may enter the lake."""
+
+    def __init__(
+        self, system: str, entity: str, location: str, problem: str, column: str | None = None
+    ):
+        self.system, self.entity, self.location = system, entity, location
+        self.column, self.problem = column, problem
+        where = location + (f", column '{column}'" if column else "")
+        super().__init__(f"{system.upper()} {entity} ({where}): {problem}")
+
+
+def _kind_of(dtype) -> Kind:
+    name = str(dtype)
+    if isinstance(dtype, pandas_engine.Date) or name == "date":
+        return "date"
+    if name.startswith("datetime64"):
+        return "timestamp"
+    if "int" in name.lower():
+        return "int"
+    if "float" in name:
+        return "float"
+    return "str"
+
+
+def column_kinds(model: type[pa.DataFrameModel]) -> dict[str, Kind]:
+    return {name: _kind_of(col.dtype) for name, col in model.to_schema().columns.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Casting. Sources hand us text (CSV, JSON, SQLite TEXT) or typed columns (Parquet). Every listed
+# column is cast to its contract kind; cells that do not parse are remembered so that their row
+# can be quarantined with a reason, instead of failing the whole export.
+
+_TZ_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class CellIssue:
+    index: object
+    column: str | None
+    rule: str
+    reason: str
+    severity: Severity = "error"
+
+
+def _text(v) -> str | None:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    v = v if isinstance(v, str) else str(v)
+    # Empty cells mean "unknown", the same as null (spec: general rules).
+    return v if v != "" else None
+
+
+def as_text(s: pd.Series) -> pd.Series:
+    """The column as text (pandas `str` dtype), empty cells as missing."""
+    if s.dtype == "str" or (
+        s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+    ):
+        # Fast path for text sources; the general path below is per cell.
+        t = s.astype("str")
+        return t.where(t != "")
+    return s.astype("object").map(_text).astype("str")
+
+
+def present(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+        return s.notna()
+    return as_text(s).notna()
+
+
+def cast_column(s: pd.Series, kind: Kind, column: str) -> tuple[pd.Series, list[CellIssue]]:
+    issues: list[CellIssue] = []
+    if kind == "str":
+        return as_text(s), issues
+    if kind in ("int", "float"):
+        raw = s if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else as_text(s)
+        num = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = num.isna() & raw.notna()
+        if kind == "int":
+            bad |= num.notna() & (num != num.round())
+            out = num.where(~bad).round().astype("Int64")
+        else:
+            out = num.where(~bad)
+        what = "an integer" if kind == "int" else "a number"
+        issues += [CellIssue(i, column, f"type {kind}", f"'{s[i]}' is not {what}") for i in s.index[bad]]
+        return out, issues
+    if kind == "timestamp":
+        if pd.api.types.is_datetime64_any_dtype(s):
+            if s.dt.tz is None:
+                issues += [_naive(i, column, s[i]) for i in s.index[s.notna()]]
+                return s.dt.tz_localize("UTC").dt.as_unit("us"), issues
+            return s.dt.tz_convert("UTC").dt.as_unit("us"), issues
+        raw = as_text(s).str.strip()
+        parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
+        bad = parsed.isna() & raw.notna()
+        issues += [
+            CellIssue(i, column, "type timestamp", f"'{raw[i]}' is not an ISO 8601 timestamp")
+            for i in s.index[bad]
+        ]
+        naive = raw.notna() & ~bad & ~raw.fillna("").str.contains(_TZ_SUFFIX)
+        issues += [_naive(i, column, raw[i]) for i in s.index[naive]]
+        return pd.Series(parsed, index=s.index).dt.as_unit("us"), issues
+    if kind == "date":
+        raw = as_text(s).str.strip()
+        ok = raw.fillna("").str.match(_DATE)
+        parsed = pd.to_datetime(raw.where(ok), errors="coerce", format="%Y-%m-%d")
+        bad = raw.notna() & parsed.isna()
+        issues += [
+            CellIssue(i, column, "type date", f"'{raw[i]}' is not a YYYY-MM-DD date")
+            for i in s.index[bad]
+        ]
+        out = pd.Series([d.date() if pd.notna(d) else None for d in parsed], index=s.index, dtype="object")
+        return out, issues
+    raise ValueError(f"unknown column kind {kind}")
+
+
+def _naive(index, column, value) -> CellIssue:
+    return CellIssue(
+        index, column, "timestamp has a time zone", f"'{value}' has no time zone; read as UTC", "warning"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Enforcement: the one function every extraction calls before anything is written to the lake.
+
+
+@dataclass
+class Enforcement:
+    accepted: pd.DataFrame  # typed, contract columns first, extra source columns carried as text
+    rejected: pd.DataFrame  # one row per rejected input row, see REJECT_COLUMNS
+    warnings: pd.DataFrame  # accepted rows with a warning-severity finding, same columns
+
+    @property
+    def input_rows(self) -> int:
+        return len(self.accepted) + len(self.rejected)
+
+
+REJECT_COLUMNS = ["source_row", "record_key", "column", "rule", "reason", "severity", "record"]
+
+
+def _key_text(row: pd.Series, key: tuple[str, ...]) -> str:
+    return "/".join("" if _text(row.get(k)) is None else str(_text(row.get(k))) for k in key)
+
+
+def enforce(
+    raw: pd.DataFrame,
+    contract: EntityContract,
+    location: str,
+    row_numbers: pd.Series | None = None,
+) -> Enforcement:
+    """Split an export into accepted rows and rejected rows, or raise ExportBreach.
+
+    `raw` is the export as read (text or typed); `row_numbers` says where each row sits in its
+    source (line in a file, ordinal in a table), so that a reason can point at it.
+    """
+    raw = raw.reset_index(drop=True)
+    rows = (
+        row_numbers.reset_index(drop=True)
+        if row_numbers is not None
+        else pd.Series(range(1, len(raw) + 1))
+    )
+    kinds = contract.columns
+    missing = [c for c in kinds if c not in raw.columns]
+    if missing:
+        raise ExportBreach(
+            contract.system,
+            contract.entity,
+            location,
+            f"required column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
+            f"missing (found: {', '.join(map(str, raw.columns)) or 'no columns'})",
+            column=missing[0],
+        )
+
+    typed = {}
+    issues: list[CellIssue] = []
+    for col, kind in kinds.items():
+        out, col_issues = cast_column(raw[col], kind, col)
+        errors = [i for i in col_issues if i.severity == "error"]
+        non_null = int(present(raw[col]).sum())
+        if non_null and len(errors) == non_null:
+            sample = errors[0].reason
+            raise ExportBreach(
+                contract.system,
+                contract.entity,
+                location,
+                f"column has the wrong type: no value is {kind} ({sample}, row {rows[errors[0].index]})",
+                column=col,
+            )
+        typed[col] = out
+        issues += col_issues
+    extra = [c for c in raw.columns if c not in kinds and not str(c).startswith("_")]
+    for col in extra:
+        # Columns the source added are carried into the raw layer, as text, never a reason to fail.
+        typed[col] = as_text(raw[col])
+    frame = pd.DataFrame(typed, index=raw.index)
+
+    cast_bad = {i.index for i in issues if i.severity == "error"}
+    candidates = frame.drop(index=list(cast_bad))
+    issues += _pandera_issues(candidates, contract)
+    issues += _key_issues(frame.drop(index=list({i.index for i in issues if i.severity == "error"})), contract)
+
+    by_row: dict[object, list[CellIssue]] = {}
+    for issue in issues:
+        by_row.setdefault(issue.index, []).append(issue)
+    rejected_idx = sorted(i for i, lst in by_row.items() if any(x.severity == "error" for x in lst))
+    warned_idx = sorted(i for i, lst in by_row.items() if i not in set(rejected_idx))
+
+    def report(indexes, severity):
+        recs = []
+        for i in indexes:
+            found = [x for x in by_row[i] if x.severity == severity]
+            record = {str(c): _text(raw.at[i, c]) for c in raw.columns if not str(c).startswith("_")}
+            recs.append(
+                {
+                    "source_row": int(rows[i]),
+                    "record_key": _key_text(raw.loc[i], contract.key),
+                    "column": ",".join(dict.fromkeys(x.column for x in found if x.column)) or None,
+                    "rule": "; ".join(dict.fromkeys(x.rule for x in found)),
+                    "reason": "; ".join(
+                        dict.fromkeys(
+                            (f"{x.column}: " if x.column else "") + x.reason for x in found
+                        )
+                    ),
+                    "severity": severity,
+                    "record": json.dumps(record, default=str),
+                }
+            )
+        return pd.DataFrame(recs, columns=REJECT_COLUMNS)
+
+    accepted = frame.drop(index=rejected_idx)
+    accepted = accepted.assign(_source_row=rows.drop(index=rejected_idx).astype("int64"))
+    return Enforcement(
+        accepted=accepted.reset_index(drop=True),
+        rejected=report(rejected_idx, "error"),
+        warnings=report(warned_idx, "warning"),
+    )
+
+
+def _pandera_issues(frame: pd.DataFrame, contract: EntityContract) -> list[CellIssue]:
+    if frame.empty:
+        return []
+    schema = contract.model.to_schema()
+    try:
+        schema.validate(frame, lazy=True)
+        return []
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    checks = {c.name: c for c in schema.checks}
+    col_checks = {
+        (name, chk.name): chk for name, col in schema.columns.items() for chk in col.checks
+    }
+    out: list[CellIssue] = []
+    seen = set()
+    for case in cases.itertuples(index=False):
+        idx = case.index
+        if idx is None or (isinstance(idx, float) and idx != idx):
+            continue
+        check = str(case.check)
+        if check in checks:
+            # A dataframe-wide (cross-field) rule: pandera repeats it once per column; keep one.
+            if (idx, check) in seen:
+                continue
+            seen.add((idx, check))
+            desc = checks[check].description or check
+            out.append(CellIssue(idx, None, check, desc))
+        else:
+            chk = col_checks.get((case.column, check))
+            desc = (chk.description if chk is not None and chk.description else None) or _explain(check)
+            value = case.failure_case
+            shown = "empty" if value is None or (isinstance(value, float) and value != value) else f"'{value}'"
+            out.append(CellIssue(idx, case.column, check, f"is {shown}, {desc}"))
+    return out
+
+
+def _explain(check: str) -> str:
+    m = re.match(r"(\w+)\((.*)\)$", check)
+    name, arg = (m.group(1), m.group(2)) if m else (check, "")
+    words = {
+        "not_nullable": "a value is required",
+        "greater_than": f"must be > {arg}",
+        "greater_than_or_equal_to": f"must be >= {arg}",
+        "less_than": f"must be < {arg}",
+        "less_than_or_equal_to": f"must be <= {arg}",
+        "isin": f"must be one of {arg}",
+        "in_range": f"must be in range {arg}",
+        "str_matches": f"must match {arg}",
+    }
+    return words.get(name, f"breaks {check}")
+
+
+def _key_issues(frame: pd.DataFrame, contract: EntityContract) -> list[CellIssue]:
+    """Exact repeats keep their first copy; conflicting copies of a key are all rejected."""
+    key = list(contract.key)
+    if frame.empty:
+        return []
+    out: list[CellIssue] = []
+    listed = list(contract.columns)
+    exact = frame.duplicated(subset=listed, keep="first")
+    for i in frame.index[exact]:
+        out.append(CellIssue(i, None, "record unique", "the same record appears more than once; first copy kept"))
+    rest = frame[~exact]
+    conflict = rest.duplicated(subset=key, keep=False)
+    for i in rest.index[conflict]:
+        out.append(
+            CellIssue(
+                i,
+                ",".join(key),
+                "key unique",
+                f"key {_key_text(rest.loc[i], contract.key)} appears in several records that disagree",
+            )
+        )
+    return out
+
+
