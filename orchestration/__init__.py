@@ -1,0 +1,1 @@
+"""Dagster orchestration of the digital thread: extraction, contracts, dbt thread, twins, publish."""
