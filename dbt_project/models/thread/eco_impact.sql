@@ -1,0 +1,129 @@
+{#- Every released ECO against every unit (not scrapped) that holds one of its parts. -#}
+with ecos as (
+
+    select eco_number, effectivity_type, effective_from, field_action,
+           case when effectivity_type = 'date' then try_cast(effective_from as date) end as effective_date,
+           {{ serial_prefix('effective_from') }} as effective_serial_prefix
+    from {{ ref('stg_plm__ecos') }}
+    where state = 'released'
+
+),
+
+items as (
+
+    select i.eco_number, i.part_number, i.from_revision, i.to_revision
+    from {{ ref('stg_plm__eco_affected_items') }} i
+    semi join ecos using (eco_number)
+
+),
+
+units as (
+
+    select c.serial_number, c.effectivity_date, c.serial_prefix
+    from {{ ref('int_units_classified') }} c
+    join {{ ref('stg_mes__units') }} u using (serial_number)
+    where u.status <> 'scrapped'
+
+),
+
+built as (
+
+    select serial_number, part_number, revision from {{ ref('unit_as_built') }}
+
+),
+
+current_config as (
+
+    select serial_number, part_number, revision from {{ ref('unit_configuration') }} where quantity > 0
+
+),
+
+designed as (
+
+    select serial_number, part_number from {{ ref('unit_as_designed') }}
+
+),
+
+touched as (
+
+    select distinct i.eco_number, u.serial_number
+    from items i
+    join (
+        select serial_number, part_number from built
+        union
+        select serial_number, part_number from current_config
+    ) held on held.part_number = i.part_number
+    join units u on u.serial_number = held.serial_number
+
+),
+
+{#- "Built with every to_revision": every affected part the unit uses (designed, built or held)
+    is in its as-built at the to_revision. -#}
+relevant as (
+
+    select t.eco_number, t.serial_number, i.part_number, i.from_revision, i.to_revision
+    from touched t
+    join items i on i.eco_number = t.eco_number
+    where exists (select 1 from designed d where d.serial_number = t.serial_number and d.part_number = i.part_number)
+       or exists (select 1 from built b where b.serial_number = t.serial_number and b.part_number = i.part_number)
+       or exists (select 1 from current_config c where c.serial_number = t.serial_number and c.part_number = i.part_number)
+
+),
+
+assessed as (
+
+    select
+        r.eco_number,
+        r.serial_number,
+        bool_and(exists (
+            select 1 from built b
+            where b.serial_number = r.serial_number and b.part_number = r.part_number and b.revision = r.to_revision
+        )) as is_built_with_all,
+        bool_or(exists (
+            select 1 from current_config c
+            where c.serial_number = r.serial_number and c.part_number = r.part_number
+              and c.revision = r.from_revision
+        )) as holds_from_revision
+    from relevant r
+    group by r.eco_number, r.serial_number
+
+),
+
+classified as (
+
+    select
+        a.eco_number,
+        a.serial_number,
+        case
+            when e.effectivity_type = 'date' then u.effectivity_date >= e.effective_date
+            else u.serial_prefix = e.effective_serial_prefix and u.serial_number >= e.effective_from
+        end as is_within_effectivity,
+        e.field_action,
+        a.is_built_with_all,
+        a.holds_from_revision
+    from assessed a
+    join ecos e using (eco_number)
+    join units u using (serial_number)
+
+),
+
+impacts as (
+
+    select
+        eco_number,
+        serial_number,
+        case
+            when coalesce(is_within_effectivity, false) then
+                case when is_built_with_all then 'effective' else 'effective_not_built' end
+            when field_action = 'retrofit' then
+                case when holds_from_revision then 'retrofit_pending' else 'retrofitted' end
+            when field_action = 'inspect' and holds_from_revision then 'inspect'
+        end as impact,
+        coalesce(is_within_effectivity, false) as is_within_effectivity
+    from classified
+
+)
+
+select eco_number, serial_number, impact, is_within_effectivity
+from impacts
+where impact is not null

@@ -1,0 +1,555 @@
+"""Extraction: read one entity's export, enforce its contract, land it in the raw Delta layer.
+
+Plain Python (no Dagster) so it can be tested and reused directly; the Dagster assets in
+`defs/<system>/` are thin wrappers around `extract_entity`.
+
+Master data lands as a snapshot per extraction (a Delta overwrite: earlier extractions stay
+queryable by version). Event data is read incrementally with a cursor stored in the same Delta
+commit as the rows it produced, so a row is never read twice and never missed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from contracts import EntityContract, ExportBreach, enforce
+from contracts._base import REJECT_COLUMNS, Enforcement
+
+from . import lake
+
+ARROW_TYPES = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+META_FIELDS = [
+    pa.field("_batch_id", pa.string()),
+    pa.field("_extracted_at", pa.timestamp("us", tz="UTC")),
+    pa.field("_source", pa.string()),
+    pa.field("_source_row", pa.int64()),
+]
+FINDING_FIELDS = [
+    pa.field("batch_id", pa.string()),
+    pa.field("extracted_at", pa.timestamp("us", tz="UTC")),
+    pa.field("system", pa.string()),
+    pa.field("entity", pa.string()),
+    pa.field("mode", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("source_row", pa.int64()),
+    pa.field("record_key", pa.string()),
+    pa.field("column", pa.string()),
+    pa.field("rule", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("severity", pa.string()),
+    pa.field("is_rejected", pa.bool_()),
+    pa.field("record", pa.string()),
+]
+FINDINGS_SCHEMA = pa.schema(FINDING_FIELDS)
+EXTRACTION_SCHEMA = pa.schema([
+    pa.field("batch_id", pa.string()),
+    pa.field("system", pa.string()),
+    pa.field("entity", pa.string()),
+    pa.field("extracted_at", pa.timestamp("us", tz="UTC")),
+    pa.field("status", pa.string()),  # ok | failed
+    pa.field("input_rows", pa.int64()),
+    pa.field("accepted_rows", pa.int64()),
+    pa.field("quarantined_rows", pa.int64()),
+    pa.field("is_changed", pa.bool_()),
+    pa.field("message", pa.string()),
+])
+# Event sources can deliver late rows with an earlier timestamp; re-read this much below the
+# high-water mark and drop what is already loaded by key.
+EVENT_OVERLAP = timedelta(days=1)
+
+
+@dataclass
+class Sources:
+    root: Path
+    mes_url: str
+
+    @staticmethod
+    def default_mes_url(root: Path) -> str:
+        return f"sqlite:///{Path(root).resolve() / 'mes' / 'mes.sqlite'}"
+
+
+@dataclass
+class Export:
+    frame: pd.DataFrame
+    rows: pd.Series
+    source: pd.Series
+    location: str
+    fingerprint: str | None = None
+    cursor: dict | None = None
+    # rows the reader itself had to reject (unparseable lines), already in REJECT_COLUMNS form
+    unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    unreadable_source: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExtractionReport:
+    system: str
+    entity: str
+    batch_id: str
+    location: str
+    input_rows: int
+    accepted_rows: int
+    quarantined_rows: int
+    warning_rows: int
+    already_loaded_rows: int
+    changed: bool
+    raw_version: int | None
+    raw_path: str
+    rejected: pd.DataFrame
+    warnings: pd.DataFrame
+
+    def metadata(self) -> dict:
+        return {
+            "batch_id": self.batch_id,
+            "source": self.location,
+            "input_rows": self.input_rows,
+            "accepted_rows": self.accepted_rows,
+            "quarantined_rows": self.quarantined_rows,
+            "warning_rows": self.warning_rows,
+            "already_loaded_rows": self.already_loaded_rows,
+            "changed": self.changed,
+            "raw_table": self.raw_path,
+            "raw_version": self.raw_version if self.raw_version is not None else -1,
+        }
+
+
+def paths(lake_dir: Path, c: EntityContract) -> dict[str, Path]:
+    return {
+        "raw": Path(lake_dir) / "raw" / c.system / c.entity,
+        "quarantine": Path(lake_dir) / "quarantine" / c.system / c.entity,
+        "findings": Path(lake_dir) / "audit" / "contract_findings",
+        "extractions": Path(lake_dir) / "audit" / "extractions",
+    }
+
+
+def log_extraction(lake_dir: Path, c: EntityContract, batch_id: str, now: datetime, status: str,
+                   report: "ExtractionReport | None" = None, message: str | None = None) -> None:
+    """The extraction log: what `thread status`, freshness and contract_violations read."""
+    row = {
+        "batch_id": batch_id, "system": c.system, "entity": c.entity, "extracted_at": now,
+        "status": status,
+        "input_rows": report.input_rows if report else None,
+        "accepted_rows": report.accepted_rows if report else None,
+        "quarantined_rows": report.quarantined_rows if report else None,
+        "is_changed": report.changed if report else False,
+        "message": message,
+    }
+    tbl = pa.table({f.name: pa.array([row[f.name]], f.type) for f in EXTRACTION_SCHEMA}, schema=EXTRACTION_SCHEMA)
+    lake.write(paths(lake_dir, c)["extractions"], tbl, "append", batch_id=batch_id)
+
+
+def arrow_schema(c: EntityContract, extra: list[str] = ()) -> pa.Schema:
+    fields = [pa.field(n, ARROW_TYPES[k]) for n, k in c.columns.items()]
+    fields += [pa.field(n, pa.string()) for n in extra]
+    return pa.schema(fields + META_FIELDS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Readers, one per medium of source-interfaces.md
+
+
+def _decode_lines(data: bytes):
+    """Text lines of an export; bytes that are not UTF-8 are kept (as surrogates) to be reported."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _bad_utf8(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _shown(value: str) -> str:
+    return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
+def _reject(row: int, key: str, rule: str, reason: str, record: str) -> dict:
+    return {"source_row": row, "record_key": key, "column": None, "rule": rule, "reason": reason,
+            "severity": "error", "record": record}
+
+
+def read_csv(c: EntityContract, root: Path) -> Export:
+    path = Path(root) / c.location
+    location = c.location
+    if not path.is_file():
+        raise ExportBreach(c.system, c.entity, location, "file missing")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ExportBreach(c.system, c.entity, location, f"file unreadable: {e}") from e
+    if not data.strip():
+        raise ExportBreach(c.system, c.entity, location, "file is empty: not even a header line")
+    reader = csv.reader(io.StringIO(_decode_lines(data), newline=""))
+    header = [h.strip() for h in next(reader)]
+    records, lines, rejects = [], [], []
+    start = reader.line_num + 1
+    for values in reader:
+        line = start
+        start = reader.line_num + 1
+        if not values or all(v == "" for v in values):
+            continue
+        raw = ",".join(_shown(v) for v in values)
+        if len(values) != len(header):
+            rejects.append(_reject(line, "", "field count",
+                                   f"line {line} has {len(values)} fields, the header has {len(header)}"
+                                   " (truncated or malformed line)", json.dumps({"line": raw})))
+            continue
+        bad = [h for h, v in zip(header, values) if _bad_utf8(v)]
+        if bad:
+            rejects.append(_reject(line, "", "utf-8",
+                                   f"line {line}: column {bad[0]} holds bytes that are not UTF-8",
+                                   json.dumps({"line": raw})))
+            continue
+        records.append(values)
+        lines.append(line)
+    frame = pd.DataFrame(records, columns=header, dtype="str") if records else pd.DataFrame(
+        columns=header, dtype="str")
+    return Export(frame, pd.Series(lines, dtype="int64"), pd.Series([location] * len(lines), dtype="str"),
+                  location, hashlib.sha256(data).hexdigest(),
+                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS),
+                  unreadable_source=[location] * len(rejects))
+
+
+def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
+    path = Path(root) / c.location
+    location = c.location
+    if not path.is_file():
+        raise ExportBreach(c.system, c.entity, location, "file missing")
+    offset, first_line = 0, 1
+    if c.mode == "events" and cursor:
+        size = path.stat().st_size
+        if size >= cursor.get("offset", 0):
+            offset, first_line = cursor.get("offset", 0), cursor.get("line", 0) + 1
+    with path.open("rb") as f:
+        f.seek(offset)
+        data = f.read()
+    fingerprint = hashlib.sha256(data).hexdigest() if c.mode == "snapshot" else None
+    if c.mode == "events":
+        # A line still being written (no newline yet) is left for the next extraction.
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut]
+    records, lines, rejects = [], [], []
+    text = _decode_lines(data)
+    n = first_line - 1
+    for n, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), start=first_line):
+        if not line.strip():
+            continue
+        shown = _shown(line)
+        if _bad_utf8(line):
+            rejects.append(_reject(n, "", "utf-8", f"line {n} holds bytes that are not UTF-8",
+                                   json.dumps({"line": shown})))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            rejects.append(_reject(n, "", "valid json", f"line {n} is not valid JSON ({e.msg})",
+                                   json.dumps({"line": shown})))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(_reject(n, "", "json object", f"line {n} is not a JSON object",
+                                   json.dumps({"line": shown})))
+            continue
+        records.append({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in obj.items()})
+        lines.append(n)
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    for col in c.columns:
+        if records and col not in frame.columns:
+            continue  # reported as a missing column by enforce
+        if not records and col not in frame.columns:
+            frame[col] = pd.Series(dtype="object")
+    new_cursor = {"offset": offset + len(data), "line": n} if c.mode == "events" else None
+    return Export(frame, pd.Series(lines, dtype="int64"), pd.Series([location] * len(lines), dtype="str"),
+                  location, fingerprint, new_cursor,
+                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS),
+                  unreadable_source=[location] * len(rejects))
+
+
+def parquet_files(c: EntityContract, root: Path) -> list[Path]:
+    return sorted(Path(root).glob(c.location))
+
+
+def read_parquet_files(c: EntityContract, root: Path, cursor: dict | None):
+    """New files since the cursor, one Export per file (files can be large; stream them)."""
+    seen = set((cursor or {}).get("files", []))
+    folder = Path(root) / Path(c.location).parent
+    if not folder.is_dir():
+        raise ExportBreach(c.system, c.entity, str(Path(c.location).parent), "folder missing")
+    new = [p for p in parquet_files(c, root) if p.name not in seen]
+    return new, sorted(seen)
+
+
+def read_parquet_file(c: EntityContract, root: Path, path: Path) -> Export:
+    location = str(path.relative_to(root))
+    try:
+        tbl = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - any reader failure means the file is unreadable
+        raise ExportBreach(c.system, c.entity, location, f"file unreadable as Parquet: {e}") from e
+    for name, kind in c.columns.items():
+        if name in tbl.column_names:
+            t = tbl.schema.field(name).type
+            ok = {
+                "str": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t),
+                "float": pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t),
+                "int": pa.types.is_integer(t),
+                "timestamp": pa.types.is_timestamp(t),
+                "date": pa.types.is_date(t),
+            }[kind]
+            if not ok:
+                raise ExportBreach(c.system, c.entity, location,
+                                   f"column has the wrong type: {t}, the contract says {kind}", column=name)
+    frame = tbl.to_pandas()
+    rows = pd.Series(range(1, len(frame) + 1), dtype="int64")
+    return Export(frame, rows, pd.Series([location] * len(frame), dtype="str"), location)
+
+
+def _engine(url: str):
+    import sqlalchemy as sa
+
+    return sa.create_engine(url)
+
+
+def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=None) -> Export:
+    import sqlalchemy as sa
+
+    location = f"{_redact(src.mes_url)} table {c.location}"
+    engine = _engine(src.mes_url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(c.location):
+                raise ExportBreach(c.system, c.entity, location, "table missing")
+            quoted = engine.dialect.identifier_preparer.quote(c.location)
+            query, params = f"SELECT * FROM {quoted}", {}
+            if c.mode == "events" and cursor and cursor.get("hwm"):
+                since = (pd.Timestamp(cursor["hwm"]) - EVENT_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
+                col = engine.dialect.identifier_preparer.quote(c.event_time)
+                query += f" WHERE {col} >= :since"
+                params["since"] = since
+            frame = pd.read_sql_query(sa.text(query), conn, params=params, dtype_backend="numpy_nullable")
+    except ExportBreach:
+        raise
+    except sa.exc.SQLAlchemyError as e:
+        raise ExportBreach(c.system, c.entity, location,
+                           f"database unreachable or unreadable: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
+    finally:
+        engine.dispose()
+    frame = frame.astype({col: "object" for col in frame.columns if str(frame[col].dtype) in ("string", "str")})
+    fingerprint = None
+    if c.mode == "snapshot":
+        fingerprint = str(int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum()) & (2**63 - 1)) + f"-{len(frame)}"
+    rows = pd.Series(range(1, len(frame) + 1), dtype="int64")
+    new_cursor = None
+    if c.mode == "events":
+        ts = pd.to_datetime(frame[c.event_time].astype("object") if c.event_time in frame else pd.Series([], dtype="object"),
+                            utc=True, errors="coerce", format="ISO8601") if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
+        hwm = ts.max() if len(ts) and ts.notna().any() else None
+        old = pd.Timestamp(cursor["hwm"]) if cursor and cursor.get("hwm") else None
+        best = max([t for t in (hwm, old) if t is not None], default=None)
+        new_cursor = {"hwm": best.strftime("%Y-%m-%dT%H:%M:%SZ") if best is not None else None}
+    return Export(frame, rows, pd.Series([c.location] * len(frame), dtype="str"), location, fingerprint,
+                  new_cursor)
+
+
+def _redact(url: str) -> str:
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "MES database"
+
+
+# ------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def new_batch_id(c: EntityContract, now: datetime, run_id: str | None = None) -> str:
+    return f"{c.system}.{c.entity}.{now.strftime('%Y%m%dT%H%M%SZ')}" + (f".{run_id[:8]}" if run_id else "")
+
+
+def _to_arrow(frame: pd.DataFrame, c: EntityContract, batch_id: str, now: datetime) -> pa.Table:
+    extra = [col for col in frame.columns if col not in c.columns and not str(col).startswith("_")]
+    sch = arrow_schema(c, extra)
+    df = frame.drop(columns=[x for x in ("_source_row",) if x in frame.columns])
+    arrays = []
+    for f in sch:
+        if f.name == "_batch_id":
+            arrays.append(pa.array([batch_id] * len(frame), f.type))
+        elif f.name == "_extracted_at":
+            arrays.append(pa.array([now] * len(frame), f.type))
+        elif f.name == "_source":
+            arrays.append(pa.array(frame["_source"].tolist() if "_source" in frame else [None] * len(frame), f.type))
+        elif f.name == "_source_row":
+            arrays.append(pa.array(frame["_source_row"].astype("int64").tolist(), f.type))
+        else:
+            col = df[f.name]
+            if f.type == pa.date32():
+                arrays.append(pa.array(col.tolist(), f.type))
+            else:
+                arrays.append(pa.Array.from_pandas(col, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=sch)
+
+
+def _findings(rejected: pd.DataFrame, warnings: pd.DataFrame, sources: list[str], c: EntityContract,
+              batch_id: str, now: datetime) -> pa.Table:
+    parts = []
+    for df, rejected_flag in ((rejected, True), (warnings, False)):
+        if len(df):
+            d = df.copy()
+            d["is_rejected"] = rejected_flag
+            parts.append(d)
+    if not parts:
+        return FINDINGS_SCHEMA.empty_table()
+    d = pd.concat(parts, ignore_index=True)
+    if "source" not in d:
+        d["source"] = sources[0] if sources else None
+    n = len(d)
+    data = {
+        "batch_id": [batch_id] * n, "extracted_at": [now] * n, "system": [c.system] * n,
+        "entity": [c.entity] * n, "mode": [c.mode] * n,
+        "source": d["source"].tolist(), "source_row": [int(x) if pd.notna(x) else None for x in d["source_row"]],
+        "record_key": d["record_key"].tolist(), "column": d["column"].tolist(), "rule": d["rule"].tolist(),
+        "reason": d["reason"].tolist(), "severity": d["severity"].tolist(),
+        "is_rejected": d["is_rejected"].tolist(), "record": d["record"].tolist(),
+    }
+    return pa.table({f.name: pa.array(data[f.name], f.type) for f in FINDINGS_SCHEMA}, schema=FINDINGS_SCHEMA)
+
+
+def record_breach(lake_dir: Path, c: EntityContract, breach: ExportBreach, batch_id: str, now: datetime) -> None:
+    """A failed export is itself a finding: it shows in thread.contract_violations."""
+    df = pd.DataFrame([{
+        "source_row": None, "record_key": None, "column": breach.column, "rule": "export readable",
+        "reason": str(breach), "severity": "error", "record": None, "source": breach.location}])
+    tbl = _findings(df, pd.DataFrame(), [breach.location], c, batch_id, now)
+    tbl = tbl.set_column(tbl.schema.get_field_index("is_rejected"), "is_rejected", pa.array([False], pa.bool_()))
+    lake.write(paths(lake_dir, c)["findings"], tbl, "append", batch_id=batch_id)
+
+
+def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id: str,
+                   now: datetime | None = None) -> ExtractionReport:
+    """Extract one entity; on a whole-export breach record it and re-raise (nothing written)."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        report = _extract(c, src, Path(lake_dir), batch_id, now)
+    except ExportBreach as breach:
+        record_breach(Path(lake_dir), c, breach, batch_id, now)
+        log_extraction(Path(lake_dir), c, batch_id, now, "failed", message=str(breach))
+        raise
+    log_extraction(Path(lake_dir), c, batch_id, now, "ok", report)
+    return report
+
+
+def _extract(c: EntityContract, src: Sources, lake_dir: Path, batch_id: str, now: datetime) -> ExtractionReport:
+    p = paths(lake_dir, c)
+    cur = lake.cursor(p["raw"]) if c.mode == "events" else None
+    if c.medium == "parquet":
+        return _extract_parquet(c, src, p, cur, batch_id, now)
+    if c.medium == "csv":
+        export = read_csv(c, src.root)
+    elif c.medium == "jsonl":
+        export = read_jsonl(c, src.root, cur)
+    else:
+        export = read_table(c, src, cur)
+    if c.mode == "snapshot" and export.fingerprint and export.fingerprint == lake.fingerprint(p["raw"]):
+        n = len(export.frame) + len(export.unreadable)
+        return ExtractionReport(c.system, c.entity, batch_id, export.location, n, len(export.frame),
+                                len(export.unreadable), 0, 0, False, lake.table(p["raw"]).version(),
+                                str(p["raw"]), export.unreadable, pd.DataFrame(columns=REJECT_COLUMNS))
+    enf = enforce(export.frame, c, export.location, export.rows)
+    enf.accepted["_source"] = export.location
+    rejected = pd.concat([x for x in (export.unreadable, enf.rejected) if len(x)], ignore_index=True) if (
+        len(export.unreadable) or len(enf.rejected)) else pd.DataFrame(columns=REJECT_COLUMNS)
+    accepted, already = enf.accepted, 0
+    if c.mode == "events":
+        accepted, already = _drop_loaded(accepted, c, p["raw"])
+    return _land(c, p, export.location, accepted, rejected, enf.warnings, already, export.cursor,
+                 export.fingerprint, batch_id, now)
+
+
+def _drop_loaded(accepted: pd.DataFrame, c: EntityContract, raw_path: Path) -> tuple[pd.DataFrame, int]:
+    if not len(accepted) or not lake.exists(raw_path):
+        return accepted, 0
+    keys = list(c.key)
+    flt = None
+    if c.event_time:
+        low = accepted[c.event_time].min()
+        if pd.notna(low):
+            flt = pc.field(c.event_time) >= pa.scalar(low.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+    existing = lake.read(raw_path, columns=keys, filter=flt)
+    if existing is None or existing.num_rows == 0:
+        return accepted, 0
+    ex = existing.to_pandas()
+    merged = accepted.merge(ex.drop_duplicates(), on=keys, how="left", indicator=True)
+    keep = (merged["_merge"] == "left_only").to_numpy()
+    return accepted[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerprint, batch_id, now,
+          extra_input: int = 0) -> ExtractionReport:
+    # Quarantine first: if the raw commit then fails, the next run re-reads the same rows and
+    # nothing was lost; the reverse order could advance the cursor past rows never quarantined.
+    findings = _findings(rejected, warnings, [location], c, batch_id, now)
+    if findings.num_rows:
+        lake.write(p["findings"], findings, "append", batch_id=batch_id)
+    if len(rejected):
+        q = findings.filter(pc.field("is_rejected")).drop_columns(["system", "entity", "mode", "is_rejected"])
+        lake.write(p["quarantine"], q, "append", batch_id=batch_id)
+    total = len(accepted) + len(rejected) + already + extra_input
+    if c.mode == "events" and not len(accepted) and lake.exists(p["raw"]) and cursor == lake.cursor(p["raw"]):
+        # Nothing new since the last extraction: no empty commit, nothing downstream to refresh.
+        return ExtractionReport(c.system, c.entity, batch_id, location, total, 0, len(rejected), len(warnings),
+                                already, False, lake.table(p["raw"]).version(), str(p["raw"]), rejected, warnings)
+    table = _to_arrow(accepted, c, batch_id, now)
+    mode = "overwrite" if c.mode == "snapshot" else "append"
+    version = lake.write(p["raw"], table, mode, batch_id=batch_id, cursor=cursor, fingerprint=fingerprint)
+    return ExtractionReport(c.system, c.entity, batch_id, location, total, len(accepted), len(rejected),
+                            len(warnings), already, c.mode == "snapshot" or len(accepted) > 0, version,
+                            str(p["raw"]), rejected, warnings)
+
+
+def _extract_parquet(c, src, p, cur, batch_id, now) -> ExtractionReport:
+    new, seen = read_parquet_files(c, src.root, cur)
+    accepted_parts, rejected_parts, warning_parts = [], [], []
+    already = 0
+    for path in new:
+        export = read_parquet_file(c, src.root, path)
+        enf: Enforcement = enforce(export.frame, c, export.location, export.rows)
+        acc = enf.accepted
+        acc["_source"] = export.location
+        acc, dup = _drop_loaded(acc, c, p["raw"])
+        already += dup
+        accepted_parts.append(acc)
+        for df, bucket in ((enf.rejected, rejected_parts), (enf.warnings, warning_parts)):
+            if len(df):
+                bucket.append(df.assign(source=export.location))
+    cursor = {"files": sorted(set(seen) | {x.name for x in new})}
+    accepted = pd.concat(accepted_parts, ignore_index=True) if accepted_parts else pd.DataFrame(
+        {k: pd.Series(dtype="object") for k in list(c.columns) + ["_source", "_source_row"]})
+    if not accepted_parts:
+        accepted = _empty_typed(c)
+    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame(columns=REJECT_COLUMNS)
+    warnings = pd.concat(warning_parts, ignore_index=True) if warning_parts else pd.DataFrame(columns=REJECT_COLUMNS)
+    location = f"{c.location} ({len(new)} new file{'s' if len(new) != 1 else ''})"
+    return _land(c, p, location, accepted, rejected, warnings, already, cursor, None, batch_id, now)
+
+
+def _empty_typed(c: EntityContract) -> pd.DataFrame:
+    empty = arrow_schema(c).empty_table().to_pandas()
+    return empty.drop(columns=["_batch_id", "_extracted_at"])

@@ -1,0 +1,110 @@
+"""The few Delta Lake helpers every asset shares.
+
+Reads go through the table's current file list and pyarrow/DuckDB's local Parquet readers, never
+through `DeltaTable.to_pyarrow_dataset()`: that path (deltalake 1.6 + pyarrow) intermittently
+aborts the interpreter at exit ("terminate called without an active exception"), which would turn
+a successful `thread build` into exit code 134.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+CURSOR_KEY = "thread.cursor"
+FINGERPRINT_KEY = "thread.fingerprint"
+BATCH_KEY = "thread.batch_id"
+
+
+def exists(path: Path) -> bool:
+    return (Path(path) / "_delta_log").is_dir()
+
+
+def table(path: Path) -> DeltaTable | None:
+    try:
+        return DeltaTable(str(path))
+    except TableNotFoundError:
+        return None
+
+
+def files(path: Path) -> list[str]:
+    dt = table(path)
+    return list(dt.file_uris()) if dt is not None else []
+
+
+def schema(path: Path) -> pa.Schema | None:
+    dt = table(path)
+    return pa.schema(dt.schema().to_arrow()) if dt is not None else None
+
+
+def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table | None:
+    dt = table(path)
+    if dt is None:
+        return None
+    sch = pa.schema(dt.schema().to_arrow())
+    uris = list(dt.file_uris())
+    if not uris:
+        return sch.empty_table() if columns is None else sch.empty_table().select(columns)
+    # An explicit schema fills columns added after older files were written with nulls.
+    return pads.dataset(uris, format="parquet", schema=sch).to_table(columns=columns, filter=filter)
+
+
+def last_commit(path: Path) -> dict:
+    dt = table(path)
+    if dt is None:
+        return {}
+    history = dt.history(1)
+    return history[0] if history else {}
+
+
+def cursor(path: Path) -> dict | None:
+    """The extraction cursor stored with the table's last commit (atomic with its data)."""
+    dt = table(path)
+    if dt is None:
+        return None
+    for commit in dt.history(50):
+        if CURSOR_KEY in commit:
+            return json.loads(commit[CURSOR_KEY])
+    return None
+
+
+def fingerprint(path: Path) -> str | None:
+    return last_commit(path).get(FINGERPRINT_KEY)
+
+
+def write(
+    path: Path,
+    data: pa.Table,
+    mode: str,
+    *,
+    batch_id: str,
+    cursor: dict | None = None,
+    fingerprint: str | None = None,
+    predicate: str | None = None,
+) -> int:
+    """Write one commit; overwrite keeps earlier versions (time travel = extraction history)."""
+    meta = {BATCH_KEY: batch_id}
+    if cursor is not None:
+        meta[CURSOR_KEY] = json.dumps(cursor, sort_keys=True)
+    if fingerprint is not None:
+        meta[FINGERPRINT_KEY] = fingerprint
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {}
+    if mode == "overwrite" and predicate is None:
+        kwargs["schema_mode"] = "overwrite"
+    elif exists(path):
+        kwargs["schema_mode"] = "merge"
+    write_deltalake(
+        str(path),
+        data,
+        mode=mode,
+        predicate=predicate,
+        commit_properties=CommitProperties(custom_metadata=meta),
+        **kwargs,
+    )
+    return DeltaTable(str(path)).version()

@@ -1,0 +1,135 @@
+"""The DuckDB side: the private build database dbt works in, and the published warehouse.
+
+Analysts open `warehouse.duckdb` read-only while refreshes run. A refresh builds the next
+warehouse beside it and renames it into place (an atomic rename on one file system): open
+connections keep reading the old file, new ones see the new one, nobody sees half a build.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+
+import contracts
+
+from . import lake
+from .extract import ARROW_TYPES, EXTRACTION_SCHEMA, FINDINGS_SCHEMA, arrow_schema, paths
+
+PUBLISHED_SCHEMAS = ("thread", "twin")
+DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
+
+
+def _arrow_to_duck(t) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_date(t):
+        return "DATE"
+    return "VARCHAR"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _view_sql(path: Path, schema) -> str:
+    uris = lake.files(path)
+    if uris:
+        file_list = "[" + ", ".join("'" + u.replace("'", "''") + "'" for u in uris) + "]"
+        return f"SELECT * FROM read_parquet({file_list}, union_by_name = true)"
+    cols = ", ".join(f"CAST(NULL AS {_arrow_to_duck(f.type)}) AS {_q(f.name)}" for f in schema)
+    return f"SELECT {cols} WHERE false"
+
+
+def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
+    """Point schema `raw` of the build database at the current version of every raw Delta table."""
+    build_db.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(build_db))
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        for c in contracts.ENTITIES.values():
+            p = paths(lake_dir, c)["raw"]
+            sch = lake.schema(p) or arrow_schema(c)
+            con.execute(f"CREATE OR REPLACE VIEW raw.{c.system}__{c.entity} AS {_view_sql(p, sch)}")
+        audit = Path(lake_dir) / "audit"
+        for name, sch in (("contract_findings", FINDINGS_SCHEMA), ("extractions", EXTRACTION_SCHEMA)):
+            con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {_view_sql(audit / name, sch)}")
+        con.execute(
+            "CREATE OR REPLACE TABLE raw.audit__source_systems (system VARCHAR, title VARCHAR, "
+            "owner_team VARCHAR, contract_version VARCHAR, freshness_limit_hours DOUBLE)"
+        )
+        con.executemany(
+            "INSERT INTO raw.audit__source_systems VALUES (?, ?, ?, ?, ?)",
+            [(s.system, s.title, s.owner_team, s.contract_version, s.freshness_limit.total_seconds() / 3600)
+             for s in contracts.SYSTEMS.values()],
+        )
+        con.execute("CREATE OR REPLACE TABLE raw.audit__settings (key VARCHAR, value VARCHAR)")
+        con.execute("INSERT INTO raw.audit__settings VALUES ('pii_salt', ?)", [pii_salt])
+    finally:
+        con.close()
+
+
+def published_tables(build_db: Path) -> list[tuple[str, str]]:
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('thread', 'twin') AND table_type = 'BASE TABLE' ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        con.close()
+    return [(s, t) for s, t in rows]
+
+
+def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None) -> dict:
+    """Copy the thread and twin schemas into a new warehouse file, swap it in, mirror to Delta."""
+    started = time.monotonic()
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
+    nxt.unlink(missing_ok=True)
+    con = duckdb.connect(str(nxt))
+    counts = {}
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
+        for schema in PUBLISHED_SCHEMAS:
+            con.execute(f"CREATE SCHEMA {schema}")
+        for schema, table in published_tables(build_db):
+            con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM build.{schema}.{table}")
+            counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+            for col, text in (descriptions or {}).get(f"{schema}.{table}", {}).items():
+                target = f"{schema}.{table}" + (f".{_q(col)}" if col else "")
+                kind = "COLUMN" if col else "TABLE"
+                con.execute(f"COMMENT ON {kind} {target} IS '" + text.replace("'", "''") + "'")
+        con.execute("DETACH build")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    nxt.chmod(0o644)
+    os.replace(nxt, warehouse)
+    mirror(warehouse, lake_dir, [k.split(".") for k in counts])
+    return {"tables": counts, "seconds": round(time.monotonic() - started, 3)}
+
+
+def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
+    """Every published table also as a Delta table, for engines that do not speak DuckDB."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        for schema, table in tables:
+            data = con.execute(f"SELECT * FROM {schema}.{table}").fetch_record_batch(200_000)
+            lake.write(Path(lake_dir) / schema / table, data, "overwrite", batch_id="publish")
+    finally:
+        con.close()
+
+
+__all__ = ["ARROW_TYPES", "DUCK_TYPES", "prepare_build_db", "publish", "published_tables"]
