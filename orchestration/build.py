@@ -1,0 +1,104 @@
+"""`thread build`: the whole graph in-process, with the same definitions the UI loads.
+
+Extraction runs per system first, each system on its own: a failed export leaves that system's
+raw tables as they were and the others proceed. The thread (audit, dbt, publish) then runs on
+whatever each system last landed successfully.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+import duckdb
+
+SYSTEM_ORDER = ("plm", "mes", "erp", "service")
+# The CLI prints its own progress; Dagster's per-event console log would drown it (the UI keeps it).
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class StepOutcome:
+    key: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class BuildResult:
+    steps: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [s for s in self.steps if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
+    out = []
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        if "accepted_rows" in meta:
+            detail = f"{meta['accepted_rows']} rows"
+            if meta.get("quarantined_rows"):
+                detail += f", {meta['quarantined_rows']} quarantined"
+            if not meta.get("changed", True):
+                detail += " (unchanged)"
+        elif "rows thread.units" in meta:
+            detail = f"published {meta['path']}"
+        else:
+            detail = "ok"
+        out.append(StepOutcome(mat.asset_key.to_user_string(), True, detail))
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            message = (error.message or "").strip().splitlines()
+            user = event.step_failure_data.user_failure_data
+            text = (user.description if user and user.description else (message[0] if message else "failed"))
+            out.append(StepOutcome(event.step_key.replace("__", "/"), False, text))
+    return out
+
+
+def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
+              progress: Callable[[str, list[StepOutcome]], None] | None = None) -> BuildResult:
+    assets = list(defs.assets)
+    resources = defs.resources
+    build = BuildResult()
+    stages = [(system, dg.AssetSelection.groups(system)) for system in SYSTEM_ORDER]
+    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin", "publish")))
+    for name, selection in stages:
+        result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
+                                raise_on_error=False, tags={"thread/stage": name}, run_config=QUIET)
+        outcomes = _outcomes(result)
+        if not result.success and not any(not o.ok for o in outcomes):
+            outcomes.append(StepOutcome(name, False, "run failed"))
+        build.steps += outcomes
+        if progress:
+            progress(name, outcomes)
+    return build
+
+
+def summary(warehouse) -> dict:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "units": one("select count(*) from thread.units"),
+            "twins": one("select count(*) from twin.unit_twin"),
+            "deviations": one("select count(*) from thread.unit_deviations"),
+            "units_with_deviations": one("select count(distinct serial_number) from thread.unit_deviations"),
+            "released_ecos": one("select count(*) from thread.eco_propagation"),
+            "ecos_with_gaps": one("select count(*) from thread.eco_propagation where status = 'gap'"),
+            "violations_error": one("select count(*) from thread.contract_violations where severity = 'error'"),
+            "violations_warning": one("select count(*) from thread.contract_violations where severity = 'warning'"),
+            "pending_retrofits": one("select coalesce(sum(pending_retrofits), 0) from twin.unit_twin"),
+            "health": dict(con.execute(
+                "select health_state, count(*) from twin.unit_twin group by 1 order by 1").fetchall()),
+        }
+    finally:
+        con.close()

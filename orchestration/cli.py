@@ -1,0 +1,201 @@
+"""The `thread` command. Argument handling and printing only; the work happens elsewhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import settings
+
+console = Console(highlight=False, soft_wrap=True)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@click.group(help="The digital thread: simulate an enterprise, build the thread and twins, serve the UI.")
+@click.option("--data-dir", envvar="THREAD_DATA_DIR", help="Where runs write everything (default: data).")
+@click.option("--sources-dir", envvar="THREAD_SOURCES_DIR", help="Sources root (default: <data>/sources).")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, sources_dir: str | None) -> None:
+    ctx.obj = settings.configure(data_dir, sources_dir)
+
+
+# -- simulate -------------------------------------------------------------------------------------
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _track(progress: Progress):
+    tasks = {}
+
+    def update(kind: str, done: int, total: int) -> None:
+        if kind not in tasks:
+            tasks[kind] = progress.add_task(kind, total=total)
+        progress.update(tasks[kind], completed=done, total=total)
+
+    return update
+
+
+@main.group(invoke_without_command=True, help="Write a simulated enterprise (the four source systems).")
+@click.option("--out", type=click.Path(path_type=Path), help="Sources root to write (default: THREAD_SOURCES_DIR).")
+@click.option("--units", default=300, show_default=True, help="Units started over the period.")
+@click.option("--parts", default=300, show_default=True, help="Approximate size of the engineering catalogue.")
+@click.option("--seed", default=42, show_default=True)
+@click.option("--start", "start", default="2025-11-01", show_default=True, help="First simulated day (YYYY-MM-DD).")
+@click.option("--days", default=365, show_default=True, help="Number of simulated days.")
+@click.option("--telemetry-every-h", default=6, show_default=True, help="Hours between telemetry readings.")
+@click.option("--if-missing", is_flag=True, help="Do nothing when the sources root already holds an enterprise.")
+@click.pass_context
+def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_missing):
+    if ctx.invoked_subcommand:
+        return
+    from .simulate import MANIFEST, SimConfig
+    from .simulate import simulate as run
+
+    out = out or ctx.obj.sources_dir
+    if if_missing and (out / MANIFEST).exists():
+        console.print(f"Sources root {out} already holds a simulated enterprise; keeping it.")
+        return
+    cfg = SimConfig(seed=seed, units=units, parts=parts, start=date.fromisoformat(start), days=days,
+                    telemetry_every_h=telemetry_every_h)
+    started = time.monotonic()
+    try:
+        with _progress() as p:
+            result = run(out, cfg, _track(p))
+    except FileExistsError as e:
+        raise click.ClickException(str(e)) from e
+    _print_counts(result, time.monotonic() - started)
+
+
+@simulate.command("advance", help="Add the next DAYS of activity to an existing simulated sources root.")
+@click.option("--out", type=click.Path(path_type=Path), help="Sources root (default: THREAD_SOURCES_DIR).")
+@click.option("--days", required=True, type=click.IntRange(min=1))
+@click.pass_context
+def simulate_advance(ctx, out, days):
+    from .simulate import advance
+
+    out = out or ctx.obj.sources_dir
+    started = time.monotonic()
+    try:
+        with _progress() as p:
+            result = advance(out, days, _track(p))
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    _print_counts(result, time.monotonic() - started)
+
+
+def _print_counts(result, seconds: float) -> None:
+    table = Table(title=f"Simulated enterprise in {result.out} (up to {result.horizon})", show_edge=False)
+    table.add_column("system.entity")
+    table.add_column("rows written", justify="right")
+    for name, n in result.counts.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(f"Done in {seconds:.1f} s.")
+
+
+# -- build ----------------------------------------------------------------------------------------
+
+@main.command(help="Materialize the whole asset graph in-process and publish warehouse.duckdb.")
+@click.pass_context
+def build(ctx):
+    import dagster as dg
+
+    from .build import run_build, summary
+    from .dbt_project import ensure_manifest
+
+    env = ctx.obj
+    if not env.sources_dir.is_dir():
+        raise click.ClickException(
+            f"No sources at {env.sources_dir}. Run `thread simulate` or set THREAD_SOURCES_DIR.")
+    ensure_manifest()
+    from .definitions import defs
+
+    started = time.monotonic()
+
+    def show(stage, outcomes):
+        console.print(f"[bold]{stage}[/bold]")
+        shown = outcomes if stage != "thread" else [o for o in outcomes if not o.ok or "/" not in o.key
+                                                    or o.key.startswith(("audit/",))]
+        for o in shown:
+            mark = "[green]✓[/green]" if o.ok else "[red]✗[/red]"
+            console.print(f"  {mark} {o.key:<40} {o.detail}")
+        if stage == "thread":
+            models = [o for o in outcomes if o.ok and o.key.split("/")[0] in ("staging", "intermediate", "thread", "twin")]
+            console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
+
+    with dg.DagsterInstance.get() as instance:
+        result = run_build(defs, instance, show)
+    elapsed = time.monotonic() - started
+    warehouse = env.data_dir / "warehouse.duckdb"
+    if warehouse.exists():
+        _print_summary(summary(warehouse), warehouse, elapsed)
+    if not result.ok:
+        console.print(f"[red]{len(result.failed)} step(s) failed[/red]: " + "; ".join(
+            f"{s.key}: {s.detail}" for s in result.failed))
+        sys.exit(1)
+
+
+def _print_summary(s: dict, warehouse: Path, elapsed: float) -> None:
+    health = ", ".join(f"{k} {v}" for k, v in s["health"].items())
+    console.print()
+    console.print(f"[bold]Digital thread built in {elapsed:.0f} s[/bold] -> {warehouse}")
+    console.print(f"  units                 {s['units']:,}")
+    console.print(f"  twins                 {s['twins']:,}  (health: {health})")
+    console.print(f"  deviations            {s['deviations']:,} on {s['units_with_deviations']:,} units")
+    console.print(f"  ECOs with gaps        {s['ecos_with_gaps']:,} of {s['released_ecos']:,} released")
+    console.print(f"  pending retrofits     {s['pending_retrofits']:,}")
+    console.print(f"  contract violations   {s['violations_error']:,} errors, {s['violations_warning']:,} warnings")
+    console.print()
+    console.print("Next steps:")
+    console.print("  make serve                         # Dagster UI on http://127.0.0.1:3000 (lineage, runs, freshness)")
+    console.print(f"  duckdb -readonly {warehouse}      # then: select * from twin.unit_twin limit 10;")
+    console.print(f"  python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
+                  ".sql('select * from thread.eco_propagation'))\"")
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+@main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")
+@click.option("--port", default=3000, show_default=True)
+@click.pass_context
+def serve(ctx, port):
+    from .dbt_project import ensure_manifest
+
+    ensure_manifest()
+    dagster = str(Path(sys.executable).parent / "dagster")
+    cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"Dagster UI on http://127.0.0.1:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")
+    # Own process group: `dagster dev` started from a script ignores SIGINT/SIGTERM otherwise.
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+
+    def stop(*_):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        sys.exit(proc.wait())
+    except KeyboardInterrupt:
+        stop()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per owning system plus the thread, twin and publish layers."""

@@ -1,0 +1,57 @@
+"""The boundary audit: what every extraction accepted, quarantined or failed.
+
+dbt's `audit` sources (contract findings, extraction log, source systems, settings) are these
+assets, downstream of every raw asset, so the thread waits for the whole boundary.
+"""
+
+import dagster as dg
+import pyarrow.compute as pc
+
+import contracts
+
+from .. import lake
+from ..resources import ThreadSettings
+
+RAW_KEYS = [dg.AssetKey([c.system, c.entity]) for c in contracts.ENTITIES.values()]
+AUDIT_SPECS = [
+    dg.AssetSpec(["audit", "contract_findings"], deps=RAW_KEYS, group_name="audit", kinds={"delta"},
+                 description="Every contract finding at extraction: rejected rows, warnings, failed exports "
+                 "(lake/audit/contract_findings)."),
+    dg.AssetSpec(["audit", "extractions"], deps=RAW_KEYS, group_name="audit", kinds={"delta"},
+                 description="One row per extraction attempt of one entity (lake/audit/extractions)."),
+    dg.AssetSpec(["audit", "source_systems"], group_name="audit", kinds={"python"},
+                 description="Owner, contract version and freshness limit of each source system, "
+                 "from the contracts package."),
+    dg.AssetSpec(["audit", "settings"], group_name="audit", kinds={"python"},
+                 description="Deployment settings the models need (the PII salt); only in the private build database."),
+]
+
+
+@dg.multi_asset(specs=AUDIT_SPECS, name="audit")
+def audit(thread: ThreadSettings):
+    log = lake.read(thread.lake_dir / "audit" / "extractions")
+    rows = []
+    if log is not None and log.num_rows:
+        df = log.to_pandas().sort_values("extracted_at").groupby(["system", "entity"]).tail(1)
+        rows = df.to_dict("records")
+    table = "| system | entity | last extraction | status | accepted | quarantined |\n|---|---|---|---|---|---|\n"
+    table += "\n".join(
+        f"| {r['system']} | {r['entity']} | {r['extracted_at']:%Y-%m-%d %H:%M} | {r['status']} | "
+        f"{'' if r['accepted_rows'] != r['accepted_rows'] or r['accepted_rows'] is None else int(r['accepted_rows'])} | "
+        f"{'' if r['quarantined_rows'] != r['quarantined_rows'] or r['quarantined_rows'] is None else int(r['quarantined_rows'])} |"
+        for r in rows
+    )
+    findings = lake.read(thread.lake_dir / "audit" / "contract_findings", columns=["is_rejected"])
+    rejected = int(pc.sum(findings["is_rejected"]).as_py() or 0) if findings is not None and findings.num_rows else 0
+    yield dg.MaterializeResult(asset_key=["audit", "contract_findings"],
+                               metadata={"rejected_rows_all_time": rejected})
+    yield dg.MaterializeResult(asset_key=["audit", "extractions"], metadata={
+        "entities": len(rows),
+        "failed_entities": sum(1 for r in rows if r["status"] == "failed"),
+        "last_extractions": dg.MetadataValue.md(table),
+    })
+    yield dg.MaterializeResult(asset_key=["audit", "source_systems"], metadata={
+        s.system: f"{s.owner_team}, v{s.contract_version}, fresh within {s.freshness_limit}"
+        for s in contracts.SYSTEMS.values()
+    })
+    yield dg.MaterializeResult(asset_key=["audit", "settings"])

@@ -1,0 +1,3 @@
+from ..raw import raw_assets
+
+assets = raw_assets("erp")

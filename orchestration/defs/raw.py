@@ -1,0 +1,99 @@
+"""The raw layer: one asset per entity of a system's export, built from its contract.
+
+Each asset reads the export, enforces the pandera contract, quarantines rejected rows and writes
+the rest to `lake/raw/<system>/<entity>`. A breach of the whole export fails the asset with one
+message naming system, entity, file or table, and column; nothing is written.
+"""
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+import contracts
+from contracts import EntityContract, ExportBreach
+
+from ..extract import extract_entity, new_batch_id
+from ..resources import ThreadSettings
+
+KIND_OF_MEDIUM = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "table": "sql"}
+DAGSTER_TYPES = {"str": "string", "int": "integer", "float": "float", "timestamp": "timestamp", "date": "date"}
+
+
+def column_schema(c: EntityContract) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, DAGSTER_TYPES[kind], description=c.column_docs.get(name),
+                       constraints=dg.TableColumnConstraints(nullable=c.nullable(name), unique=c.key == (name,)))
+        for name, kind in c.columns.items()
+    ])
+
+
+def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
+    owner = contracts.SYSTEMS[c.system]
+    key = dg.AssetKey([c.system, c.entity])
+    where = c.location if c.medium != "table" else f"MES table {c.location}"
+
+    @dg.asset(
+        key=key,
+        group_name=c.system,
+        description=(
+            f"{c.description}\n\nSource: `{where}` ({c.mode}). Contract `{c.name}` v{owner.contract_version}, "
+            f"owned by {owner.owner_team}. Raw Delta table: `lake/raw/{c.system}/{c.entity}`."
+        ),
+        kinds={"delta", KIND_OF_MEDIUM[c.medium]},
+        owners=[f"team:{c.system}"],
+        metadata={
+            "contract": c.name,
+            "contract_version": owner.contract_version,
+            "owner_team": owner.owner_team,
+            "key": ", ".join(c.key),
+            "mode": c.mode,
+            "freshness_limit_hours": owner.freshness_limit.total_seconds() / 3600,
+            "dagster/column_schema": column_schema(c),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "contract_rows",
+                asset=key,
+                description=f"Every row of the export meets the {c.name} contract (rejected rows are quarantined).",
+            )
+        ],
+    )
+    def _raw(context: dg.AssetExecutionContext, thread: ThreadSettings):
+        now = datetime.now(timezone.utc)
+        batch = new_batch_id(c, now, context.run_id)
+        try:
+            report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now)
+        except ExportBreach as breach:
+            raise dg.Failure(
+                description=str(breach),
+                metadata={"system": c.system, "entity": c.entity, "location": breach.location,
+                          "column": breach.column or "", "batch_id": batch},
+                allow_retries=False,
+            ) from breach
+        examples = report.rejected.head(5)
+        return dg.MaterializeResult(
+            metadata=report.metadata(),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="contract_rows",
+                    passed=report.quarantined_rows == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "quarantined_rows": report.quarantined_rows,
+                        "warning_rows": report.warning_rows,
+                        "input_rows": report.input_rows,
+                        "examples": dg.MetadataValue.md(
+                            "\n".join(f"- row {r.source_row}: {r.reason}" for r in examples.itertuples())
+                            or "none"
+                        ),
+                    },
+                )
+            ],
+        )
+
+    return _raw
+
+
+def raw_assets(system: str) -> list[dg.AssetsDefinition]:
+    return [raw_asset(c) for c in contracts.ENTITIES.values() if c.system == system]

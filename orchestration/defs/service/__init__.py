@@ -1,0 +1,1 @@
+"""The service source system: its raw assets (and, later, the sensors that watch its exports)."""
