@@ -325,7 +325,7 @@ def _work_order(u, start: date) -> str:
 
 def _csv(path: Path, header, rows, counts, name) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         for row in rows:
             w.writerow(["" if v is None else v for v in row])

@@ -1,0 +1,42 @@
+# Thin wrappers over `thread` and pytest. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+THREAD := $(BIN)/thread
+PORT   ?= 3000
+SCALE  ?= S
+
+.PHONY: setup demo test serve docs bench lock clean
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# Locked dependencies, the `thread` command, and the dbt manifest the Dagster definitions load.
+setup: $(BIN)/.installed
+	$(BIN)/python -c "from orchestration.dbt_project import ensure_manifest; ensure_manifest()"
+
+demo: setup
+	$(THREAD) simulate --if-missing
+	$(THREAD) build
+
+test: setup
+	$(BIN)/python -m pytest
+
+serve: setup
+	$(THREAD) serve --port $(PORT)
+
+docs: setup
+	$(THREAD) docs
+
+bench: setup
+	$(THREAD) bench --scale $(SCALE)
+
+# Re-resolve requirements.lock after changing pyproject.toml (needs uv: pip install uv).
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --no-header
+
+clean:
+	rm -rf data dbt_project/target
