@@ -7,8 +7,10 @@ whatever each system last landed successfully.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -64,16 +66,29 @@ def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
     return out
 
 
+@contextlib.contextmanager
+def _captured(log_path: Path | None):
+    if log_path is None:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+        yield
+
+
 def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
-              progress: Callable[[str, list[StepOutcome]], None] | None = None) -> BuildResult:
+              progress: Callable[[str, list[StepOutcome]], None] | None = None,
+              log_path: Path | None = None) -> BuildResult:
     assets = list(defs.assets)
     resources = defs.resources
     build = BuildResult()
     stages = [(system, dg.AssetSelection.groups(system)) for system in SYSTEM_ORDER]
     stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin", "publish")))
     for name, selection in stages:
-        result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
-                                raise_on_error=False, tags={"thread/stage": name}, run_config=QUIET)
+        # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
+        with _captured(log_path):
+            result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
+                                    raise_on_error=False, tags={"thread/stage": name}, run_config=QUIET)
         outcomes = _outcomes(result)
         if not result.success and not any(not o.ok for o in outcomes):
             outcomes.append(StepOutcome(name, False, "run failed"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -135,8 +136,9 @@ def build(ctx):
             models = [o for o in outcomes if o.ok and o.key.split("/")[0] in ("staging", "intermediate", "thread", "twin")]
             console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
 
+    log_path = env.data_dir / "logs" / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
     with dg.DagsterInstance.get() as instance:
-        result = run_build(defs, instance, show)
+        result = run_build(defs, instance, show, log_path)
     elapsed = time.monotonic() - started
     warehouse = env.data_dir / "warehouse.duckdb"
     if warehouse.exists():
@@ -144,6 +146,7 @@ def build(ctx):
     if not result.ok:
         console.print(f"[red]{len(result.failed)} step(s) failed[/red]: " + "; ".join(
             f"{s.key}: {s.detail}" for s in result.failed))
+        console.print(f"Full log: {log_path}")
         sys.exit(1)
 
 
@@ -177,25 +180,49 @@ def serve(ctx, port):
     dagster = str(Path(sys.executable).parent / "dagster")
     cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")
-    # Own process group: `dagster dev` started from a script ignores SIGINT/SIGTERM otherwise.
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+    proc = start_dagster_dev(cmd)
 
-    def stop(*_):
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    class Stop(Exception):
+        pass
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    def interrupt(*_):
+        raise Stop
+
+    # Only raise in the handler: waiting on the child inside it would deadlock with the main wait.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
-        sys.exit(proc.wait())
-    except KeyboardInterrupt:
-        stop()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+    except Stop:
+        stop_process_group(proc)
+        code = 0
+    sys.exit(code)
 
+
+def _default_signals() -> None:
+    # A shell's `cmd &` leaves SIGINT/SIGTERM ignored and children inherit that: restore them,
+    # or `dagster dev` could never be stopped.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_dagster_dev(cmd: list[str]) -> subprocess.Popen:
+    # Its own session, so the whole tree (webserver, daemon, code servers) is signalled at once.
+    return subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_default_signals)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    # Whatever of the tree is left (webserver, daemon, code servers) goes now.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 if __name__ == "__main__":
     main()

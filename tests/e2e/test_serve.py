@@ -1,0 +1,38 @@
+"""`thread serve` loads the same definitions in the Dagster UI, with lineage from sources to twins."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_ui_shows_lineage_from_every_source_system_to_the_twins(served):
+    nodes = served.graphql("{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }")["assetNodes"]
+    groups = {n["groupName"] for n in nodes}
+    assert {"plm", "mes", "erp", "service", "staging", "thread", "twin", "publish"} <= groups
+    parents = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
+
+    def ancestors(key, seen=None):
+        seen = set() if seen is None else seen
+        for p in parents.get(key, ()):
+            if p not in seen:
+                seen.add(p)
+                ancestors(p, seen)
+        return seen
+
+    upstream = ancestors("twin/unit_twin")
+    for system in ("plm", "mes", "service"):
+        assert any(a.startswith(f"{system}/") for a in upstream), system
+    assert "warehouse" in {k for k, ps in parents.items() if "twin/unit_twin" in ps}
+
+
+def test_server_stops_cleanly(built_small, small_sources, tmp_path):
+    from tests.e2e.conftest import start_server, stop_server
+
+    server = start_server(small_sources, built_small / "second", tmp_path)
+    stop_server(server)
+    assert server.proc.returncode == 0
+    import subprocess
+    left = subprocess.run(["pgrep", "-g", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == []
