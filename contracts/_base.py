@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
@@ -51,7 +51,6 @@ class EntityContract:
     personal_data: tuple[str, ...] = ()
     # For event entities read by high-water mark: the column that orders them.
     event_time: str | None = None
-    column_docs: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -63,6 +62,12 @@ class EntityContract:
 
     def nullable(self, column: str) -> bool:
         return bool(self.model.to_schema().columns[column].nullable)
+
+    @property
+    def column_docs(self) -> dict[str, str]:
+        """Column meanings, from the pandera fields' descriptions."""
+        cols = self.model.to_schema().columns
+        return {n: c.description for n, c in cols.items() if c.description}
 
 
 class ExportBreach(Exception):
@@ -317,9 +322,6 @@ def _pandera_issues(frame: pd.DataFrame, contract: EntityContract) -> list[CellI
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
     checks = {c.name: c for c in schema.checks}
-    col_checks = {
-        (name, chk.name): chk for name, col in schema.columns.items() for chk in col.checks
-    }
     out: list[CellIssue] = []
     seen = set()
     for case in cases.itertuples(index=False):
@@ -335,8 +337,9 @@ def _pandera_issues(frame: pd.DataFrame, contract: EntityContract) -> list[CellI
             desc = checks[check].description or check
             out.append(CellIssue(idx, None, check, desc))
         else:
-            chk = col_checks.get((case.column, check))
-            desc = (chk.description if chk is not None and chk.description else None) or _explain(check)
+            column = schema.columns.get(case.column)
+            explain = (column.metadata or {}).get("explain") if column is not None else None
+            desc = explain if explain and check != "not_nullable" else _explain(check)
             value = case.failure_case
             shown = "empty" if value is None or (isinstance(value, float) and value != value) else f"'{value}'"
             out.append(CellIssue(idx, case.column, check, f"is {shown}, {desc}"))

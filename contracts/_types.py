@@ -15,4 +15,5 @@ def ts(**kwargs):
 
 
 def one_of(*values: str, nullable: bool = False, description: str | None = None):
-    return pa.Field(isin=list(values), nullable=nullable, description=description)
+    return pa.Field(isin=list(values), nullable=nullable, description=description,
+                    metadata={"explain": "must be one of " + ", ".join(values)})

@@ -29,7 +29,7 @@ class WorkOrders(pa.DataFrameModel):
     work_order_number: Series[str]
     product_part_number: Series[str]
     product_revision: Series[str] = pa.Field(nullable=True)
-    quantity: Series[Int] = pa.Field(gt=0, description="must be > 0")
+    quantity: Series[Int] = pa.Field(gt=0, metadata={"explain": "must be > 0"})
     plant: Series[str] = pa.Field(nullable=True)
     status: Series[str] = one_of("planned", "released", "closed")
     created_at: Series[Timestamp] = ts(nullable=True)
@@ -42,10 +42,10 @@ class PurchaseOrders(pa.DataFrameModel):
     part_number: Series[str]
     revision: Series[str] = pa.Field(nullable=True)
     supplier_id: Series[str] = pa.Field(nullable=True)
-    quantity: Series[float] = pa.Field(gt=0, description="must be > 0")
-    unit_price: Series[float] = pa.Field(ge=0, nullable=True, description="must be >= 0")
+    quantity: Series[float] = pa.Field(gt=0, metadata={"explain": "must be > 0"})
+    unit_price: Series[float] = pa.Field(ge=0, nullable=True, metadata={"explain": "must be >= 0"})
     currency: Series[str] = pa.Field(str_matches=r"^[A-Z]{3}$", nullable=True,
-                                     description="must be an ISO 4217 code like EUR")
+                                     metadata={"explain": "must be an ISO 4217 code like EUR"})
     ordered_at: Series[Timestamp] = ts(nullable=True)
     received_at: Series[Timestamp] = ts(nullable=True)
     status: Series[str] = one_of("open", "received", "cancelled")
@@ -58,8 +58,8 @@ class PurchaseOrders(pa.DataFrameModel):
 class ItemMaster(pa.DataFrameModel):
     part_number: Series[str]
     current_revision: Series[str] = pa.Field(nullable=True)
-    standard_cost: Series[float] = pa.Field(ge=0, nullable=True, description="must be >= 0")
-    lead_time_days: Series[Int] = pa.Field(ge=0, nullable=True, description="must be >= 0")
+    standard_cost: Series[float] = pa.Field(ge=0, nullable=True, metadata={"explain": "must be >= 0"})
+    lead_time_days: Series[Int] = pa.Field(ge=0, nullable=True, metadata={"explain": "must be >= 0"})
     updated_at: Series[Timestamp] = ts(nullable=True)
 
 

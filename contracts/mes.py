@@ -56,10 +56,10 @@ class AsBuiltComponents(pa.DataFrameModel):
     serial_number: Series[str]
     part_number: Series[str]
     revision: Series[str]
-    quantity: Series[float] = pa.Field(gt=0, description="must be > 0")
+    quantity: Series[float] = pa.Field(gt=0, metadata={"explain": "must be > 0"})
     component_serial: Series[str]
     installed_at: Series[Timestamp] = ts(nullable=True)
-    is_substitute: Series[Int] = pa.Field(isin=[0, 1], description="must be 0 or 1")
+    is_substitute: Series[Int] = pa.Field(isin=[0, 1], metadata={"explain": "must be 0 or 1"})
 
 
 class ProductionEvents(pa.DataFrameModel):

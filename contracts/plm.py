@@ -57,7 +57,7 @@ class BomLines(pa.DataFrameModel):
     parent_revision: Series[str]
     find_number: Series[Int]
     child_part_number: Series[str]
-    quantity: Series[float] = pa.Field(gt=0, description="must be > 0")
+    quantity: Series[float] = pa.Field(gt=0, metadata={"explain": "must be > 0"})
 
     @pa.dataframe_check(description="a part cannot contain itself")
     def not_self(cls, df):

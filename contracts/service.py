@@ -32,7 +32,7 @@ class Customers(pa.DataFrameModel):
     name: Series[str] = pa.Field(nullable=True)
     email: Series[str] = pa.Field(nullable=True)
     country: Series[str] = pa.Field(str_matches=r"^[A-Z]{2}$", nullable=True,
-                                    description="must be an ISO 3166 alpha-2 code like DE")
+                                    metadata={"explain": "must be an ISO 3166 alpha-2 code like DE"})
 
 
 class Installations(pa.DataFrameModel):
@@ -83,7 +83,7 @@ class WarrantyClaims(pa.DataFrameModel):
     serial_number: Series[str]
     event_id: Series[str] = pa.Field(nullable=True)
     claimed_at: Series[Timestamp] = ts(nullable=True)
-    amount: Series[float] = pa.Field(ge=0, nullable=True, description="must be >= 0")
+    amount: Series[float] = pa.Field(ge=0, nullable=True, metadata={"explain": "must be >= 0"})
     currency: Series[str] = pa.Field(nullable=True)
     status: Series[str] = one_of("open", "approved", "rejected")
 

@@ -168,6 +168,23 @@ def _print_summary(s: dict, warehouse: Path, elapsed: float) -> None:
                   ".sql('select * from thread.eco_propagation'))\"")
 
 
+# -- contracts ----------------------------------------------------------------------------------
+
+@main.group(help="The data contracts of the four source systems.")
+def contracts():
+    pass
+
+
+@contracts.command("export", help="Write every contract as an Open Data Contract Standard (v3) YAML file.")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def contracts_export(out):
+    import contracts as registry
+    from contracts.odcs import export
+
+    for path in export(out, registry.SYSTEMS, registry.ENTITIES):
+        console.print(f"wrote {path}")
+
+
 # -- serve ----------------------------------------------------------------------------------------
 
 @main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")

@@ -73,6 +73,11 @@ EXTRACTION_SCHEMA = pa.schema([
 # Event sources can deliver late rows with an earlier timestamp; re-read this much below the
 # high-water mark and drop what is already loaded by key.
 EVENT_OVERLAP = timedelta(days=1)
+# When more than this share of an export's rows (and at least BROKEN_MIN rows) break the contract,
+# the export itself is broken (a shifted column, a wrong file): fail it, load nothing, keep the last
+# good data, instead of serving a thread with most of a system missing.
+BROKEN_SHARE = 0.5
+BROKEN_MIN = 10
 
 
 @dataclass
@@ -271,10 +276,10 @@ def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
         lines.append(n)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     for col in c.columns:
-        if records and col not in frame.columns:
-            continue  # reported as a missing column by enforce
-        if not records and col not in frame.columns:
-            frame[col] = pd.Series(dtype="object")
+        # JSON writers omit null fields: an absent optional field is null. An absent required
+        # field (in every record) stays absent and is reported as a missing column by enforce.
+        if col not in frame.columns and (not records or c.nullable(col)):
+            frame[col] = pd.Series([None] * len(frame), dtype="object")
     new_cursor = {"offset": offset + len(data), "line": n} if c.mode == "events" else None
     return Export(frame, pd.Series(lines, dtype="int64"), pd.Series([location] * len(lines), dtype="str"),
                   location, fingerprint, new_cursor,
@@ -476,11 +481,23 @@ def _extract(c: EntityContract, src: Sources, lake_dir: Path, batch_id: str, now
     enf.accepted["_source"] = export.location
     rejected = pd.concat([x for x in (export.unreadable, enf.rejected) if len(x)], ignore_index=True) if (
         len(export.unreadable) or len(enf.rejected)) else pd.DataFrame(columns=REJECT_COLUMNS)
+    _refuse_broken(c, export.location, len(rejected), len(rejected) + len(enf.accepted), rejected)
     accepted, already = enf.accepted, 0
     if c.mode == "events":
         accepted, already = _drop_loaded(accepted, c, p["raw"])
     return _land(c, p, export.location, accepted, rejected, enf.warnings, already, export.cursor,
                  export.fingerprint, batch_id, now)
+
+
+def _refuse_broken(c: EntityContract, location: str, rejected: int, total: int, examples: pd.DataFrame) -> None:
+    if rejected >= BROKEN_MIN and rejected > BROKEN_SHARE * total:
+        first = examples.iloc[0]
+        raise ExportBreach(
+            c.system, c.entity, location,
+            f"{rejected} of {total} rows break the contract (first, row {first.source_row}: {first.reason}); "
+            "the export looks broken, nothing was loaded",
+            column=first.get("column") or None,
+        )
 
 
 def _drop_loaded(accepted: pd.DataFrame, c: EntityContract, raw_path: Path) -> tuple[pd.DataFrame, int]:
@@ -539,6 +556,10 @@ def _extract_parquet(c, src, p, cur, batch_id, now) -> ExtractionReport:
         for df, bucket in ((enf.rejected, rejected_parts), (enf.warnings, warning_parts)):
             if len(df):
                 bucket.append(df.assign(source=export.location))
+    n_rejected = sum(len(x) for x in rejected_parts)
+    n_accepted = sum(len(x) for x in accepted_parts)
+    if n_rejected:
+        _refuse_broken(c, c.location, n_rejected, n_rejected + n_accepted, pd.concat(rejected_parts))
     cursor = {"files": sorted(set(seen) | {x.name for x in new})}
     accepted = pd.concat(accepted_parts, ignore_index=True) if accepted_parts else pd.DataFrame(
         {k: pd.Series(dtype="object") for k in list(c.columns) + ["_source", "_source_row"]})

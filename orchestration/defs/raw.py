@@ -55,7 +55,10 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "contract_rows",
                 asset=key,
-                description=f"Every row of the export meets the {c.name} contract (rejected rows are quarantined).",
+                description=(
+                    f"Every row of the export meets the {c.name} contract. Rejected rows are quarantined and "
+                    "the rest flows; an export where most rows break it fails the asset instead."
+                ),
             )
         ],
     )
@@ -72,6 +75,9 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
                 allow_retries=False,
             ) from breach
         examples = report.rejected.head(5)
+        share = report.quarantined_rows / report.input_rows if report.input_rows else 0.0
+        # Warning, never blocking: rejected rows are already kept out of the lake; a systematically
+        # broken export (see extract.BROKEN_SHARE) fails the asset before anything is written.
         return dg.MaterializeResult(
             metadata=report.metadata(),
             check_results=[
@@ -83,6 +89,7 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
                         "quarantined_rows": report.quarantined_rows,
                         "warning_rows": report.warning_rows,
                         "input_rows": report.input_rows,
+                        "rejected_share": round(share, 4),
                         "examples": dg.MetadataValue.md(
                             "\n".join(f"- row {r.source_row}: {r.reason}" for r in examples.itertuples())
                             or "none"

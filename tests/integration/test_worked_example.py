@@ -5,55 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import build, query
+from tests.sources import worked_example as example
 from tests.sources import write_sources
-
-T = "2025-12-01T00:00:00Z"
-
-
-def example(with_retrofit: bool = True) -> dict[str, list[dict]]:
-    parts = [
-        {"part_number": p, "name": n, "part_type": t, "make_buy": "make", "unit_of_measure": "ea", "created_at": T}
-        for p, n, t in (("P-1", "Pump", "product"), ("A-1", "Assembly", "assembly"),
-                        ("C-1", "Component 1", "component"), ("C-2", "Component 2", "component"))
-    ]
-    revisions = [
-        {"part_number": p, "revision": "A", "state": "released", "released_at": T, "eco_number": None}
-        for p in ("P-1", "A-1", "C-1")
-    ] + [
-        {"part_number": "C-2", "revision": "A", "state": "superseded", "released_at": T, "eco_number": None},
-        {"part_number": "C-2", "revision": "B", "state": "released", "released_at": "2026-01-20T00:00:00Z",
-         "eco_number": "ECO-1"},
-    ]
-    bom = [
-        {"parent_part_number": "P-1", "parent_revision": "A", "find_number": 10, "child_part_number": "A-1", "quantity": 1},
-        {"parent_part_number": "A-1", "parent_revision": "A", "find_number": 10, "child_part_number": "C-1", "quantity": 2},
-        {"parent_part_number": "A-1", "parent_revision": "A", "find_number": 20, "child_part_number": "C-2", "quantity": 1},
-    ]
-    ecos = [{"eco_number": "ECO-1", "title": "C-2 to B", "reason": "wear", "state": "released",
-             "created_at": "2026-01-10T00:00:00Z", "released_at": "2026-01-20T00:00:00Z",
-             "effectivity_type": "date", "effective_from": "2026-02-01", "field_action": "retrofit"}]
-    affected = [{"eco_number": "ECO-1", "part_number": "C-2", "from_revision": "A", "to_revision": "B"}]
-    units, as_built = [], []
-    for serial, started, c2 in (("U-001", "2026-01-10", "A"), ("U-002", "2026-02-05", "B"), ("U-003", "2026-02-06", "A")):
-        units.append({"serial_number": serial, "product_part_number": "P-1", "product_revision": "A",
-                      "work_order_number": None, "line_id": "L1", "build_started_at": f"{started}T08:00:00Z",
-                      "build_completed_at": f"{started}T16:00:00Z", "status": "shipped",
-                      "shipped_at": f"{started}T18:00:00Z"})
-        for part, rev, qty in (("A-1", "A", 1), ("C-1", "A", 2), ("C-2", c2, 1)):
-            as_built.append({"serial_number": serial, "part_number": part, "revision": rev, "quantity": qty,
-                             "component_serial": "-", "installed_at": f"{started}T10:00:00Z", "is_substitute": 0})
-    events = []
-    if with_retrofit:
-        events.append({"event_id": "S-1", "serial_number": "U-001", "event_type": "retrofit",
-                       "occurred_at": "2026-03-01T00:00:00Z", "closed_at": "2026-03-01T04:00:00Z",
-                       "removed_part_number": "C-2", "removed_revision": "A", "installed_part_number": "C-2",
-                       "installed_revision": "B", "eco_number": "ECO-1"})
-    return {
-        "plm.parts": parts, "plm.part_revisions": revisions, "plm.bom_lines": bom, "plm.ecos": ecos,
-        "plm.eco_affected_items": affected, "mes.units": units, "mes.as_built_components": as_built,
-        "service.service_events": events,
-    }
-
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory):

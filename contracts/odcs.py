@@ -1,0 +1,137 @@
+"""Export the contracts as Open Data Contract Standard (ODCS v3.2.0) documents, one per system.
+
+Generated from the same pandera models and ownership metadata the pipeline enforces, so the
+published contract cannot drift from the enforced one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ._base import EntityContract, SystemContract
+
+API_VERSION = "v3.2.0"
+LOGICAL = {"str": "string", "int": "integer", "float": "number", "timestamp": "timestamp", "date": "date"}
+PHYSICAL = {
+    "csv": {"str": "text", "int": "text (integer)", "float": "text (decimal)", "timestamp": "text (ISO 8601 UTC)",
+            "date": "text (YYYY-MM-DD)"},
+    "jsonl": {"str": "string", "int": "number", "float": "number", "timestamp": "string (ISO 8601 UTC)",
+              "date": "string (YYYY-MM-DD)"},
+    "table": {"str": "TEXT", "int": "INTEGER", "float": "REAL", "timestamp": "TEXT (ISO 8601 UTC)", "date": "TEXT"},
+    "parquet": {"str": "string", "int": "int64", "float": "double", "timestamp": "timestamp[us, tz=UTC]",
+                "date": "date32"},
+}
+CHECK_TEXT = {
+    "greater_than": lambda s: f"must be > {s['min_value']}",
+    "greater_than_or_equal_to": lambda s: f"must be >= {s['min_value']}",
+    "less_than": lambda s: f"must be < {s['max_value']}",
+    "less_than_or_equal_to": lambda s: f"must be <= {s['max_value']}",
+    "str_matches": lambda s: f"must match {s['pattern']}",
+}
+
+
+def _property(c: EntityContract, name: str, kind: str, column) -> dict:
+    prop = {
+        "name": name,
+        "logicalType": LOGICAL[kind],
+        "physicalType": PHYSICAL[c.medium][kind],
+        "required": not column.nullable,
+    }
+    if name in c.key:
+        prop["primaryKey"] = True
+        prop["primaryKeyPosition"] = c.key.index(name) + 1
+        if len(c.key) == 1:
+            prop["unique"] = True
+    if c.column_docs.get(name):
+        prop["description"] = c.column_docs[name]
+    if name in c.personal_data:
+        prop["classification"] = "restricted"
+        prop["description"] = (prop.get("description", "") + " Personal data: masked before analysts see it.").strip()
+    quality = []
+    for chk in column.checks:
+        if chk.name == "isin":
+            prop["enum"] = [{"value": v} for v in chk.statistics["allowed_values"]]
+        elif chk.name in CHECK_TEXT:
+            quality.append({"type": "text", "name": chk.name,
+                            "description": f"{name} {CHECK_TEXT[chk.name](chk.statistics)}",
+                            "dimension": "conformity", "severity": "error"})
+    if kind == "timestamp":
+        quality.append({"type": "text", "name": "utc_timestamp", "dimension": "conformity", "severity": "warning",
+                        "description": f"{name} is ISO 8601 in UTC; a value without a time zone is read as UTC "
+                                       "and reported as a warning"})
+    if quality:
+        prop["quality"] = quality
+    return prop
+
+
+def _schema_object(c: EntityContract) -> dict:
+    schema = c.model.to_schema()
+    obj = {
+        "name": c.entity,
+        "physicalName": c.location,
+        "physicalType": "table" if c.medium == "table" else "file",
+        "logicalType": "object",
+        "description": c.description,
+        "properties": [_property(c, n, k, schema.columns[n]) for n, k in c.columns.items()],
+        "quality": [
+            {"type": "text", "name": "key_unique", "dimension": "uniqueness", "severity": "error",
+             "description": f"({', '.join(c.key)}) identifies one record; conflicting records are quarantined"},
+        ] + [
+            {"type": "text", "name": chk.name, "dimension": "consistency", "severity": "error",
+             "description": chk.description or chk.name}
+            for chk in schema.checks
+        ],
+        "customProperties": [
+            {"property": "extractionMode", "value": c.mode},
+            {"property": "medium", "value": c.medium},
+        ],
+    }
+    return obj
+
+
+def to_odcs(system: SystemContract, entities: list[EntityContract]) -> dict:
+    hours = system.freshness_limit.total_seconds() / 3600
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DataContract",
+        "id": f"digital-thread-{system.system}",
+        "name": f"{system.title} export for the digital thread",
+        "version": system.contract_version,
+        "status": "active",
+        "domain": "manufacturing",
+        "dataProduct": "digital-thread",
+        "tenant": "digital-thread",
+        "description": {
+            "purpose": system.description,
+            "usage": "Read by the digital thread's extraction; rows that break the contract are quarantined.",
+            "limitations": "Unlisted columns may be present and are carried, never a reason to fail.",
+        },
+        "team": {
+            "name": system.owner_team,
+            "members": [{"username": system.contact, "role": "owner"}],
+        },
+        "slaProperties": [
+            {"property": "latency", "value": hours, "unit": "h",
+             "description": f"The last successful extraction is at most {hours:g} hours old; "
+                            "after that everything fed by this system is marked stale."},
+        ],
+        "schema": [_schema_object(c) for c in entities],
+        "customProperties": [
+            {"property": "owningSystem", "value": system.system},
+            {"property": "systemOfRecordFor", "value": list(system.system_of_record_for)},
+        ],
+    }
+
+
+def export(out: Path, systems: dict[str, SystemContract], entities) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, system in systems.items():
+        doc = to_odcs(system, [e for e in entities.values() if e.system == name])
+        path = out / f"{name}.odcs.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        written.append(path)
+    return written
