@@ -341,7 +341,12 @@ def _pandera_issues(frame: pd.DataFrame, contract: EntityContract) -> list[CellI
             explain = (column.metadata or {}).get("explain") if column is not None else None
             desc = explain if explain and check != "not_nullable" else _explain(check)
             value = case.failure_case
-            shown = "empty" if value is None or (isinstance(value, float) and value != value) else f"'{value}'"
+            if value is None or (isinstance(value, float) and value != value):
+                shown = "empty"
+            elif case.column in contract.personal_data:
+                shown = "a value not shown (personal data)"  # reasons are published; values are not
+            else:
+                shown = f"'{value}'"
             out.append(CellIssue(idx, case.column, check, f"is {shown}, {desc}"))
     return out
 

@@ -48,6 +48,9 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         "build",
         "--vars", json.dumps({"build_db": str(thread.build_db)}),
         "--log-path", str(thread.dbt_log_dir),
+        # dbt unit tests check the SQL rules on fixed inputs: they run in the test suite, not on
+        # every refresh of the data.
+        "--exclude", "test_type:unit",
     ]
     yield from dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
 

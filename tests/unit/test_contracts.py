@@ -178,3 +178,16 @@ def test_odcs_export_validates_against_the_official_schema(tmp_path):
     doc = yaml.safe_load((tmp_path / "service.odcs.yaml").read_text())
     customers = next(s for s in doc["schema"] if s["name"] == "customers")
     assert next(p for p in customers["properties"] if p["name"] == "email")["classification"] == "restricted"
+
+
+def test_reasons_never_repeat_personal_data():
+    c = contracts.entity("service", "customers")
+    c_model = c.model.to_schema()
+    assert "email" in c.personal_data and "name" in c.personal_data
+    rows = [{"customer_id": "CU-1", "name": "Ada Lovelace", "email": "ada@example.com", "country": "GB"},
+            {"customer_id": None, "name": "Grace Hopper", "email": "grace@example.com", "country": "Navy"}]
+    result = enforce(frame("service", "customers", rows), c, "t")
+    assert len(result.rejected) == 1
+    reason = result.rejected.iloc[0].reason
+    assert "Grace" not in reason and "grace@" not in reason
+    assert c_model is not None
