@@ -9,11 +9,13 @@ from importlib.resources import files
 
 import jsonschema
 import pandas as pd
+import pandera.pandas as pa
 import pytest
 import yaml
+from pandera.typing import Series
 
 import contracts
-from contracts import ExportBreach, enforce
+from contracts import EntityContract, ExportBreach, enforce
 
 TS = "2026-03-01T08:15:00Z"
 
@@ -181,11 +183,6 @@ def test_odcs_export_validates_against_the_official_schema(tmp_path):
 
 
 def test_reasons_never_repeat_personal_data():
-    import pandera.pandas as pa
-    from pandera.typing import Series
-
-    from contracts import EntityContract
-
     class Contacts(pa.DataFrameModel):
         contact_id: Series[str]
         email: Series[str] = pa.Field(str_matches=r"^[^@]+@[^@]+$")
