@@ -185,6 +185,25 @@ def contracts_export(out):
         console.print(f"wrote {path}")
 
 
+# -- docs ---------------------------------------------------------------------------------------
+
+@main.command(help="Generate the dbt docs of the thread (every table and column) and serve them on 127.0.0.1.")
+@click.option("--port", default=8080, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Only generate (data/docs/index.html opens without a server).")
+@click.pass_context
+def docs(ctx, port, no_serve):
+    from .docs import generate, serve_dir
+
+    try:
+        site = generate(ctx.obj.data_dir)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from e
+    console.print(f"dbt docs written to {site} (static: {site / 'static_index.html'})")
+    if not no_serve:
+        console.print(f"Serving on http://127.0.0.1:{port}  (Ctrl-C stops it)")
+        serve_dir(site, port)
+
+
 # -- serve ----------------------------------------------------------------------------------------
 
 @main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")
