@@ -1,5 +1,7 @@
 {#- Failures per part revision, each failure attributed to the revision(s) the unit held when it
-    happened. -#}
+    happened: the configuration just before the failure event, so that a repair recorded on the
+    failure event itself (removing the failed part at the same instant) does not move the failure
+    onto the replacement. -#}
 with shipped as (
 
     select serial_number from {{ ref('stg_mes__units') }} where status = 'shipped'
@@ -23,15 +25,29 @@ failures as (
 
 ),
 
+held_before as (
+
+    -- Changes ordered as the configuration applies them: time, MES before service, event_id.
+    select f.event_id, c.revision
+    from failures f
+    join {{ ref('int_configuration_changes_resolved') }} c
+      on c.serial_number = f.serial_number
+     and c.part_number = f.part_number
+     and c.delta <> 0
+     and (
+            c.changed_at < f.occurred_at
+            or (c.changed_at = f.occurred_at and (c.changed_by = 'mes' or c.changed_by < f.event_id))
+         )
+    group by f.event_id, c.revision
+    having sum(c.delta) > 1e-9
+
+),
+
 attributed as (
 
     select f.event_id, f.part_number, h.revision
     from failures f
-    left join {{ ref('unit_configuration_history') }} h
-      on h.serial_number = f.serial_number
-     and h.part_number = f.part_number
-     and h.valid_from <= f.occurred_at
-     and (h.valid_to is null or f.occurred_at < h.valid_to)
+    left join held_before h using (event_id)
 
 ),
 
