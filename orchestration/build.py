@@ -15,6 +15,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from . import twins
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 SYSTEM_ORDER = ("plm", "mes", "erp", "service")
 # The CLI prints its own progress; Dagster's per-event console log would drown it (the UI keeps it).
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -42,8 +46,13 @@ class BuildResult:
 
 def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
     out = []
+    seen = set()
     for event in result.get_asset_materialization_events():
         mat = event.materialization
+        # A run over many twin partitions reports each one; one line per asset is enough here.
+        if mat.asset_key in seen:
+            continue
+        seen.add(mat.asset_key)
         meta = {k: v.value for k, v in mat.metadata.items()}
         if "accepted_rows" in meta:
             detail = f"{meta['accepted_rows']} rows"
@@ -53,6 +62,10 @@ def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
                 detail += " (unchanged)"
         elif "rows thread.units" in meta:
             detail = f"published {meta['path']}"
+        elif "refreshed_units" in meta:
+            detail = f"{meta['refreshed_units']} of {meta['units_in_run']} twins refreshed"
+        elif "units_to_refresh" in meta:
+            detail = f"{meta['units_to_refresh']} twins to refresh"
         else:
             detail = "ok"
         out.append(StepOutcome(mat.asset_key.to_user_string(), True, detail))
@@ -76,25 +89,50 @@ def _captured(log_path: Path | None):
         yield
 
 
+def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool) -> list[dict[str, str]]:
+    """Run tags for the twin refresh: one range of partitions per run (all of them when full)."""
+    from .defs.twins import FULL_REFRESH_TAG, UNITS
+
+    keys = list(instance.get_dynamic_partitions(UNITS.name))
+    if not keys:
+        return []
+    if full:
+        ranges = [(keys[0], keys[-1])]
+    else:
+        pend = twins.pending(lake_dir)
+        wanted = set(pend["serial_number"].to_pylist()) if pend is not None else set()
+        ranges = twins.partition_ranges(keys, wanted)
+    return [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
+
+
 def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
               progress: Callable[[str, list[StepOutcome]], None] | None = None,
-              log_path: Path | None = None) -> BuildResult:
+              log_path: Path | None = None, *, lake_dir: Path, full: bool = False) -> BuildResult:
+    """Sources, then the thread, then the twins whose inputs changed (all with `full`), then publish."""
+    from .defs.twins import TWIN_KEYS
+
     assets = list(defs.assets)
     resources = defs.resources
     build = BuildResult()
-    stages = [(system, dg.AssetSelection.groups(system)) for system in SYSTEM_ORDER]
-    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin", "publish")))
-    for name, selection in stages:
-        # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
-        with _captured(log_path):
-            result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
-                                    raise_on_error=False, tags={"thread/stage": name}, run_config=QUIET)
-        outcomes = _outcomes(result)
-        if not result.success and not any(not o.ok for o in outcomes):
-            outcomes.append(StepOutcome(name, False, "run failed"))
-        build.steps += outcomes
-        if progress:
-            progress(name, outcomes)
+    twin_selection = dg.AssetSelection.assets(*TWIN_KEYS)
+    stages = [(system, dg.AssetSelection.groups(system), {}) for system in SYSTEM_ORDER]
+    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin")
+                   - twin_selection, {}))
+    stages.append(("twins", twin_selection, None))
+    stages.append(("publish", dg.AssetSelection.groups("publish"), {}))
+    for name, selection, tags in stages:
+        for run_tags in ([tags] if tags is not None else twin_runs(instance, lake_dir, full)):
+            # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
+            with _captured(log_path):
+                result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
+                                        raise_on_error=False, tags={"thread/stage": name, **run_tags},
+                                        run_config=QUIET)
+            outcomes = _outcomes(result)
+            if not result.success and not any(not o.ok for o in outcomes):
+                outcomes.append(StepOutcome(name, False, "run failed"))
+            build.steps += outcomes
+            if progress:
+                progress(name, outcomes)
     return build
 
 

@@ -109,8 +109,9 @@ def _print_counts(result, seconds: float) -> None:
 # -- build ----------------------------------------------------------------------------------------
 
 @main.command(help="Materialize the whole asset graph in-process and publish warehouse.duckdb.")
+@click.option("--full", is_flag=True, help="Recompute every twin, not only those whose inputs changed.")
 @click.pass_context
-def build(ctx):
+def build(ctx, full):
     import dagster as dg
 
     from .build import run_build, summary
@@ -125,8 +126,12 @@ def build(ctx):
 
     started = time.monotonic()
 
+    shown_stages = set()
+
     def show(stage, outcomes):
-        console.print(f"[bold]{stage}[/bold]")
+        if stage not in shown_stages:
+            console.print(f"[bold]{stage}[/bold]")
+            shown_stages.add(stage)
         shown = outcomes if stage != "thread" else [o for o in outcomes if not o.ok or "/" not in o.key
                                                     or o.key.startswith(("audit/",))]
         for o in shown:
@@ -138,7 +143,7 @@ def build(ctx):
 
     log_path = env.data_dir / "logs" / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
     with dg.DagsterInstance.get() as instance:
-        result = run_build(defs, instance, show, log_path)
+        result = run_build(defs, instance, show, log_path, lake_dir=env.data_dir / "lake", full=full)
     elapsed = time.monotonic() - started
     warehouse = env.data_dir / "warehouse.duckdb"
     if warehouse.exists():

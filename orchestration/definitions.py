@@ -1,19 +1,61 @@
-"""The Dagster code location: every asset of the thread, from source exports to the warehouse."""
+"""The Dagster code location: every asset of the thread, from source exports to the warehouse.
+
+Policies are applied here, in one place: sources are extracted when their sensors see a change,
+everything downstream follows by declarative automation, twins by the twin-refresh sensor.
+"""
+
+import warnings
+from datetime import timedelta
 
 import dagster as dg
 
 from .defs.audit import audit
 from .defs.erp.assets import assets as erp_assets
+from .defs.erp.sensors import sensor as erp_sensor
 from .defs.mes.assets import assets as mes_assets
+from .defs.mes.sensors import sensor as mes_sensor
 from .defs.plm.assets import assets as plm_assets
+from .defs.plm.sensors import sensor as plm_sensor
 from .defs.publish import warehouse
 from .defs.service.assets import assets as service_assets
+from .defs.service.sensors import sensor as service_sensor
 from .defs.thread import dbt_resource, thread_dbt
+from .defs.twins import TWIN_KEYS, twin_changes, twin_refresh_sensor, twin_units
 from .resources import settings_from_env
 
 RAW_ASSETS = [*plm_assets, *mes_assets, *erp_assets, *service_assets]
+SOURCE_GROUPS = ("plm", "mes", "erp", "service")
 
-defs = dg.Definitions(
-    assets=[*RAW_ASSETS, audit, thread_dbt, warehouse],
+# "eager" without its missing-dependency guard: the warehouse must publish even while a new
+# unit's twin partition has never been materialized (that twin is simply marked stale).
+FOLLOWS_UPSTREAM = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("follows_upstream")
+FOLLOWERS = dg.AssetSelection.all() - dg.AssetSelection.groups(*SOURCE_GROUPS) - dg.AssetSelection.assets(*TWIN_KEYS)
+# A twin should reflect its unit within hours even when nothing else happens (daily full refresh).
+TWIN_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=6))
+
+_defs = dg.Definitions(
+    assets=[*RAW_ASSETS, audit, thread_dbt, twin_changes, twin_units, warehouse],
+    sensors=[
+        plm_sensor, mes_sensor, erp_sensor, service_sensor, twin_refresh_sensor,
+        dg.AutomationConditionSensorDefinition(
+            "thread_automation",
+            target=FOLLOWERS,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=5,
+            description="Refreshes the thread, the twin change set and the warehouse after the sources land.",
+        ),
+    ],
     resources={"thread": settings_from_env(), "dbt": dbt_resource()},
 )
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    defs = _defs.map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(automation_condition=FOLLOWS_UPSTREAM), selection=FOLLOWERS
+    ).map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(freshness_policy=TWIN_FRESHNESS),
+        selection=dg.AssetSelection.assets(*TWIN_KEYS),
+    )

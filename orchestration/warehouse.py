@@ -15,10 +15,11 @@ import duckdb
 
 import contracts
 
-from . import lake
+from . import freshness, lake
 from .extract import ARROW_TYPES, EXTRACTION_SCHEMA, FINDINGS_SCHEMA, arrow_schema, paths
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
+TWIN_TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
 DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
 
 
@@ -79,20 +80,65 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
         con.close()
 
 
-def published_tables(build_db: Path) -> list[tuple[str, str]]:
+def thread_tables(build_db: Path) -> list[str]:
     con = duckdb.connect(str(build_db), read_only=True)
     try:
         rows = con.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema IN ('thread', 'twin') AND table_type = 'BASE TABLE' ORDER BY 1, 2"
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'thread' AND table_type = 'BASE TABLE' ORDER BY 1"
         ).fetchall()
     finally:
         con.close()
-    return [(s, t) for s, t in rows]
+    return [t for (t,) in rows]
+
+
+def _twin_sql(con, lake_dir: Path, table: str) -> str:
+    """The published twin table: the per-unit twin state, plus is_stale on unit_twin."""
+    from . import twins
+
+    state = lake.read(twins.state_dir(lake_dir) / table)
+    if state is None:
+        empty = "SELECT * FROM build.twin_logic.{t} WHERE false".format(t=table)
+        if table != "unit_twin":
+            return empty
+        return ("SELECT *, NULL::TIMESTAMPTZ AS refreshed_at, NULL::BOOLEAN AS is_stale, "
+                f"NULL::VARCHAR AS stale_reason FROM ({empty})")
+    con.register(f"state_{table}", state)
+    if table != "unit_twin":
+        return f"SELECT * FROM state_{table}"
+    pending = twins.pending(lake_dir)
+    late = [f.system for f in freshness.sources(lake_dir) if f.is_late]
+    con.register("pending_twins", pending if pending is not None and pending.num_rows else
+                 _empty_pending())
+    late_text = ("source past its freshness limit: " + ", ".join(late)) if late else None
+    return f"""
+        SELECT t.*,
+               {'true' if late else 'false'} OR p.serial_number IS NOT NULL AS is_stale,
+               nullif(concat_ws('; ', {_sql_text(late_text)},
+                                CASE WHEN p.serial_number IS NOT NULL
+                                     THEN 'refresh pending: ' || array_to_string(p.reasons, ', ') END), '')
+                   AS stale_reason
+        FROM state_unit_twin t
+        LEFT JOIN pending_twins p USING (serial_number)
+    """
+
+
+def _empty_pending():
+    import pyarrow as pa
+
+    return pa.table({"serial_number": pa.array([], pa.string()), "reasons": pa.array([], pa.list_(pa.string()))})
+
+
+def _sql_text(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None) -> dict:
-    """Copy the thread and twin schemas into a new warehouse file, swap it in, mirror to Delta."""
+    """Build the next warehouse file beside the current one, swap it in, mirror it to Delta.
+
+    `thread` comes from the build database; `twin` from the per-unit twin state in the lake, with
+    is_stale decided now (a late source, or a twin whose inputs changed but not yet refreshed).
+    """
     started = time.monotonic()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
@@ -104,8 +150,10 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
         con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {schema}")
-        for schema, table in published_tables(build_db):
-            con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM build.{schema}.{table}")
+        sources = [("thread", t, f"SELECT * FROM build.thread.{t}") for t in thread_tables(build_db)]
+        sources += [("twin", t, _twin_sql(con, lake_dir, t)) for t in TWIN_TABLES]
+        for schema, table, select in sources:
+            con.execute(f"CREATE TABLE {schema}.{table} AS {select}")
             counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
             for col, text in (descriptions or {}).get(f"{schema}.{table}", {}).items():
                 target = f"{schema}.{table}" + (f".{_q(col)}" if col else "")
@@ -132,4 +180,4 @@ def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
         con.close()
 
 
-__all__ = ["ARROW_TYPES", "DUCK_TYPES", "prepare_build_db", "publish", "published_tables"]
+__all__ = ["ARROW_TYPES", "DUCK_TYPES", "prepare_build_db", "publish", "thread_tables"]

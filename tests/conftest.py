@@ -43,7 +43,7 @@ def build(sources: Path, data: Path):
     with pytest.MonkeyPatch.context() as mp:
         thread_env(mp, sources, data)
         with dg.DagsterInstance.ephemeral() as instance:
-            return run_build(defs, instance)
+            return run_build(defs, instance, lake_dir=Path(data) / "lake")
 
 
 def query(warehouse: Path, sql: str, params=None):

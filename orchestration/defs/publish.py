@@ -9,8 +9,17 @@ from ..dbt_project import MANIFEST
 from ..resources import ThreadSettings
 from ..warehouse import publish
 from .thread import published_keys
+from .twins import TWIN_KEYS
 
 WAREHOUSE_KEY = dg.AssetKey(["warehouse"])
+
+
+TWIN_EXTRA_COLUMNS = {
+    "refreshed_at": "When this twin was last computed (its partition's last materialization).",
+    "is_stale": "True when a source system feeding the twin is past its freshness limit, or data about the "
+                "unit changed after refreshed_at and the twin has not been refreshed yet.",
+    "stale_reason": "Why the twin is stale: the late source systems and/or the aspects waiting for a refresh.",
+}
 
 
 def descriptions() -> dict[str, dict[str, str]]:
@@ -18,18 +27,22 @@ def descriptions() -> dict[str, dict[str, str]]:
     manifest = json.loads(MANIFEST.read_text())
     out = {}
     for node in manifest["nodes"].values():
-        if node["resource_type"] == "model" and node["schema"] in ("thread", "twin"):
+        if node["resource_type"] == "model" and node["schema"] in ("thread", "twin_logic"):
             cols = {name: c.get("description", "") for name, c in node.get("columns", {}).items() if c.get("description")}
             if node.get("description"):
                 cols[""] = node["description"]
-            out[f"{node['schema']}.{node['name']}"] = cols
+            schema = "twin" if node["schema"] == "twin_logic" else node["schema"]
+            if node["name"] == "unit_twin" and schema == "twin":
+                cols.update(TWIN_EXTRA_COLUMNS)
+                cols[""] = "One live model per unit that is not scrapped: what it is, what it holds, what it needs and how it is doing."
+            out[f"{schema}.{node['name']}"] = cols
     return out
 
 
 @dg.asset(
     key=WAREHOUSE_KEY,
     group_name="publish",
-    deps=published_keys(),
+    deps=[*published_keys(), *TWIN_KEYS],
     kinds={"duckdb", "delta"},
     pool="build_db",
     description="The analyst warehouse (`$THREAD_DATA_DIR/warehouse.duckdb`, schemas `thread` and `twin`), "

@@ -28,7 +28,8 @@ def column_schema(c: EntityContract) -> dg.TableSchema:
     ])
 
 
-def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
+def raw_asset(c: EntityContract, after=None) -> dg.AssetsDefinition:
+    """`after(context, thread, report)` runs once the entity has landed (e.g. register new units)."""
     owner = contracts.SYSTEMS[c.system]
     key = dg.AssetKey([c.system, c.entity])
     where = c.location if c.medium != "table" else f"MES table {c.location}"
@@ -42,6 +43,8 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
         ),
         kinds={"delta", KIND_OF_MEDIUM[c.medium]},
         owners=[f"team:{c.system}"],
+        # Late when the last successful extraction is older than the contract's limit.
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=owner.freshness_limit),
         metadata={
             "contract": c.name,
             "contract_version": owner.contract_version,
@@ -74,12 +77,13 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
                           "column": breach.column or "", "batch_id": batch},
                 allow_retries=False,
             ) from breach
+        extra = after(context, thread, report) if after else {}
         examples = report.rejected.head(5)
         share = report.quarantined_rows / report.input_rows if report.input_rows else 0.0
         # Warning, never blocking: rejected rows are already kept out of the lake; a systematically
         # broken export (see extract.BROKEN_SHARE) fails the asset before anything is written.
         return dg.MaterializeResult(
-            metadata=report.metadata(),
+            metadata={**report.metadata(), **(extra or {})},
             check_results=[
                 dg.AssetCheckResult(
                     check_name="contract_rows",
@@ -102,5 +106,6 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
     return _raw
 
 
-def raw_assets(system: str) -> list[dg.AssetsDefinition]:
-    return [raw_asset(c) for c in contracts.ENTITIES.values() if c.system == system]
+def raw_assets(system: str, after: dict | None = None) -> list[dg.AssetsDefinition]:
+    after = after or {}
+    return [raw_asset(c, after.get(c.entity)) for c in contracts.ENTITIES.values() if c.system == system]

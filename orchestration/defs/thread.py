@@ -16,7 +16,8 @@ from ..dbt_project import DBT_DIR, DBT_EXECUTABLE, MANIFEST
 from ..resources import ThreadSettings
 from ..warehouse import prepare_build_db
 
-LAYERS = ("staging", "intermediate", "thread", "twin")
+LAYERS = ("staging", "intermediate", "thread", "twin_logic")
+GROUP_OF_LAYER = {"twin_logic": "twin"}
 
 
 class ThreadTranslator(DagsterDbtTranslator):
@@ -29,7 +30,7 @@ class ThreadTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         if dbt_resource_props["resource_type"] == "model" and len(fqn) > 1 and fqn[1] in LAYERS:
-            return fqn[1]
+            return GROUP_OF_LAYER.get(fqn[1], fqn[1])
         return super().get_group_name(dbt_resource_props)
 
 
@@ -56,4 +57,4 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
 
 
 def published_keys() -> list[dg.AssetKey]:
-    return sorted((k for k in thread_dbt.keys if k.path[0] in ("thread", "twin")), key=lambda k: k.path)
+    return sorted((k for k in thread_dbt.keys if k.path[0] == "thread"), key=lambda k: k.path)

@@ -14,8 +14,9 @@ def test_docs_describe_every_thread_column_and_are_served(built_small):
     site = generate(built_small)
     manifest = json.loads((site / "manifest.json").read_text())
     catalog = json.loads((site / "catalog.json").read_text())
-    marts = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["schema"] in ("thread", "twin")]
-    assert len(marts) == 16  # the 12 + contract_violations of thread, 3 of twin
+    marts = [n for n in manifest["nodes"].values()
+             if n["resource_type"] == "model" and n["schema"] in ("thread", "twin_logic")]
+    assert len(marts) == 17  # the 12 + contract_violations of thread, the 3 twins + their input hashes
     for node in marts:
         assert node["description"], node["name"]
         built = catalog["nodes"][node["unique_id"]]["columns"]

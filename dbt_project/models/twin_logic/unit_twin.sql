@@ -1,4 +1,5 @@
-{#- One live model per unit that is not scrapped. -#}
+{#- One live model per unit that is not scrapped. refreshed_at and is_stale are added by the twin
+    assets and the publish step: they are about when a twin was computed, not what it says. -#}
 with units as (
 
     select * from {{ ref('units') }} where status <> 'scrapped'
@@ -64,12 +65,6 @@ health as (
     from sensors
     group by serial_number
 
-),
-
-freshness as (
-
-    select bool_or(is_late) as is_any_source_late from {{ ref('int_source_freshness') }}
-
 )
 
 select
@@ -88,13 +83,10 @@ select
     h.last_telemetry_at,
     case coalesce(h.worst_rank, 0) when 3 then 'critical' when 2 then 'warning' when 1 then 'ok' else 'unknown' end
         as health_state,
-    h.worst_sensor,
-    current_timestamp as refreshed_at,
-    coalesce(f.is_any_source_late, false) as is_stale
+    h.worst_sensor
 from units u
 left join configuration c using (serial_number)
 left join deviations d using (serial_number)
 left join retrofits r using (serial_number)
 left join service s using (serial_number)
 left join health h using (serial_number)
-cross join freshness f

@@ -1,0 +1,3 @@
+from ..sources import source_sensor
+
+sensor = source_sensor("service")

@@ -1,0 +1,143 @@
+"""Live twins: one Dagster partition per unit, refreshed only where the unit's inputs changed.
+
+`twin/changes` (after the dbt thread) compares each unit's twin inputs with those its twin was
+computed from and records the change set. The twin-refresh sensor turns it into runs of the
+partitioned twin assets for just those units (a run covers a partition range; the asset
+recomputes only the changed units inside it). A full rebuild of all twins is one run
+(single-run backfill policy).
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import lake, twins
+from ..resources import ThreadSettings
+
+UNITS = dg.DynamicPartitionsDefinition(name="units")
+TWIN_KEYS = [dg.AssetKey(["twin", t]) for t in twins.TABLES]
+LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
+CHANGES_KEY = dg.AssetKey(["twin", "changes"])
+FULL_REFRESH_TAG = "thread/full_refresh"
+
+
+def register_units(context: dg.AssetExecutionContext, serials: list[str]) -> int:
+    """Add a twin partition for every unit not seen before. Returns how many were added."""
+    known = set(context.instance.get_dynamic_partitions(UNITS.name))
+    new = sorted(set(serials) - known)
+    if new:
+        context.instance.add_dynamic_partitions(UNITS.name, new)
+    return len(new)
+
+
+@dg.asset(
+    key=CHANGES_KEY,
+    deps=LOGIC_KEYS,
+    group_name="twin",
+    kinds={"duckdb", "delta"},
+    pool="build_db",
+    description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
+    "against those its twin was last computed from. Written to lake/twin/_pending.",
+)
+def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.MaterializeResult:
+    changed = twins.changes(thread.build_db, thread.lake_dir)
+    now = datetime.now(timezone.utc)
+    changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
+    lake.write(thread.lake_dir / "twin" / "_pending", changed, "overwrite", batch_id=context.run_id)
+    new_units = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] == ["new unit"]]
+    added = register_units(context, new_units)
+    by_reason: dict[str, int] = {}
+    for reasons in changed.column("reasons").to_pylist():
+        for r in reasons:
+            by_reason[r] = by_reason.get(r, 0) + 1
+    return dg.MaterializeResult(metadata={
+        "units_to_refresh": changed.num_rows,
+        "partitions_added": added,
+        "by_reason": dg.MetadataValue.json(by_reason),
+        "examples": dg.MetadataValue.json(changed.slice(0, 20).select(["serial_number", "reasons"]).to_pylist()),
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key,
+            deps=[*LOGIC_KEYS, CHANGES_KEY],
+            group_name="twin",
+            kinds={"delta"},
+            partitions_def=UNITS,
+            description=description,
+        )
+        for key, description in zip(
+            TWIN_KEYS,
+            (
+                "One live model per unit (not scrapped): configuration, deviations, pending retrofits, service, health.",
+                "What each twin holds now, one row per part revision.",
+                "Latest state of each sensor of each unit against its design limits.",
+            ),
+        )
+    ],
+    partitions_def=UNITS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="build_db",
+    name="twins",
+)
+def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings):
+    keys = list(context.partition_keys)
+    full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
+    pending = twins.pending(thread.lake_dir)
+    reasons = {}
+    if pending is not None:
+        for row in pending.select(["serial_number", "reasons"]).to_pylist():
+            reasons[row["serial_number"]] = row["reasons"]
+    # A range can include units whose inputs did not change: recompute only those that did.
+    targets = keys if full else [k for k in keys if k in reasons]
+    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id)
+    why: dict[str, int] = {}
+    for k in targets:
+        for r in reasons.get(k, ["full refresh"]):
+            why[r] = why.get(r, 0) + 1
+    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in range: {why}")
+    metadata = {
+        "refreshed_units": len(targets),
+        "units_in_run": len(keys),
+        "refreshed_by_reason": dg.MetadataValue.json(why),
+        "refreshed": dg.MetadataValue.json({k: reasons.get(k, ["full refresh"]) for k in targets[:200]}),
+        "rows": dg.MetadataValue.json(counts),
+    }
+    for key in TWIN_KEYS:
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+
+@dg.sensor(
+    name="twin_refresh",
+    asset_selection=dg.AssetSelection.assets(*TWIN_KEYS),
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests twin runs for the units in the current change set (lake/twin/_pending) "
+    "that have not been refreshed yet, as few partition ranges as possible.",
+)
+def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
+    pending = twins.pending(thread.lake_dir)
+    if pending is None or pending.num_rows == 0:
+        return dg.SkipReason("every twin is up to date")
+    detected = pc.max(pending["detected_at"]).as_py().isoformat()
+    keys = list(context.instance.get_dynamic_partitions(UNITS.name))
+    wanted = set(pending["serial_number"].to_pylist())
+    new = sorted(wanted - set(keys))
+    ranges = twins.partition_ranges(keys + new, wanted)
+    requests = [
+        dg.RunRequest(
+            run_key=f"twins:{detected}:{start}:{end}",
+            asset_selection=TWIN_KEYS,
+            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end,
+                  "thread/trigger": "twin_refresh"},
+        )
+        for start, end in ranges
+    ]
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[UNITS.build_add_request(new)] if new else [],
+    )

@@ -1,0 +1,46 @@
+"""Is each source system within its freshness limit? Read from the extraction log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import contracts
+
+from . import lake
+
+
+@dataclass(frozen=True)
+class SourceFreshness:
+    system: str
+    limit_hours: float
+    last_success_at: datetime | None
+    last_attempt_status: str | None
+    is_late: bool
+
+    @property
+    def age_hours(self) -> float | None:
+        if self.last_success_at is None:
+            return None
+        return (datetime.now(timezone.utc) - self.last_success_at).total_seconds() / 3600
+
+
+def sources(lake_dir: Path, now: datetime | None = None) -> list[SourceFreshness]:
+    now = now or datetime.now(timezone.utc)
+    log = lake.read(Path(lake_dir) / "audit" / "extractions")
+    rows = log.to_pylist() if log is not None else []
+    out = []
+    for name, system in contracts.SYSTEMS.items():
+        mine = sorted((r for r in rows if r["system"] == name), key=lambda r: r["extracted_at"])
+        ok = [r["extracted_at"] for r in mine if r["status"] == "ok"]
+        last = max(ok) if ok else None
+        limit = system.freshness_limit
+        out.append(SourceFreshness(
+            system=name,
+            limit_hours=limit.total_seconds() / 3600,
+            last_success_at=last,
+            last_attempt_status=mine[-1]["status"] if mine else None,
+            is_late=last is None or now - last > limit,
+        ))
+    return out

@@ -1,0 +1,143 @@
+"""The live twins: per-unit state kept under lake/twin/_state, refreshed only where inputs changed.
+
+The twin logic is SQL (dbt views in schema `twin_logic`); this module selects from it for just
+the units being refreshed, replaces their rows in the twin state tables, and remembers the
+input hashes each twin was computed from. Comparing those with the current hashes says which
+twins need a refresh and why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import lake
+
+TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
+ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry")
+# Replacing rows by a predicate costs per serial; past this many, rewriting the table is cheaper.
+PREDICATE_LIMIT = 2000
+
+
+def state_dir(lake_dir: Path) -> Path:
+    return Path(lake_dir) / "twin" / "_state"
+
+
+def _keys_table(serials) -> pa.Table:
+    return pa.table({"serial_number": pa.array(sorted(set(serials)), pa.string())})
+
+
+def _select(con, relation: str, serials) -> pa.Table:
+    if serials is None:
+        return con.execute(f"SELECT * FROM {relation}").fetch_arrow_table()
+    keys = _keys_table(serials)  # noqa: F841 - DuckDB reads it by name
+    return con.execute(f"SELECT t.* FROM {relation} t SEMI JOIN keys USING (serial_number)").fetch_arrow_table()
+
+
+def compute(build_db: Path, serials=None) -> dict[str, pa.Table]:
+    """Twin rows (and their input hashes) for the given units, or all units."""
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        out = {t: _select(con, f"twin_logic.{t}", serials) for t in TABLES}
+        out["inputs"] = _select(con, "twin_logic.unit_twin_inputs", serials)
+    finally:
+        con.close()
+    return out
+
+
+def _replace(path: Path, rows: pa.Table, serials, batch_id: str) -> None:
+    if serials is None or not lake.exists(path):
+        lake.write(path, rows, "overwrite", batch_id=batch_id)
+        return
+    serials = sorted(set(serials))
+    if not serials:
+        return
+    if len(serials) <= PREDICATE_LIMIT:
+        quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in serials)
+        lake.write(path, rows, "overwrite", batch_id=batch_id, predicate=f"serial_number IN ({quoted})")
+        return
+    current = lake.read(path)
+    keep = current.filter(pc.invert(pc.is_in(current["serial_number"], value_set=pa.array(serials))))
+    lake.write(path, pa.concat_tables([keep, rows.cast(keep.schema)]), "overwrite", batch_id=batch_id)
+
+
+def refresh(build_db: Path, lake_dir: Path, serials=None, *, batch_id: str,
+            now: datetime | None = None) -> dict[str, int]:
+    """Recompute the twins of `serials` (None = every unit) and store them with their input hashes."""
+    now = now or datetime.now(timezone.utc)
+    rows = compute(build_db, serials)
+    stamp = pa.array([now] * rows["unit_twin"].num_rows, pa.timestamp("us", tz="UTC"))
+    rows["unit_twin"] = rows["unit_twin"].append_column("refreshed_at", stamp)
+    rows["inputs"] = rows["inputs"].append_column(
+        "refreshed_at", pa.array([now] * rows["inputs"].num_rows, pa.timestamp("us", tz="UTC")))
+    base = state_dir(lake_dir)
+    for name, table in rows.items():
+        _replace(base / name, table, serials, batch_id)
+    return {name: table.num_rows for name, table in rows.items()}
+
+
+def changes(build_db: Path, lake_dir: Path) -> pa.Table:
+    """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        current = con.execute("SELECT * FROM twin_logic.unit_twin_inputs").fetch_arrow_table()  # noqa: F841
+        stored = lake.read(state_dir(lake_dir) / "inputs")
+        if stored is None:
+            stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))
+        diffs = " || ".join(
+            f"CASE WHEN c.{a}_hash IS DISTINCT FROM s.{a}_hash THEN ['{a}'] ELSE [] END" for a in ASPECTS)
+        return con.execute(f"""
+            SELECT coalesce(c.serial_number, s.serial_number) AS serial_number,
+                   CASE WHEN s.serial_number IS NULL THEN ['new unit']
+                        WHEN c.serial_number IS NULL THEN ['no longer a twin (scrapped or removed)']
+                        ELSE {diffs} END AS reasons,
+                   c.input_hash
+            FROM current c FULL OUTER JOIN stored s USING (serial_number)
+            WHERE c.input_hash IS DISTINCT FROM s.input_hash
+            ORDER BY 1
+        """).fetch_arrow_table()
+    finally:
+        con.close()
+
+
+def pending(lake_dir: Path) -> pa.Table | None:
+    """The last detected change set, minus the twins refreshed since (their hash now matches)."""
+    detected = lake.read(Path(lake_dir) / "twin" / "_pending")
+    if detected is None or detected.num_rows == 0:
+        return detected
+    stored = lake.read(state_dir(lake_dir) / "inputs", columns=["serial_number", "input_hash"])
+    con = duckdb.connect()
+    try:
+        con.register("detected", detected)
+        if stored is None:
+            return con.execute("SELECT * FROM detected").fetch_arrow_table()
+        con.register("stored", stored)
+        return con.execute("""
+            SELECT d.* FROM detected d LEFT JOIN stored s USING (serial_number)
+            WHERE d.input_hash IS DISTINCT FROM s.input_hash
+            ORDER BY d.serial_number
+        """).fetch_arrow_table()
+    finally:
+        con.close()
+
+
+def partition_ranges(all_keys: list[str], wanted: set[str], max_gap: int = 25) -> list[tuple[str, str]]:
+    """Contiguous runs of partition keys covering `wanted`, bridging short gaps of unchanged units.
+
+    A Dagster run targets a partition range; bridging small gaps keeps refreshes to a few runs,
+    and the twin asset recomputes only the wanted units inside each range.
+    """
+    ranges: list[tuple[int, int]] = []
+    for i, key in enumerate(all_keys):
+        if key not in wanted:
+            continue
+        if ranges and i - ranges[-1][1] <= max_gap + 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    return [(all_keys[a], all_keys[b]) for a, b in ranges]
