@@ -109,7 +109,7 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
               progress: Callable[[str, list[StepOutcome]], None] | None = None,
               log_path: Path | None = None, *, lake_dir: Path, full: bool = False) -> BuildResult:
     """Sources, then the thread, then the twins whose inputs changed (all with `full`), then publish."""
-    from .defs.twins import TWIN_KEYS
+    from .defs.keys import TWIN_KEYS
 
     assets = list(defs.assets)
     resources = defs.resources

@@ -20,7 +20,8 @@ from .defs.publish import warehouse
 from .defs.service.assets import assets as service_assets
 from .defs.service.sensors import sensor as service_sensor
 from .defs.thread import dbt_resource, thread_dbt
-from .defs.twins import TWIN_KEYS, twin_changes, twin_refresh_sensor, twin_units
+from .defs.keys import TWIN_KEYS
+from .defs.twins import twin_changes, twin_refresh_sensor, twin_units
 from .resources import settings_from_env
 
 RAW_ASSETS = [*plm_assets, *mes_assets, *erp_assets, *service_assets]

@@ -15,6 +15,13 @@ DAGSTER_YAML = """\
 # Written by `thread`; everything Dagster stores lives under THREAD_DATA_DIR.
 telemetry:
   enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    # Launch queued runs within a second: a change should reach the twins in under a minute.
+    dequeue_interval_seconds: 1
+    dequeue_use_threads: true
 concurrency:
   runs:
     max_concurrent_runs: 3

@@ -27,8 +27,12 @@ AUDIT_SPECS = [
 ]
 
 
-@dg.multi_asset(specs=AUDIT_SPECS, name="audit")
-def audit(thread: ThreadSettings):
+@dg.multi_asset(specs=AUDIT_SPECS, name="audit", can_subset=True)
+def audit(context: dg.AssetExecutionContext, thread: ThreadSettings):
+    # Subsettable: a refresh after an extraction touches the findings and the log only; settings
+    # and source systems change with a deployment, and re-materializing them would re-run their
+    # whole downstream for nothing.
+    selected = context.selected_asset_keys
     log = lake.read(thread.lake_dir / "audit" / "extractions")
     rows = []
     if log is not None and log.num_rows:
@@ -43,15 +47,19 @@ def audit(thread: ThreadSettings):
     )
     findings = lake.read(thread.lake_dir / "audit" / "contract_findings", columns=["is_rejected"])
     rejected = int(pc.sum(findings["is_rejected"]).as_py() or 0) if findings is not None and findings.num_rows else 0
-    yield dg.MaterializeResult(asset_key=["audit", "contract_findings"],
-                               metadata={"rejected_rows_all_time": rejected})
-    yield dg.MaterializeResult(asset_key=["audit", "extractions"], metadata={
-        "entities": len(rows),
-        "failed_entities": sum(1 for r in rows if r["status"] == "failed"),
-        "last_extractions": dg.MetadataValue.md(table),
-    })
-    yield dg.MaterializeResult(asset_key=["audit", "source_systems"], metadata={
-        s.system: f"{s.owner_team}, v{s.contract_version}, fresh within {s.freshness_limit}"
-        for s in contracts.SYSTEMS.values()
-    })
-    yield dg.MaterializeResult(asset_key=["audit", "settings"])
+    results = {
+        dg.AssetKey(["audit", "contract_findings"]): {"rejected_rows_all_time": rejected},
+        dg.AssetKey(["audit", "extractions"]): {
+            "entities": len(rows),
+            "failed_entities": sum(1 for r in rows if r["status"] == "failed"),
+            "last_extractions": dg.MetadataValue.md(table),
+        },
+        dg.AssetKey(["audit", "source_systems"]): {
+            s.system: f"{s.owner_team}, v{s.contract_version}, fresh within {s.freshness_limit}"
+            for s in contracts.SYSTEMS.values()
+        },
+        dg.AssetKey(["audit", "settings"]): {},
+    }
+    for key, metadata in results.items():
+        if key in selected:
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -8,10 +8,9 @@ import dagster as dg
 from ..dbt_project import MANIFEST
 from ..resources import ThreadSettings
 from ..warehouse import publish
+from .keys import TWIN_KEYS, WAREHOUSE_KEY
 from .thread import published_keys
-from .twins import TWIN_KEYS
 
-WAREHOUSE_KEY = dg.AssetKey(["warehouse"])
 
 
 TWIN_EXTRA_COLUMNS = {
