@@ -51,6 +51,9 @@ _defs = dg.Definitions(
         ),
     ],
     resources={"thread": settings_from_env(), "dbt": dbt_resource()},
+    # One process per run, not per step: re-importing the code location costs ~3 s a step here,
+    # and the steps of a refresh are sequential anyway (one writer of the build database).
+    executor=dg.in_process_executor,
 )
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)
