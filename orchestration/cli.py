@@ -190,6 +190,73 @@ def contracts_export(out):
         console.print(f"wrote {path}")
 
 
+# -- status -------------------------------------------------------------------------------------
+
+@main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why.")
+@click.pass_context
+def status(ctx):
+    import duckdb
+
+    from . import freshness, twins
+
+    env = ctx.obj
+    table = Table(title="Source systems", show_edge=False)
+    for col in ("system", "last successful extraction", "age", "limit", "last attempt", "state"):
+        table.add_column(col)
+    late = []
+    for f in freshness.sources(env.data_dir / "lake"):
+        state = "[red]late[/red]" if f.is_late else "[green]fresh[/green]"
+        if f.is_late:
+            late.append(f.system)
+        table.add_row(f.system, f.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if f.last_success_at else "never",
+                      f"{f.age_hours:.1f} h" if f.age_hours is not None else "-", f"{f.limit_hours:g} h",
+                      f.last_attempt_status or "-", state)
+    console.print(table)
+    warehouse = env.data_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        console.print("No warehouse yet: run `thread build`.")
+        return
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        total, stale = con.execute("SELECT count(*), count(*) FILTER (WHERE is_stale) FROM twin.unit_twin").fetchone()
+        reasons = con.execute("SELECT stale_reason, count(*) FROM twin.unit_twin WHERE is_stale "
+                              "GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    finally:
+        con.close()
+    pending = twins.pending(env.data_dir / "lake")
+    waiting = pending.num_rows if pending is not None else 0
+    console.print(f"Twins: {total:,} published, {stale:,} marked stale at the last publish; "
+                  f"{waiting:,} waiting for a refresh now.")
+    for reason, n in reasons:
+        console.print(f"  {n:,}  {reason}")
+    if late:
+        console.print(f"[red]Now late:[/red] {', '.join(late)} -- every twin fed by them is stale until they refresh.")
+
+
+# -- twin ---------------------------------------------------------------------------------------
+
+@main.group(help="One unit's digital twin.")
+def twin():
+    pass
+
+
+@twin.command("export", help="Write the unit's twin as an Asset Administration Shell (AAS v3 JSON).")
+@click.argument("serial")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def twin_export(ctx, serial, out):
+    from .aas import UnknownSerial, export
+
+    warehouse = ctx.obj.data_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
+    try:
+        path = export(warehouse, serial, out)
+    except UnknownSerial as e:
+        raise click.ClickException(str(e)) from e
+    console.print(f"wrote {path}")
+
+
 # -- docs ---------------------------------------------------------------------------------------
 
 @main.command(help="Generate the dbt docs of the thread (every table and column) and serve them on 127.0.0.1.")

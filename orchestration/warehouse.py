@@ -92,7 +92,7 @@ def thread_tables(build_db: Path) -> list[str]:
     return [t for (t,) in rows]
 
 
-def _twin_sql(con, lake_dir: Path, table: str) -> str:
+def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
     """The published twin table: the per-unit twin state, plus is_stale on unit_twin."""
     from . import twins
 
@@ -107,7 +107,7 @@ def _twin_sql(con, lake_dir: Path, table: str) -> str:
     if table != "unit_twin":
         return f"SELECT * FROM state_{table}"
     pending = twins.pending(lake_dir)
-    late = [f.system for f in freshness.sources(lake_dir) if f.is_late]
+    late = [f.system for f in freshness.sources(lake_dir, now) if f.is_late]
     con.register("pending_twins", pending if pending is not None and pending.num_rows else
                  _empty_pending())
     late_text = ("source past its freshness limit: " + ", ".join(late)) if late else None
@@ -133,7 +133,7 @@ def _sql_text(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
-def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None) -> dict:
+def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None) -> dict:
     """Build the next warehouse file beside the current one, swap it in, mirror it to Delta.
 
     `thread` comes from the build database; `twin` from the per-unit twin state in the lake, with
@@ -151,7 +151,7 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {schema}")
         sources = [("thread", t, f"SELECT * FROM build.thread.{t}") for t in thread_tables(build_db)]
-        sources += [("twin", t, _twin_sql(con, lake_dir, t)) for t in TWIN_TABLES]
+        sources += [("twin", t, _twin_sql(con, lake_dir, t, now)) for t in TWIN_TABLES]
         for schema, table, select in sources:
             con.execute(f"CREATE TABLE {schema}.{table} AS {select}")
             counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]

@@ -1,0 +1,110 @@
+"""The sensors that start everything: each source's exports, and the twin refresh."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import datetime, timezone
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from orchestration import lake
+from orchestration.defs.mes.sensors import sensor as mes_sensor
+from orchestration.defs.plm.sensors import sensor as plm_sensor
+from orchestration.defs.service.sensors import sensor as service_sensor
+from orchestration.defs.twins import UNITS, twin_refresh_sensor
+from orchestration.resources import ThreadSettings
+from tests.sources import write_telemetry
+
+
+@pytest.fixture
+def world(built_small, small_sources, tmp_path):
+    sources = tmp_path / "sources"
+    shutil.copytree(small_sources, sources)
+    return sources, built_small, ThreadSettings(sources_dir=str(sources), data_dir=str(built_small))
+
+
+def tick(sensor, thread, cursor=None, instance=None):
+    with dg.build_sensor_context(cursor=cursor, resources={"thread": thread}, instance=instance) as ctx:
+        result = sensor(ctx)
+        return result, ctx.cursor
+
+
+def requested(result) -> set[str]:
+    if isinstance(result, dg.SkipReason) or result is None:
+        return set()
+    runs = [result] if isinstance(result, dg.RunRequest) else result.run_requests
+    return {k.to_user_string() for r in runs for k in r.asset_selection}
+
+
+def test_file_sensor_requests_only_the_changed_export(world):
+    sources, _, thread = world
+    first, cursor = tick(plm_sensor, thread)
+    assert requested(first) == set(), "the first look only records what is there (the lake is current)"
+    quiet, cursor = tick(plm_sensor, thread, cursor)
+    assert requested(quiet) == set()
+    with (sources / "plm" / "ecos.csv").open("a") as f:
+        f.write("ECO-9999,t,r,draft,2026-06-01T00:00:00Z,,date,2026-07-01,none\n")
+    changed, cursor = tick(plm_sensor, thread, cursor)
+    assert requested(changed) == {"plm/ecos"}
+
+
+def test_telemetry_sensor_sees_a_new_file(world):
+    sources, _, thread = world
+    _, cursor = tick(service_sensor, thread)
+    write_telemetry(sources / "service" / "telemetry" / "2099-01-01.parquet",
+                    [{"serial_number": "X-1", "ts": "2099-01-01T00:00:00Z", "sensor": "s", "value": 1.0}])
+    changed, _ = tick(service_sensor, thread, cursor)
+    assert requested(changed) == {"service/telemetry"}
+
+
+def test_mes_sensor_sees_new_rows_and_status_changes(world):
+    sources, _, thread = world
+    _, cursor = tick(mes_sensor, thread)
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    con.execute("UPDATE units SET status = 'scrapped' WHERE serial_number = (SELECT min(serial_number) FROM units)")
+    con.execute("INSERT INTO production_events VALUES ('PE-NEW', 'X', 'ST', 'op', 'start', '2099-01-01T00:00:00Z')")
+    con.commit()
+    con.close()
+    changed, _ = tick(mes_sensor, thread, cursor)
+    assert requested(changed) == {"mes/units", "mes/production_events"}
+
+
+def test_first_look_extracts_what_was_never_landed(world, tmp_path):
+    sources, _, _ = world
+    empty = ThreadSettings(sources_dir=str(sources), data_dir=str(tmp_path / "fresh"))
+    first, _ = tick(plm_sensor, empty)
+    assert len(requested(first)) == 6
+
+
+def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
+    _, data, thread = world
+    state = lake.read(data / "lake" / "twin" / "_state" / "inputs")
+    serials = sorted(state["serial_number"].to_pylist())
+    picked = [serials[0], serials[1], serials[-1]]
+    detected = pa.table({
+        "serial_number": pa.array(picked),
+        "reasons": pa.array([["eco"]] * 3, pa.list_(pa.string())),
+        "input_hash": pa.array(["new"] * 3),
+        "detected_at": pa.array([datetime.now(timezone.utc)] * 3, pa.timestamp("us", tz="UTC")),
+    })
+    saved = lake.read(data / "lake" / "twin" / "_pending")
+    lake.write(data / "lake" / "twin" / "_pending", detected, "overwrite", batch_id="test")
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(UNITS.name, serials)
+            result, _ = tick(twin_refresh_sensor, thread, instance=instance)
+        ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                  for r in result.run_requests]
+        assert ranges == [(serials[0], serials[1]), (serials[-1], serials[-1])]
+        assert all("warehouse" in {k.to_user_string() for k in r.asset_selection} for r in result.run_requests)
+    finally:
+        lake.write(data / "lake" / "twin" / "_pending", saved, "overwrite", batch_id="test")
+
+
+def test_nothing_pending_means_no_twin_run(world):
+    _, _, thread = world
+    result, _ = tick(twin_refresh_sensor, thread)
+    assert isinstance(result, dg.SkipReason)

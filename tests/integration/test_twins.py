@@ -1,0 +1,120 @@
+"""Twins per unit: partitions, incremental refresh with reasons, staleness, and the AAS export."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+from basyx.aas import model
+from basyx.aas.adapter.json import read_aas_json_file
+
+from orchestration import lake, twins
+from orchestration.aas import UnknownSerial, export
+from orchestration.build import run_build
+from orchestration.simulate import advance, simulate
+from orchestration.warehouse import publish
+from tests.conftest import SMALL, query, thread_env
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A small enterprise built once, then advanced by two days and built again, on one instance."""
+    root = tmp_path_factory.mktemp("live")
+    sources, data = root / "sources", root / "data"
+    simulate(sources, SMALL)
+    from orchestration.definitions import defs
+
+    with pytest.MonkeyPatch.context() as mp:
+        thread_env(mp, sources, data)
+        instance = dg.DagsterInstance.ephemeral()
+        first = run_build(defs, instance, lake_dir=data / "lake")
+        assert first.ok, first.failed
+        before = dict(query(data / "warehouse.duckdb", "select serial_number, refreshed_at from twin.unit_twin"))
+        advance(sources, 2)
+        second = run_build(defs, instance, lake_dir=data / "lake")
+        assert second.ok, second.failed
+    yield {"instance": instance, "data": data, "sources": sources, "before": before, "second": second}
+    instance.dispose()
+
+
+def test_a_partition_per_unit_with_its_materializations(live):
+    instance, data = live["instance"], live["data"]
+    units = {s for (s,) in query(data / "warehouse.duckdb", "select serial_number from thread.units where status <> 'scrapped'")}
+    partitions = set(instance.get_dynamic_partitions("units"))
+    assert units <= partitions
+    materialized = instance.get_materialized_partitions(dg.AssetKey(["twin", "unit_twin"]))
+    assert units <= materialized
+
+
+def test_the_second_build_refreshed_only_changed_twins_and_says_why(live):
+    data, before = live["data"], live["before"]
+    after = dict(query(data / "warehouse.duckdb", "select serial_number, refreshed_at from twin.unit_twin"))
+    refreshed = {s for s in after if s not in before or after[s] != before[s]}
+    kept = {s for s in after if s in before and after[s] == before[s]}
+    assert refreshed and kept, "two days of activity change some twins, not all"
+    detail = next(s.detail for s in live["second"].steps if s.key == "twin/unit_twin")
+    assert detail.startswith(f"{len(refreshed)} of ")
+    # The change set records the reasons; every refreshed twin had one.
+    detected = lake.read(data / "lake" / "twin" / "_pending").to_pylist()
+    reasons = {r["serial_number"]: r["reasons"] for r in detected}
+    assert refreshed <= set(reasons)
+    assert {"new unit", "telemetry"} & {x for rs in reasons.values() for x in rs}
+    # ...and nothing is waiting any more.
+    assert twins.pending(data / "lake").num_rows == 0
+    assert query(data / "warehouse.duckdb", "select count(*) from twin.unit_twin where is_stale")[0][0] == 0
+
+
+def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_path):
+    data = live["data"]
+    # Pretend the thread moved on but the twins have not caught up: forget one twin's inputs.
+    victim = lake.read(twins.state_dir(data / "lake") / "inputs")["serial_number"][0].as_py()
+    detected = pa.table({
+        "serial_number": pa.array([victim]),
+        "reasons": pa.array([["telemetry"]], pa.list_(pa.string())),
+        "input_hash": pa.array(["a hash the twin was not computed from"]),
+        "detected_at": pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC")),
+    })
+    saved = lake.read(data / "lake" / "twin" / "_pending")
+    lake.write(data / "lake" / "twin" / "_pending", detected, "overwrite", batch_id="test")
+    try:
+        out = tmp_path / "warehouse.duckdb"
+        publish(data / "build" / "build.duckdb", out, data / "lake")
+        rows = dict(query(out, "select serial_number, stale_reason from twin.unit_twin where is_stale"))
+        assert rows == {victim: "refresh pending: telemetry"}
+    finally:
+        lake.write(data / "lake" / "twin" / "_pending", saved, "overwrite", batch_id="test")
+
+
+def test_a_late_source_marks_every_twin_stale(live, tmp_path):
+    data = live["data"]
+    out = tmp_path / "warehouse.duckdb"
+    publish(data / "build" / "build.duckdb", out, data / "lake", now=datetime.now(timezone.utc) + timedelta(days=3))
+    total, stale = query(out, "select count(*), count(*) filter (where is_stale) from twin.unit_twin")[0]
+    assert stale == total > 0
+    reason = query(out, "select any_value(stale_reason) from twin.unit_twin")[0][0]
+    assert reason.startswith("source past its freshness limit: plm, mes, erp, service")
+
+
+def test_twin_exports_as_an_asset_administration_shell(live, tmp_path):
+    data = live["data"]
+    serial, n_parts = query(data / "warehouse.duckdb", """
+        select t.serial_number, count(*) from twin.unit_twin t join twin.unit_components c using (serial_number)
+        where t.last_telemetry_at is not null group by 1 order by 1 limit 1""")[0]
+    path = export(data / "warehouse.duckdb", serial, tmp_path / "twin.json")
+    store = read_aas_json_file(str(path), failsafe=False)  # the AAS reference library, strict
+    shells = [o for o in store if isinstance(o, model.AssetAdministrationShell)]
+    assert len(shells) == 1
+    specific = {(i.name, i.value) for i in shells[0].asset_information.specific_asset_id}
+    assert ("serialNumber", serial) in specific
+    submodels = {o.id_short: o for o in store if isinstance(o, model.Submodel)}
+    assert set(submodels) == {"Identification", "HierarchicalStructures", "OperationalData"}
+    entry = submodels["HierarchicalStructures"].get_referable("EntryNode")
+    entities = [s for s in entry.statement if isinstance(s, model.Entity)]
+    assert len(entities) == n_parts
+    sensors = [e for e in submodels["OperationalData"].submodel_element if isinstance(e, model.SubmodelElementCollection)]
+    n_sensors = query(data / "warehouse.duckdb", "select count(*) from twin.unit_sensor_state where serial_number = ?", [serial])[0][0]
+    assert len(sensors) == n_sensors > 0
+    with pytest.raises(UnknownSerial, match="no such unit"):
+        export(data / "warehouse.duckdb", "NO-SUCH-1", tmp_path / "x.json")

@@ -1,0 +1,20 @@
+"""Pure helpers of the twin refresh."""
+
+from orchestration.twins import partition_ranges
+
+
+def test_ranges_cover_wanted_keys_and_bridge_short_gaps():
+    keys = [f"U-{i:03d}" for i in range(100)]
+    wanted = {"U-001", "U-003", "U-050", "U-051", "U-099"}
+    assert partition_ranges(keys, wanted, max_gap=2) == [("U-001", "U-003"), ("U-050", "U-051"), ("U-099", "U-099")]
+    assert partition_ranges(keys, wanted, max_gap=100) == [("U-001", "U-099")]
+    assert partition_ranges(keys, set()) == []
+
+
+def test_every_wanted_key_is_inside_a_range():
+    keys = [f"K{i}" for i in range(500)]
+    wanted = {keys[i] for i in range(0, 500, 37)}
+    ranges = partition_ranges(keys, wanted, max_gap=10)
+    position = {k: i for i, k in enumerate(keys)}
+    for w in wanted:
+        assert any(position[a] <= position[w] <= position[b] for a, b in ranges)
