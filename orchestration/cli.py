@@ -190,6 +190,63 @@ def contracts_export(out):
         console.print(f"wrote {path}")
 
 
+# -- ask ----------------------------------------------------------------------------------------
+
+@main.command(help="Ask the thread a question: units-with PART[@REV], where-used PART, eco-impact ECO, eco-gaps, "
+                   "trace SERIAL, twin SERIAL, reliability [PART].")
+@click.argument("question")
+@click.argument("argument", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_context
+def ask(ctx, question, argument, fmt):
+    from .ask import AskError
+    from .ask import ask as run
+
+    try:
+        sections = run(ctx.obj.data_dir / "warehouse.duckdb", question, argument)
+    except AskError as e:
+        raise click.ClickException(str(e)) from e
+    _print_sections(sections, fmt)
+
+
+def _print_sections(sections, fmt: str) -> None:
+    import csv
+    import json
+
+    if fmt == "json":
+        docs = {s.title: [dict(zip(s.columns, r)) for r in s.rows] for s in sections}
+        out = docs[sections[0].title] if len(sections) == 1 else docs
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        for i, s in enumerate(sections):
+            if len(sections) > 1:
+                click.echo(("\n" if i else "") + f"# {s.title}")
+            writer.writerow(s.columns)
+            writer.writerows(["" if v is None else v for v in r] for r in s.rows)
+        return
+    def text(v) -> str:
+        return "" if v is None else (f"{v:%Y-%m-%d %H:%M}" if hasattr(v, "strftime") else str(v))
+
+    for s in sections:
+        title = f"{s.title} ({len(s.rows)} row{'s' if len(s.rows) != 1 else ''})"
+        if len(s.rows) == 1:
+            # One record reads best as a card: field per line.
+            table = Table(title=title, show_edge=False, show_header=False)
+            table.add_column(style="bold")
+            table.add_column(overflow="fold")
+            for c, v in zip(s.columns, s.rows[0]):
+                table.add_row(c, text(v))
+        else:
+            table = Table(title=title, show_edge=False)
+            for c in s.columns:
+                table.add_column(c, overflow="fold")
+            for r in s.rows:
+                table.add_row(*(text(v) for v in r))
+        console.print(table)
+
+
 # -- status -------------------------------------------------------------------------------------
 
 @main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why.")

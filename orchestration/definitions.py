@@ -38,8 +38,20 @@ FOLLOWERS = dg.AssetSelection.all() - dg.AssetSelection.groups(*SOURCE_GROUPS) -
 # A twin should reflect its unit within hours even when nothing else happens (daily full refresh).
 TWIN_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=6))
 
+# Besides the sensors, once a day: re-extract every source and refresh everything downstream
+# (twins follow through the twin-refresh sensor), so nothing depends on a change being seen.
+DAILY_FULL_REFRESH = dg.ScheduleDefinition(
+    name="daily_full_refresh",
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    target=dg.AssetSelection.all() - dg.AssetSelection.assets(*TWIN_KEYS),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every day at 03:00 UTC: extract every source and rebuild the thread and the warehouse.",
+)
+
 _defs = dg.Definitions(
     assets=[*RAW_ASSETS, audit, thread_dbt, twin_changes, twin_units, warehouse],
+    schedules=[DAILY_FULL_REFRESH],
     sensors=[
         plm_sensor, mes_sensor, erp_sensor, service_sensor, twin_refresh_sensor,
         dg.AutomationConditionSensorDefinition(

@@ -1,0 +1,123 @@
+"""`thread ask`: the questions plant and service engineers ask, answered from the warehouse.
+
+The SQL lives in the dbt project's analyses/ (one file per answer section), with named
+parameters ($part, $serial, ...) bound by DuckDB, never pasted into the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from .dbt_project import DBT_DIR
+
+ANALYSES = DBT_DIR / "analyses"
+
+
+class AskError(ValueError):
+    """A question that cannot be answered as asked (unknown part, serial, ECO...)."""
+
+
+@dataclass(frozen=True)
+class Question:
+    name: str
+    analysis: str  # file stem, or prefix of section files "<stem>__N_<title>.sql"
+    argument: str | None  # PART[@REV], PART, ECO, SERIAL
+    optional: bool = False
+    help: str = ""
+
+
+QUESTIONS = {q.name: q for q in (
+    Question("units-with", "units_with", "PART[@REV]", help="which units carry a part now, and which shipped with it"),
+    Question("where-used", "where_used", "PART", help="which assemblies and products use a part, at which revisions"),
+    Question("eco-impact", "eco_impact", "ECO", help="how far an ECO travelled and which units it touches"),
+    Question("eco-gaps", "eco_gaps", None, help="released changes not yet in MES, ERP or Service, oldest first"),
+    Question("trace", "trace", "SERIAL", help="a unit's genealogy: designed vs built vs now, ECOs, service, health"),
+    Question("twin", "twin", "SERIAL", help="a unit's live twin"),
+    Question("reliability", "reliability", "PART", optional=True, help="failures per part revision, worst first"),
+)}
+
+
+@dataclass
+class Section:
+    title: str
+    columns: list[str]
+    rows: list[tuple]
+
+
+def _sections(analysis: str) -> list[tuple[str, str]]:
+    single = ANALYSES / f"{analysis}.sql"
+    if single.exists():
+        return [(analysis.replace("_", " "), single.read_text())]
+    files = sorted(ANALYSES.glob(f"{analysis}__*.sql"))
+    return [(f.stem.split("__", 1)[1].split("_", 1)[1].replace("_", " "), f.read_text()) for f in files]
+
+
+def _params(sql: str, values: dict) -> dict:
+    return {k: v for k, v in values.items() if f"${k}" in sql}
+
+
+def _known(con, sql: str, value: str, what: str, suggest_sql: str) -> None:
+    if con.execute(sql, [value]).fetchone():
+        return
+    close = [r[0] for r in con.execute(suggest_sql, [value]).fetchall()]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise AskError(f"Unknown {what} {value!r}.{hint}")
+
+
+def _check(con, q: Question, values: dict) -> None:
+    if "part" in values and values["part"] is not None:
+        _known(con, "SELECT 1 FROM thread.parts WHERE part_number = ?", values["part"], "part",
+               "SELECT part_number FROM thread.parts ORDER BY jaro_winkler_similarity(part_number, ?) DESC LIMIT 3")
+        if values.get("revision") is not None and not con.execute(
+                "SELECT 1 FROM thread.part_revisions WHERE part_number = ? AND revision = ?",
+                [values["part"], values["revision"]]).fetchone():
+            revs = [r[0] for r in con.execute("SELECT revision FROM thread.part_revisions WHERE part_number = ? "
+                                              "ORDER BY revision", [values["part"]]).fetchall()]
+            raise AskError(f"Part {values['part']} has no revision {values['revision']!r} (it has {', '.join(revs)}).")
+    if "serial" in values:
+        _known(con, "SELECT 1 FROM thread.units WHERE serial_number = ?", values["serial"], "serial number",
+               "SELECT serial_number FROM thread.units ORDER BY jaro_winkler_similarity(serial_number, ?) DESC LIMIT 3")
+        if q.name == "twin":
+            status = con.execute("SELECT status FROM thread.units WHERE serial_number = ?", [values["serial"]]).fetchone()[0]
+            if status == "scrapped":
+                raise AskError(f"{values['serial']} is scrapped: it has no twin (try `thread ask trace`).")
+    if "eco" in values:
+        _known(con, "SELECT 1 FROM thread.ecos WHERE eco_number = ?", values["eco"], "ECO",
+               "SELECT eco_number FROM thread.ecos ORDER BY jaro_winkler_similarity(eco_number, ?) DESC LIMIT 3")
+
+
+def parse(q: Question, argument: str | None) -> dict:
+    if q.argument is None:
+        return {}
+    if argument is None:
+        if q.optional:
+            return {"part": None}
+        raise AskError(f"`{q.name}` needs {q.argument}.")
+    if q.argument == "PART[@REV]":
+        part, _, revision = argument.partition("@")
+        return {"part": part, "revision": revision or None}
+    key = {"PART": "part", "ECO": "eco", "SERIAL": "serial"}[q.argument]
+    return {key: argument}
+
+
+def ask(warehouse: Path, name: str, argument: str | None = None) -> list[Section]:
+    if name not in QUESTIONS:
+        raise AskError(f"Unknown question {name!r}; ask one of: {', '.join(QUESTIONS)}.")
+    if not Path(warehouse).exists():
+        raise AskError(f"No warehouse at {warehouse}: run `thread build` first.")
+    q = QUESTIONS[name]
+    values = parse(q, argument)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _check(con, q, values)
+        out = []
+        for title, sql in _sections(q.analysis):
+            cur = con.execute(sql, _params(sql, values))
+            out.append(Section(title, [d[0] for d in cur.description], cur.fetchall()))
+        return out
+    finally:
+        con.close()
