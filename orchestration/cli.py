@@ -247,6 +247,23 @@ def _print_sections(sections, fmt: str) -> None:
         console.print(table)
 
 
+# -- report -------------------------------------------------------------------------------------
+
+@main.command(help="Write a static HTML report (data/report/index.html) with the thread's key charts.")
+@click.pass_context
+def report(ctx):
+    from .report import generate
+
+    warehouse = ctx.obj.data_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
+    with _progress() as p:
+        task = p.add_task("charts", total=1)
+        index = generate(warehouse, ctx.obj.data_dir / "report",
+                         lambda done, total: p.update(task, completed=done, total=total))
+    console.print(f"wrote {index} (open it in a browser; no server needed)")
+
+
 # -- status -------------------------------------------------------------------------------------
 
 @main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why.")

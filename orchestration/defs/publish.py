@@ -4,8 +4,10 @@
 import json
 
 import dagster as dg
+import duckdb
 
 from ..dbt_project import MANIFEST
+from .. import report
 from ..resources import ThreadSettings
 from ..warehouse import publish
 from .keys import TWIN_KEYS, WAREHOUSE_KEY
@@ -49,8 +51,16 @@ def descriptions() -> dict[str, dict[str, str]]:
 )
 def warehouse(thread: ThreadSettings) -> dg.MaterializeResult:
     result = publish(thread.build_db, thread.warehouse, thread.lake_dir, descriptions())
+    con = duckdb.connect(str(thread.warehouse), read_only=True)
+    try:
+        figures = report.figures(con)
+        chart = report.chart_health_over_time(con)
+    finally:
+        con.close()
     return dg.MaterializeResult(metadata={
         "path": str(thread.warehouse),
         "seconds": result["seconds"],
+        **{name: dg.MetadataValue.int(int(n)) for name, n in figures.items()},
+        "fleet_health": dg.MetadataValue.md(f"![Fleet health over time](data:image/png;base64,{chart})"),
         **{f"rows {name}": n for name, n in result["tables"].items()},
     })

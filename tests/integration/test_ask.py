@@ -1,0 +1,90 @@
+"""`thread ask`: the seven questions, their formats, and clear errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration.ask import QUESTIONS, AskError, ask
+from tests.conftest import query
+
+
+def thread(data: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "THREAD_DATA_DIR": str(data)}
+    return subprocess.run([str(Path(sys.executable).parent / "thread"), *args], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def keys(built_small):
+    wh = built_small / "warehouse.duckdb"
+    part, rev = query(wh, "select part_number, revision from thread.unit_configuration c join thread.parts p "
+                          "using (part_number) where p.part_type = 'component' group by all order by count(*) desc limit 1")[0]
+    serial = query(wh, "select serial_number from twin.unit_twin order by pending_retrofits desc, 1 limit 1")[0][0]
+    eco = query(wh, "select eco_number from thread.eco_impact group by 1 order by count(*) desc limit 1")[0][0]
+    return {"part": part, "rev": rev, "serial": serial, "eco": eco, "wh": wh}
+
+
+def test_every_question_answers(keys):
+    wh = keys["wh"]
+    answers = {
+        "units-with": ask(wh, "units-with", f"{keys['part']}@{keys['rev']}"),
+        "where-used": ask(wh, "where-used", keys["part"]),
+        "eco-impact": ask(wh, "eco-impact", keys["eco"]),
+        "eco-gaps": ask(wh, "eco-gaps"),
+        "trace": ask(wh, "trace", keys["serial"]),
+        "twin": ask(wh, "twin", keys["serial"]),
+        "reliability": ask(wh, "reliability"),
+    }
+    assert set(answers) == set(QUESTIONS)
+    for name, sections in answers.items():
+        assert sections and all(s.rows for s in sections if s.title not in ("ecos", "service")), name
+    holders = query(wh, "select count(distinct serial_number) from thread.unit_configuration "
+                        "where part_number = ? and revision = ?", [keys["part"], keys["rev"]])[0][0]
+    assert len(answers["units-with"][0].rows) >= holders
+    assert [s.title for s in answers["trace"]] == ["unit", "genealogy", "ecos", "service", "sensors"]
+    assert any(r[0] == "product" or r[1] == "product" for r in answers["where-used"][0].rows)
+    gaps = answers["eco-gaps"][0]
+    released = [r[gaps.columns.index("released_at")] for r in gaps.rows]
+    assert released == sorted(released), "oldest first"
+
+
+def test_unknown_keys_get_a_clear_error_with_suggestions(keys):
+    wh = keys["wh"]
+    with pytest.raises(AskError, match=r"Unknown serial number 'HX200-00001'\. Did you mean"):
+        ask(wh, "trace", "HX200-00001")
+    with pytest.raises(AskError, match="Unknown part"):
+        ask(wh, "where-used", "NOPE-1")
+    with pytest.raises(AskError, match="Unknown ECO"):
+        ask(wh, "eco-impact", "ECO-0")
+    with pytest.raises(AskError, match="has no revision 'ZZ'"):
+        ask(wh, "units-with", f"{keys['part']}@ZZ")
+    with pytest.raises(AskError, match="Unknown question"):
+        ask(wh, "who-knows")
+
+
+def test_arguments_are_bound_never_pasted(keys):
+    wh = keys["wh"]
+    before = query(wh, "select count(*) from thread.units")[0][0]
+    with pytest.raises(AskError, match="Unknown part"):
+        ask(wh, "where-used", "x'; drop table thread.units; --")
+    assert query(wh, "select count(*) from thread.units")[0][0] == before
+
+
+def test_command_line_formats(keys, built_small):
+    table = thread(built_small, "ask", "reliability", keys["part"])
+    assert table.returncode == 0 and keys["part"] in table.stdout
+    as_csv = thread(built_small, "ask", "units-with", keys["part"], "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert rows and set(rows[0]) == {"serial_number", "product_part_number", "status", "site", "carries_now", "shipped_with"}
+    as_json = thread(built_small, "ask", "trace", keys["serial"], "--format", "json")
+    doc = json.loads(as_json.stdout)
+    assert doc["unit"][0]["serial_number"] == keys["serial"]
+    bad = thread(built_small, "ask", "twin", "NO-SUCH-UNIT")
+    assert bad.returncode != 0 and "Unknown serial number 'NO-SUCH-UNIT'" in bad.stderr
