@@ -84,3 +84,37 @@ def served(built_small, small_sources, tmp_path_factory):
     server = start_server(small_sources, built_small, tmp_path_factory.mktemp("serve"))
     yield server
     stop_server(server)
+
+
+def chromium_executable() -> str:
+    """Debian's chromium, installed here if missing (the test set-up is allowed to)."""
+    import shutil
+
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True)
+        found = shutil.which("chromium")
+        if found:
+            return found
+    pytest.skip("Debian's chromium package is not installed and cannot be installed here (no apt-get or not root)")
+
+
+@pytest.fixture(scope="module")
+def built_with_history(tmp_path_factory):
+    """A small enterprise built by `thread build` into the Dagster instance the UI will show."""
+    from orchestration.simulate import simulate
+    from tests.conftest import SMALL
+
+    root = tmp_path_factory.mktemp("ui")
+    sources, data = root / "sources", root / "data"
+    simulate(sources, SMALL)
+    env = {**os.environ, "THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data),
+           "MES_DATABASE_URL": "", "THREAD_PII_SALT": "test-salt"}
+    env.pop("DAGSTER_HOME", None)
+    subprocess.run([str(Path(sys.executable).parent / "thread"), "build"], env=env, check=True, capture_output=True)
+    subprocess.run([str(Path(sys.executable).parent / "thread"), "report"], env=env, check=True, capture_output=True)
+    return root, sources, data
