@@ -264,6 +264,23 @@ def report(ctx):
     console.print(f"wrote {index} (open it in a browser; no server needed)")
 
 
+# -- bench --------------------------------------------------------------------------------------
+
+@main.command(help="Benchmark the whole thread at S (1k units), M (10k) or L (100k); writes bench/results/<scale>.json.")
+@click.option("--scale", type=click.Choice(["S", "M", "L"]), default="S", show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--cache", type=click.Path(path_type=Path), envvar="THREAD_BENCH_CACHE",
+              default=Path.home() / ".cache" / "digital-thread-bench", show_default=True,
+              help="Where generated enterprises are kept between runs (outside the repository).")
+def bench(scale, seed, cache):
+    from .bench import run, write
+
+    workdir = Path(cache) / f"run-{scale}"
+    result = run(scale, seed, Path(cache), workdir, say=console.print)
+    path = write(result, REPO / "bench" / "results", REPO / "bench" / "README.md")
+    console.print(f"wrote {path} and a row of bench/README.md")
+
+
 # -- status -------------------------------------------------------------------------------------
 
 @main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why.")

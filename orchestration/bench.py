@@ -1,0 +1,379 @@
+"""`thread bench`: the whole thread at S, M or L, measured against the floor.
+
+Every figure comes from one run on this machine: the floor (DuckDB scanning every source once),
+the full build per stage (wall time, rows per second, peak memory of the process tree), three
+incremental scenarios from clean copies, and the analyst questions' latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import psutil
+
+SCALES = {
+    # units, parts, telemetry interval: M reaches ~5 M telemetry rows, L ~50 M.
+    "S": dict(units=1_000, parts=300, telemetry_every_h=24),
+    "M": dict(units=10_000, parts=1_000, telemetry_every_h=24),
+    "L": dict(units=100_000, parts=2_000, telemetry_every_h=24),
+}
+TARGETS = {
+    "full_over_floor": "<= 10 (at M)",
+    "eco_incremental_over_full": "<= 0.10 (at M), only affected twins",
+    "query_p95_ms": "<= 200 (at M)",
+    "peak_rss_mb": "L: <= 8192",
+    "growth_M_to_L": "<= 12x for 10x data",
+}
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and all its children."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            try:
+                procs = [me, *me.children(recursive=True)]
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+
+def floor(sources: Path) -> tuple[float, int]:
+    """Seconds for DuckDB to scan every export once (MES tables through sqlite3: no offline
+    DuckDB sqlite extension), and the rows it saw."""
+    started = time.monotonic()
+    rows = 0
+    con = duckdb.connect()
+    for f in sorted((sources / "plm").glob("*.csv")) + sorted((sources / "erp").glob("*.csv")):
+        rows += con.execute(f"SELECT count(*) FROM read_csv('{f}', all_varchar = true)").fetchone()[0]
+    for f in sorted((sources / "service").glob("*.jsonl")):
+        rows += con.execute(f"SELECT count(*) FROM read_json('{f}', format = 'newline_delimited', "
+                            "records = true, maximum_object_size = 10000000)").fetchone()[0]
+    rows += con.execute(f"SELECT count(*) FROM read_parquet('{sources}/service/telemetry/*.parquet') "
+                        "WHERE value IS NOT NULL").fetchone()[0]
+    con.close()
+    db = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        for _ in db.execute(f"SELECT * FROM {table}"):
+            rows += 1
+    db.close()
+    return time.monotonic() - started, rows
+
+
+def enterprise(scale: str, seed: int, cache: Path) -> tuple[Path, float | None]:
+    """The cached enterprise for a scale and seed, generated (and timed) the first time."""
+    from .simulate import SimConfig, simulate
+
+    root = cache / f"{scale}-seed{seed}"
+    sources = root / "sources"
+    meta = root / "simulate.json"
+    if meta.exists():
+        return sources, json.loads(meta.read_text())["seconds"]
+    shutil.rmtree(root, ignore_errors=True)
+    cfg = SimConfig(seed=seed, start=date(2025, 11, 1), days=365, **SCALES[scale])
+    started = time.monotonic()
+    simulate(sources, cfg)
+    seconds = time.monotonic() - started
+    meta.write_text(json.dumps({"seconds": seconds, "config": {k: str(v) for k, v in asdict(cfg).items()}}))
+    return sources, seconds
+
+
+@dataclass
+class Stage:
+    seconds: float = 0.0
+    rows: int = 0
+
+
+def _env(sources: Path, data: Path) -> None:
+    os.environ.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data),
+                       "MES_DATABASE_URL": "", "THREAD_PII_SALT": "bench-salt"})
+
+
+def full_build(sources: Path, data: Path, instance) -> tuple[dict[str, Stage], object]:
+    from .build import run_build
+    from .definitions import defs
+
+    _env(sources, data)
+    stages: dict[str, Stage] = {}
+    clock = {"t": time.monotonic()}
+
+    def progress(stage, outcomes):
+        now = time.monotonic()
+        name = "extract" if stage in ("plm", "mes", "erp", "service") else stage
+        s = stages.setdefault(name, Stage())
+        s.seconds += now - clock["t"]
+        clock["t"] = now
+
+    result = run_build(defs, instance, progress, data / "logs" / "bench.log", lake_dir=data / "lake")
+    return stages, result
+
+
+def refresh(changed: list[str], sources: Path, data: Path, instance) -> dict:
+    """What the sensors and automation do for a change, in-process: extract the changed
+    entities, rebuild only what depends on them, refresh the changed twins, publish."""
+    import dagster as dg
+
+    from .build import QUIET, _outcomes, twin_runs
+    from .defs.keys import TWIN_KEYS, WAREHOUSE_KEY
+    from .definitions import defs
+
+    _env(sources, data)
+    keys = [dg.AssetKey(k.split("/")) for k in changed]
+    assets, resources = list(defs.assets), defs.resources
+    started = time.monotonic()
+    runs = [dg.AssetSelection.assets(*keys),
+            dg.AssetSelection.assets(*keys).downstream(include_self=False)
+            - dg.AssetSelection.assets(*TWIN_KEYS, WAREHOUSE_KEY)]
+    meta = {}
+    for selection in runs:
+        r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
+        assert r.success
+    for tags in twin_runs(instance, data / "lake", full=False):
+        r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
+                           selection=dg.AssetSelection.assets(*TWIN_KEYS))
+        for e in r.get_asset_materialization_events():
+            m = e.materialization.metadata
+            if "refreshed_units" in m:
+                meta["refreshed"] = meta.get("refreshed", 0) + m["refreshed_units"].value
+                break
+    r = dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET,
+                       selection=dg.AssetSelection.assets(WAREHOUSE_KEY))
+    assert r.success
+    meta["seconds"] = time.monotonic() - started
+    meta.setdefault("refreshed", 0)
+    return meta
+
+
+def _copy(sources: Path, data: Path, into: Path) -> tuple[Path, Path]:
+    shutil.rmtree(into, ignore_errors=True)
+    shutil.copytree(sources, into / "sources")
+    shutil.copytree(data, into / "data", ignore=shutil.ignore_patterns("dagster_home"))
+    return into / "sources", into / "data"
+
+
+def scenario_eco(sources: Path, data: Path, share: float = 0.01) -> tuple[list[str], int]:
+    """Append a released retrofit ECO on a part held by about `share` of the fleet."""
+    wh = data / "warehouse.duckdb"
+    con = duckdb.connect(str(wh), read_only=True)
+    fleet = con.execute("SELECT count(*) FROM twin.unit_twin").fetchone()[0]
+    part, rev, holders = con.execute("""
+        SELECT c.part_number, c.revision, count(DISTINCT c.serial_number) AS n
+        FROM thread.unit_configuration c JOIN twin.unit_twin t USING (serial_number)
+        GROUP BY 1, 2 ORDER BY abs(n - ?), 1 LIMIT 1""", [share * fleet]).fetchone()
+    revs = [r for (r,) in con.execute("SELECT revision FROM thread.part_revisions WHERE part_number = ?", [part]).fetchall()]
+    con.close()
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new = max(revs) + "X"
+    later = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%d")
+    with (sources / "plm" / "part_revisions.csv").open("a") as f:
+        f.write(f"{part},{new},released,{now},ECO-BENCH,Bench change\n")
+    with (sources / "plm" / "ecos.csv").open("a") as f:
+        f.write(f"ECO-BENCH,Bench retrofit,bench,released,{now},{now},date,{later},retrofit\n")
+    with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
+        f.write(f"ECO-BENCH,{part},{rev},{new}\n")
+    return ["plm/part_revisions", "plm/ecos", "plm/eco_affected_items"], holders
+
+
+def scenario_telemetry_day(sources: Path) -> tuple[list[str], int]:
+    """One more day of telemetry: the last day's file, a day later, readings nudged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    last = sorted((sources / "service" / "telemetry").glob("*.parquet"))[-1]
+    t = pq.read_table(last)
+    day = date.fromisoformat(last.stem) + timedelta(days=1)
+    shifted = pc.add(t["ts"].cast(pa.int64()), pa.scalar(86_400_000_000, pa.int64())).cast(t["ts"].type)
+    t = t.set_column(t.schema.get_field_index("ts"), "ts", shifted)
+    t = t.set_column(t.schema.get_field_index("value"), "value", pc.multiply(t["value"], 1.01))
+    pq.write_table(t, sources / "service" / "telemetry" / f"{day.isoformat()}.parquet")
+    return ["service/telemetry"], len(set(t["serial_number"].to_pylist()))
+
+
+def scenario_retrofit(sources: Path, data: Path) -> tuple[list[str], int]:
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    serial, part, rev = con.execute("""
+        SELECT c.serial_number, c.part_number, c.revision FROM thread.unit_configuration c
+        JOIN twin.unit_twin t USING (serial_number) WHERE t.status = 'shipped' ORDER BY 1, 2 LIMIT 1""").fetchone()
+    con.close()
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {"event_id": "SE-BENCH-1", "serial_number": serial, "event_type": "retrofit", "occurred_at": now,
+             "closed_at": now, "removed_part_number": part, "removed_revision": rev,
+             "installed_part_number": part, "installed_revision": rev, "installed_component_serial": "BENCH-1"}
+    with (sources / "service" / "service_events.jsonl").open("a") as f:
+        f.write(json.dumps(event) + "\n")
+    return ["service/service_events"], 1
+
+
+def queries(warehouse: Path, runs: int = 20, seed: int = 1) -> dict:
+    from .ask import ask
+
+    rng = random.Random(seed)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    parts = [r for (r,) in con.execute("SELECT DISTINCT part_number FROM thread.unit_configuration").fetchall()]
+    serials = [r for (r,) in con.execute("SELECT serial_number FROM twin.unit_twin").fetchall()]
+    ecos = [r for (r,) in con.execute("SELECT eco_number FROM thread.eco_propagation").fetchall()]
+    con.close()
+    plans = {
+        "units-with": lambda: rng.choice(parts), "where-used": lambda: rng.choice(parts),
+        "eco-impact": lambda: rng.choice(ecos), "eco-gaps": lambda: None, "trace": lambda: rng.choice(serials),
+        "twin": lambda: rng.choice(serials), "reliability": lambda: rng.choice([None, rng.choice(parts)]),
+    }
+    per, every = {}, []
+    for name, arg in plans.items():
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            ask(warehouse, name, arg())
+            times.append((time.perf_counter() - started) * 1000)
+        per[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(_p95(times), 1)}
+        every += times
+    return {"p50_ms": round(statistics.median(every), 1), "p95_ms": round(_p95(every), 1), "per_question": per}
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cpu": cpu,
+            "python": platform.python_version()}
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb", "deltalake",
+                                    "pandera", "pandas", "pyarrow")}
+
+
+def run(scale: str, seed: int, cache: Path, workdir: Path, say=print) -> dict:
+    import dagster as dg
+
+    sources, simulate_s = enterprise(scale, seed, cache)
+    say(f"enterprise {scale}: {sources} (simulated in {simulate_s:.0f} s)")
+    floor_s, source_rows = floor(sources)
+    say(f"floor: {floor_s:.1f} s for {source_rows:,} source rows")
+    data = workdir / "data"
+    shutil.rmtree(workdir, ignore_errors=True)
+    data.mkdir(parents=True)
+    with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
+        started = time.monotonic()
+        stages, result = full_build(sources, data, instance)
+        full_s = time.monotonic() - started
+    assert result.ok, result.failed
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    counts = dict(con.execute("""SELECT 'thread', sum(estimated_size) FROM duckdb_tables() WHERE schema_name = 'thread'
+                                 UNION ALL SELECT 'twin', sum(estimated_size) FROM duckdb_tables() WHERE schema_name = 'twin'
+                              """).fetchall())
+    units = con.execute("SELECT count(*) FROM thread.units").fetchone()[0]
+    twins = con.execute("SELECT count(*) FROM twin.unit_twin").fetchone()[0]
+    con.close()
+    telemetry_rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{sources}/service/telemetry/*.parquet')").fetchone()[0]
+    stages["extract"].rows = source_rows
+    stages.setdefault("thread", Stage()).rows = int(counts.get("thread") or 0)
+    stages.setdefault("twins", Stage()).rows = twins
+    stages.setdefault("publish", Stage()).rows = int((counts.get("thread") or 0) + (counts.get("twin") or 0))
+    say(f"full build: {full_s:.1f} s, peak {mem.mb:,.0f} MB; " + ", ".join(f"{k} {v.seconds:.1f} s" for k, v in stages.items()))
+
+    incremental = {}
+    for name, make in (("eco", lambda s, d: scenario_eco(s, d)), ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
+                       ("retrofit", lambda s, d: scenario_retrofit(s, d))):
+        s_dir, d_dir = _copy(sources, data, workdir / f"incremental-{name}")
+        changed, affected = make(s_dir, d_dir)
+        with dg.DagsterInstance.ephemeral() as inst:
+            # The copy has no Dagster history: register the partitions the full build made.
+            from .defs.twins import UNITS
+
+            con = duckdb.connect(str(d_dir / "warehouse.duckdb"), read_only=True)
+            inst.add_dynamic_partitions(UNITS.name, [r for (r,) in con.execute(
+                "SELECT serial_number FROM twin.unit_twin ORDER BY 1").fetchall()])
+            con.close()
+            out = refresh(changed, s_dir, d_dir, inst)
+        incremental[name] = {"seconds": round(out["seconds"], 2), "over_full": round(out["seconds"] / full_s, 4),
+                             "twins_refreshed": out["refreshed"], "twins_affected": affected}
+        say(f"incremental {name}: {out['seconds']:.1f} s ({out['seconds'] / full_s:.3f} of full), "
+            f"{out['refreshed']} twins refreshed, {affected} affected")
+        shutil.rmtree(workdir / f"incremental-{name}", ignore_errors=True)
+    q = queries(data / "warehouse.duckdb")
+    say(f"queries: p50 {q['p50_ms']} ms, p95 {q['p95_ms']} ms")
+    stage_seconds = {k: round(v.seconds, 2) for k, v in stages.items()}
+    stage_seconds["simulate"] = round(simulate_s, 2)
+    return {
+        "scale": scale,
+        "seed": seed,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "units": units,
+        "twins": twins,
+        "telemetry_rows": telemetry_rows,
+        "source_rows": source_rows,
+        "full_build_s": round(full_s, 2),
+        "floor_s": round(floor_s, 2),
+        "full_over_floor": round(full_s / floor_s, 2),
+        "eco_incremental_s": incremental["eco"]["seconds"],
+        "eco_incremental_over_full": incremental["eco"]["over_full"],
+        "twins_refreshed": incremental["eco"]["twins_refreshed"],
+        "twins_affected": incremental["eco"]["twins_affected"],
+        "incremental": incremental,
+        "query_p50_ms": q["p50_ms"],
+        "query_p95_ms": q["p95_ms"],
+        "queries": q["per_question"],
+        "peak_rss_mb": mem.mb,
+        "stages": stage_seconds,
+        "rows_per_second": {k: round(v.rows / v.seconds) if v.seconds else None for k, v in stages.items()},
+        "machine": machine(),
+        "versions": versions(),
+    }
+
+
+def write(result: dict, results_dir: Path, readme: Path) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{result['scale']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    row = (f"| {result['measured_at'][:10]} | {result['scale']} | {result['units']:,} | {result['telemetry_rows']:,} | "
+           f"{result['full_build_s']:.0f} | {result['floor_s']:.1f} | {result['full_over_floor']:.1f} | "
+           f"{result['eco_incremental_s']:.1f} | {result['eco_incremental_over_full']:.3f} | "
+           f"{result['twins_refreshed']}/{result['twins_affected']} | {result['query_p50_ms']:.0f} | "
+           f"{result['query_p95_ms']:.0f} | {result['peak_rss_mb']:,.0f} |")
+    # The results table closes bench/README.md: a new run is a new last row.
+    readme.write_text(readme.read_text().rstrip("\n") + "\n" + row + "\n")
+    return path
