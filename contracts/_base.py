@@ -223,11 +223,13 @@ def enforce(
     contract: EntityContract,
     location: str,
     row_numbers: pd.Series | None = None,
+    check_keys: bool = True,
 ) -> Enforcement:
     """Split an export into accepted rows and rejected rows, or raise ExportBreach.
 
     `raw` is the export as read (text or typed); `row_numbers` says where each row sits in its
-    source (line in a file, ordinal in a table), so that a reason can point at it.
+    source (line in a file, ordinal in a table), so that a reason can point at it. A caller that
+    reads an export in chunks checks key uniqueness across chunks itself (`check_keys=False`).
     """
     raw = raw.reset_index(drop=True)
     rows = (
@@ -273,7 +275,8 @@ def enforce(
     cast_bad = {i.index for i in issues if i.severity == "error"}
     candidates = frame.drop(index=list(cast_bad))
     issues += _pandera_issues(candidates, contract)
-    issues += _key_issues(frame.drop(index=list({i.index for i in issues if i.severity == "error"})), contract)
+    if check_keys:
+        issues += _key_issues(frame.drop(index=list({i.index for i in issues if i.severity == "error"})), contract)
 
     by_row: dict[object, list[CellIssue]] = {}
     for issue in issues:

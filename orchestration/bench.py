@@ -149,7 +149,7 @@ def refresh(changed: list[str], sources: Path, data: Path, instance) -> dict:
     entities, rebuild only what depends on them, refresh the changed twins, publish."""
     import dagster as dg
 
-    from .build import QUIET, _outcomes, twin_runs
+    from .build import QUIET, _captured, twin_runs
     from .defs.keys import TWIN_KEYS, WAREHOUSE_KEY
     from .definitions import defs
 
@@ -161,12 +161,15 @@ def refresh(changed: list[str], sources: Path, data: Path, instance) -> dict:
             dg.AssetSelection.assets(*keys).downstream(include_self=False)
             - dg.AssetSelection.assets(*TWIN_KEYS, WAREHOUSE_KEY)]
     meta = {}
+    log = data / "logs" / "bench.log"
     for selection in runs:
-        r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
+        with _captured(log):
+            r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
         assert r.success
     for tags in twin_runs(instance, data / "lake", full=False):
-        r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
-                           selection=dg.AssetSelection.assets(*TWIN_KEYS))
+        with _captured(log):
+            r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
+                               selection=dg.AssetSelection.assets(*TWIN_KEYS))
         for e in r.get_asset_materialization_events():
             m = e.materialization.metadata
             if "refreshed_units" in m:

@@ -78,6 +78,8 @@ EVENT_OVERLAP = timedelta(days=1)
 # good data, instead of serving a thread with most of a system missing.
 BROKEN_SHARE = 0.5
 BROKEN_MIN = 10
+# Tables larger than this are read, checked and landed chunk by chunk (memory stays bounded).
+CHUNK_ROWS = 500_000
 
 
 @dataclass
@@ -372,6 +374,86 @@ def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=
                   new_cursor)
 
 
+def table_rows(c: EntityContract, src: Sources) -> int | None:
+    import sqlalchemy as sa
+
+    engine = _engine(src.mes_url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(c.location):
+                return None
+            quoted = engine.dialect.identifier_preparer.quote(c.location)
+            return conn.execute(sa.text(f"SELECT count(*) FROM {quoted}")).scalar()
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, now: datetime) -> "ExtractionReport":
+    """A big MES table in chunks. Duplicate keys are found by the database itself (GROUP BY), their
+    rows held back and judged together at the end; everything else is checked chunk by chunk."""
+    import sqlalchemy as sa
+
+    location = f"{_redact(src.mes_url)} table {c.location}"
+    engine = _engine(src.mes_url)
+    q = engine.dialect.identifier_preparer.quote
+    keys = list(c.key)
+    accepted, rejected, warnings, held = [], [], [], []
+    digest = hashlib.sha256()
+    row_offset = 0
+    try:
+        with engine.connect() as conn:
+            columns = {col["name"] for col in sa.inspect(conn).get_columns(c.location)}
+            missing = [k for k in c.columns if k not in columns]
+            if missing:
+                raise ExportBreach(c.system, c.entity, location, f"required column{'s' if len(missing) > 1 else ''} "
+                                   f"{', '.join(repr(m) for m in missing)} missing", column=missing[0])
+            key_sql = ", ".join(q(k) for k in keys)
+            dup = pd.read_sql_query(sa.text(f"SELECT {key_sql} FROM {q(c.location)} GROUP BY {key_sql} "
+                                            "HAVING count(*) > 1"), conn)
+            dup_keys = set(map(tuple, dup[keys].astype(str).itertuples(index=False))) if len(dup) else set()
+            for chunk in pd.read_sql_query(sa.text(f"SELECT * FROM {q(c.location)}"), conn, chunksize=CHUNK_ROWS):
+                rows = pd.Series(range(row_offset + 1, row_offset + len(chunk) + 1), dtype="int64")
+                row_offset += len(chunk)
+                digest.update(pd.util.hash_pandas_object(chunk.astype(str), index=False).values.tobytes())
+                if dup_keys:
+                    is_dup = chunk[keys].astype(str).apply(tuple, axis=1).isin(dup_keys).to_numpy()
+                    held.append((chunk[is_dup], rows[is_dup]))
+                    chunk, rows = chunk[~is_dup], rows[~is_dup]
+                enf = enforce(chunk, c, location, rows, check_keys=False)
+                enf.accepted["_source"] = c.location
+                accepted.append(_to_arrow(enf.accepted, c, batch_id, now))
+                rejected.append(enf.rejected)
+                warnings.append(enf.warnings)
+            if held:
+                frame = pd.concat([h[0] for h in held], ignore_index=True)
+                rows = pd.concat([h[1] for h in held], ignore_index=True)
+                enf = enforce(frame, c, location, rows)
+                enf.accepted["_source"] = c.location
+                accepted.append(_to_arrow(enf.accepted, c, batch_id, now))
+                rejected.append(enf.rejected)
+                warnings.append(enf.warnings)
+    except sa.exc.SQLAlchemyError as e:
+        raise ExportBreach(c.system, c.entity, location, f"database unreachable or unreadable: {e}") from e
+    finally:
+        engine.dispose()
+    fingerprint = digest.hexdigest() + f"-{row_offset}"
+    rejected_df = pd.concat([r for r in rejected if len(r)], ignore_index=True) if any(len(r) for r in rejected) \
+        else pd.DataFrame(columns=REJECT_COLUMNS)
+    warnings_df = pd.concat([w for w in warnings if len(w)], ignore_index=True) if any(len(w) for w in warnings) \
+        else pd.DataFrame(columns=REJECT_COLUMNS)
+    n_accepted = sum(t.num_rows for t in accepted)
+    if fingerprint == lake.fingerprint(p["raw"]):
+        return ExtractionReport(c.system, c.entity, batch_id, location, row_offset, n_accepted, len(rejected_df),
+                                len(warnings_df), 0, False, lake.table(p["raw"]).version(), str(p["raw"]),
+                                rejected_df, warnings_df)
+    _refuse_broken(c, location, len(rejected_df), row_offset, rejected_df)
+    table = pa.concat_tables(accepted, promote_options="permissive")
+    return _land(c, p, location, None, rejected_df, warnings_df, 0, None, fingerprint, batch_id, now,
+                 table=table)
+
+
 def _redact(url: str) -> str:
     try:
         import sqlalchemy as sa
@@ -423,6 +505,7 @@ def _findings(rejected: pd.DataFrame, warnings: pd.DataFrame, sources: list[str]
     if not parts:
         return FINDINGS_SCHEMA.empty_table()
     d = pd.concat(parts, ignore_index=True)
+    d = d.astype(object).where(d.notna(), None)  # concat turns missing text into NaN floats
     if "source" not in d:
         d["source"] = sources[0] if sources else None
     n = len(d)
@@ -466,6 +549,8 @@ def _extract(c: EntityContract, src: Sources, lake_dir: Path, batch_id: str, now
     cur = lake.cursor(p["raw"]) if c.mode == "events" else None
     if c.medium == "parquet":
         return _extract_parquet(c, src, p, cur, batch_id, now)
+    if c.medium == "table" and c.mode == "snapshot" and (table_rows(c, src) or 0) > CHUNK_ROWS:
+        return _extract_table_chunked(c, src, p, batch_id, now)
     if c.medium == "csv":
         export = read_csv(c, src.root)
     elif c.medium == "jsonl":
@@ -519,7 +604,7 @@ def _drop_loaded(accepted: pd.DataFrame, c: EntityContract, raw_path: Path) -> t
 
 
 def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerprint, batch_id, now,
-          extra_input: int = 0) -> ExtractionReport:
+          extra_input: int = 0, table: pa.Table | None = None) -> ExtractionReport:
     # Quarantine first: if the raw commit then fails, the next run re-reads the same rows and
     # nothing was lost; the reverse order could advance the cursor past rows never quarantined.
     findings = _findings(rejected, warnings, [location], c, batch_id, now)
@@ -528,16 +613,18 @@ def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerp
     if len(rejected):
         q = findings.filter(pc.field("is_rejected")).drop_columns(["system", "entity", "mode", "is_rejected"])
         lake.write(p["quarantine"], q, "append", batch_id=batch_id)
-    total = len(accepted) + len(rejected) + already + extra_input
-    if c.mode == "events" and not len(accepted) and lake.exists(p["raw"]) and cursor == lake.cursor(p["raw"]):
+    n_accepted = table.num_rows if table is not None else len(accepted)
+    total = n_accepted + len(rejected) + already + extra_input
+    if c.mode == "events" and not n_accepted and lake.exists(p["raw"]) and cursor == lake.cursor(p["raw"]):
         # Nothing new since the last extraction: no empty commit, nothing downstream to refresh.
         return ExtractionReport(c.system, c.entity, batch_id, location, total, 0, len(rejected), len(warnings),
                                 already, False, lake.table(p["raw"]).version(), str(p["raw"]), rejected, warnings)
-    table = _to_arrow(accepted, c, batch_id, now)
+    if table is None:
+        table = _to_arrow(accepted, c, batch_id, now)
     mode = "overwrite" if c.mode == "snapshot" else "append"
     version = lake.write(p["raw"], table, mode, batch_id=batch_id, cursor=cursor, fingerprint=fingerprint)
-    return ExtractionReport(c.system, c.entity, batch_id, location, total, len(accepted), len(rejected),
-                            len(warnings), already, c.mode == "snapshot" or len(accepted) > 0, version,
+    return ExtractionReport(c.system, c.entity, batch_id, location, total, n_accepted, len(rejected),
+                            len(warnings), already, c.mode == "snapshot" or n_accepted > 0, version,
                             str(p["raw"]), rejected, warnings)
 
 
