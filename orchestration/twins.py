@@ -81,6 +81,19 @@ def refresh(build_db: Path, lake_dir: Path, serials=None, *, batch_id: str,
     return {name: table.num_rows for name, table in rows.items()}
 
 
+def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: datetime) -> None:
+    """Which twins a run refreshed and why, one row per unit (lake/twin/_refresh_log)."""
+    if not why:
+        return
+    table = pa.table({
+        "run_id": pa.array([run_id] * len(why), pa.string()),
+        "serial_number": pa.array(list(why), pa.string()),
+        "reasons": pa.array(list(why.values()), pa.list_(pa.string())),
+        "refreshed_at": pa.array([now] * len(why), pa.timestamp("us", tz="UTC")),
+    })
+    lake.write(Path(lake_dir) / "twin" / "_refresh_log", table, "append", batch_id=run_id)
+
+
 def changes(build_db: Path, lake_dir: Path) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
     con = duckdb.connect(str(build_db), read_only=True)

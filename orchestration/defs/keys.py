@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ..twins import TABLES
-
-TWIN_KEYS = [dg.AssetKey(["twin", t]) for t in TABLES]
+# One partitioned asset per unit's twin; it maintains all three twin tables.
+TWIN_KEY = dg.AssetKey(["twin", "unit_twin"])
+TWIN_KEYS = [TWIN_KEY]
 WAREHOUSE_KEY = dg.AssetKey(["warehouse"])

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from .. import lake, twins
 from ..resources import ThreadSettings
-from .keys import TWIN_KEYS, WAREHOUSE_KEY
+from .keys import TWIN_KEY, TWIN_KEYS, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
 LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
@@ -60,31 +60,22 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> d
     })
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key,
-            deps=[*LOGIC_KEYS, CHANGES_KEY],
-            group_name="twin",
-            kinds={"delta"},
-            partitions_def=UNITS,
-            description=description,
-        )
-        for key, description in zip(
-            TWIN_KEYS,
-            (
-                "One live model per unit (not scrapped): configuration, deviations, pending retrofits, service, health.",
-                "What each twin holds now, one row per part revision.",
-                "Latest state of each sensor of each unit against its design limits.",
-            ),
-        )
-    ],
+@dg.asset(
+    key=TWIN_KEY,
+    deps=[*LOGIC_KEYS, CHANGES_KEY],
+    group_name="twin",
+    kinds={"delta"},
     partitions_def=UNITS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="build_db",
-    name="twins",
+    description=(
+        "One live twin per unit (a partition per serial number, units not scrapped): its row of "
+        "twin.unit_twin, what it holds (twin.unit_components) and its sensors (twin.unit_sensor_state), "
+        "kept in lake/twin/_state and published by `warehouse`. A run recomputes only the units in its "
+        "partition range whose inputs changed; which ones and why is in lake/twin/_refresh_log."
+    ),
 )
-def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings):
+def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.MaterializeResult:
     keys = list(context.partition_keys)
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
     pending = twins.pending(thread.lake_dir)
@@ -94,21 +85,22 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings):
             reasons[row["serial_number"]] = row["reasons"]
     # A range can include units whose inputs did not change: recompute only those that did.
     targets = keys if full else [k for k in keys if k in reasons]
-    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id)
-    why: dict[str, int] = {}
-    for k in targets:
-        for r in reasons.get(k, ["full refresh"]):
-            why[r] = why.get(r, 0) + 1
-    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in range: {why}")
-    metadata = {
+    now = datetime.now(timezone.utc)
+    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now)
+    why = {k: reasons.get(k, ["full refresh"]) for k in targets}
+    twins.log_refresh(thread.lake_dir, context.run_id, why, now)
+    by_reason: dict[str, int] = {}
+    for rs in why.values():
+        for r in rs:
+            by_reason[r] = by_reason.get(r, 0) + 1
+    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
+    # Kept small: in a run over many partitions this is stored once per partition.
+    return dg.MaterializeResult(metadata={
         "refreshed_units": len(targets),
         "units_in_run": len(keys),
-        "refreshed_by_reason": dg.MetadataValue.json(why),
-        "refreshed": dg.MetadataValue.json({k: reasons.get(k, ["full refresh"]) for k in targets[:200]}),
-        "rows": dg.MetadataValue.json(counts),
-    }
-    for key in TWIN_KEYS:
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        "refreshed_by_reason": dg.MetadataValue.json(by_reason),
+        "component_rows": counts["unit_components"],
+    })
 
 
 @dg.sensor(

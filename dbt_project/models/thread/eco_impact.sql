@@ -59,14 +59,22 @@ touched as (
 
 {#- "Built with every to_revision": every affected part the unit uses (designed, built or held)
     is in its as-built at the to_revision. -#}
+unit_parts as (
+
+    select serial_number, part_number from designed
+    union
+    select serial_number, part_number from built
+    union
+    select serial_number, part_number from current_config
+
+),
+
 relevant as (
 
     select t.eco_number, t.serial_number, i.part_number, i.from_revision, i.to_revision
     from touched t
     join items i on i.eco_number = t.eco_number
-    where exists (select 1 from designed d where d.serial_number = t.serial_number and d.part_number = i.part_number)
-       or exists (select 1 from built b where b.serial_number = t.serial_number and b.part_number = i.part_number)
-       or exists (select 1 from current_config c where c.serial_number = t.serial_number and c.part_number = i.part_number)
+    join unit_parts up on up.serial_number = t.serial_number and up.part_number = i.part_number
 
 ),
 
@@ -75,16 +83,13 @@ assessed as (
     select
         r.eco_number,
         r.serial_number,
-        bool_and(exists (
-            select 1 from built b
-            where b.serial_number = r.serial_number and b.part_number = r.part_number and b.revision = r.to_revision
-        )) as is_built_with_all,
-        bool_or(exists (
-            select 1 from current_config c
-            where c.serial_number = r.serial_number and c.part_number = r.part_number
-              and c.revision = r.from_revision
-        )) as holds_from_revision
+        bool_and(b.serial_number is not null) as is_built_with_all,
+        bool_or(c.serial_number is not null) as holds_from_revision
     from relevant r
+    left join built b
+      on b.serial_number = r.serial_number and b.part_number = r.part_number and b.revision = r.to_revision
+    left join current_config c
+      on c.serial_number = r.serial_number and c.part_number = r.part_number and c.revision = r.from_revision
     group by r.eco_number, r.serial_number
 
 ),
