@@ -123,6 +123,7 @@ class Stage:
 def _env(sources: Path, data: Path) -> None:
     os.environ.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data),
                        "MES_DATABASE_URL": "", "THREAD_PII_SALT": "bench-salt"})
+    os.environ.setdefault("THREAD_TWIN_UNITS_PER_PARTITION", "1")
 
 
 def full_build(sources: Path, data: Path, instance) -> tuple[dict[str, Stage], object]:

@@ -89,8 +89,12 @@ def _captured(log_path: Path | None):
         yield
 
 
-def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool) -> list[dict[str, str]]:
+def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool,
+              units_per_partition: int | None = None) -> list[dict[str, str]]:
     """Run tags for the twin refresh: one range of partitions per run (all of them when full)."""
+    import os
+
+    size = units_per_partition or int(os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or 1)
     from .defs.twins import FULL_REFRESH_TAG, UNITS
 
     keys = list(instance.get_dynamic_partitions(UNITS.name))
@@ -100,7 +104,7 @@ def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool) -> list[
         ranges = [(keys[0], keys[-1])]
     else:
         pend = twins.pending(lake_dir)
-        wanted = set(pend["serial_number"].to_pylist()) if pend is not None else set()
+        wanted = {twins.partition_key(s, size) for s in pend["serial_number"].to_pylist()} if pend is not None else set()
         ranges = twins.partition_ranges(keys, wanted)
     return [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
 

@@ -137,6 +137,42 @@ class ExtractionReport:
         }
 
 
+class Spill:
+    """Accepted rows of a big export, parked as Parquet until the one Delta commit that lands them.
+
+    Keeps memory bounded by one chunk (a file of telemetry, a slice of a table) while the
+    quarantine is still written before the raw commit.
+    """
+
+    def __init__(self, lake_dir: Path, batch_id: str):
+        self.dir = Path(lake_dir) / "_spill" / batch_id.replace("/", "_")
+        self.files: list[Path] = []
+        self.rows = 0
+        self.schema: pa.Schema | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0 and self.files:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"part-{len(self.files):05d}.parquet"
+        pq.write_table(table, path)
+        self.files.append(path)
+        self.rows += table.num_rows
+        self.schema = table.schema if self.schema is None else pa.unify_schemas(
+            [self.schema, table.schema], promote_options="permissive")
+
+    def reader(self) -> pa.RecordBatchReader:
+        import pyarrow.dataset as pads
+
+        dataset = pads.dataset([str(f) for f in self.files], format="parquet", schema=self.schema)
+        return pa.RecordBatchReader.from_batches(self.schema, dataset.to_batches(batch_size=200_000))
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def paths(lake_dir: Path, c: EntityContract) -> dict[str, Path]:
     return {
         "raw": Path(lake_dir) / "raw" / c.system / c.entity,
@@ -399,7 +435,8 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
     engine = _engine(src.mes_url)
     q = engine.dialect.identifier_preparer.quote
     keys = list(c.key)
-    accepted, rejected, warnings, held = [], [], [], []
+    accepted = Spill(Path(p["raw"]).parents[2], batch_id)
+    rejected, warnings, held = [], [], []
     digest = hashlib.sha256()
     row_offset = 0
     try:
@@ -423,7 +460,7 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
                     chunk, rows = chunk[~is_dup], rows[~is_dup]
                 enf = enforce(chunk, c, location, rows, check_keys=False)
                 enf.accepted["_source"] = c.location
-                accepted.append(_to_arrow(enf.accepted, c, batch_id, now))
+                accepted.add(_to_arrow(enf.accepted, c, batch_id, now))
                 rejected.append(enf.rejected)
                 warnings.append(enf.warnings)
             if held:
@@ -431,11 +468,15 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
                 rows = pd.concat([h[1] for h in held], ignore_index=True)
                 enf = enforce(frame, c, location, rows)
                 enf.accepted["_source"] = c.location
-                accepted.append(_to_arrow(enf.accepted, c, batch_id, now))
+                accepted.add(_to_arrow(enf.accepted, c, batch_id, now))
                 rejected.append(enf.rejected)
                 warnings.append(enf.warnings)
     except sa.exc.SQLAlchemyError as e:
+        accepted.close()
         raise ExportBreach(c.system, c.entity, location, f"database unreachable or unreadable: {e}") from e
+    except BaseException:
+        accepted.close()
+        raise
     finally:
         engine.dispose()
     fingerprint = digest.hexdigest() + f"-{row_offset}"
@@ -443,15 +484,16 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
         else pd.DataFrame(columns=REJECT_COLUMNS)
     warnings_df = pd.concat([w for w in warnings if len(w)], ignore_index=True) if any(len(w) for w in warnings) \
         else pd.DataFrame(columns=REJECT_COLUMNS)
-    n_accepted = sum(t.num_rows for t in accepted)
-    if fingerprint == lake.fingerprint(p["raw"]):
-        return ExtractionReport(c.system, c.entity, batch_id, location, row_offset, n_accepted, len(rejected_df),
-                                len(warnings_df), 0, False, lake.table(p["raw"]).version(), str(p["raw"]),
-                                rejected_df, warnings_df)
-    _refuse_broken(c, location, len(rejected_df), row_offset, rejected_df)
-    table = pa.concat_tables(accepted, promote_options="permissive")
-    return _land(c, p, location, None, rejected_df, warnings_df, 0, None, fingerprint, batch_id, now,
-                 table=table)
+    try:
+        if fingerprint == lake.fingerprint(p["raw"]):
+            return ExtractionReport(c.system, c.entity, batch_id, location, row_offset, accepted.rows,
+                                    len(rejected_df), len(warnings_df), 0, False, lake.table(p["raw"]).version(),
+                                    str(p["raw"]), rejected_df, warnings_df)
+        _refuse_broken(c, location, len(rejected_df), row_offset, rejected_df)
+        return _land(c, p, location, None, rejected_df, warnings_df, 0, None, fingerprint, batch_id, now,
+                     table=accepted.reader(), n_accepted=accepted.rows)
+    finally:
+        accepted.close()
 
 
 def _redact(url: str) -> str:
@@ -604,7 +646,9 @@ def _drop_loaded(accepted: pd.DataFrame, c: EntityContract, raw_path: Path) -> t
 
 
 def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerprint, batch_id, now,
-          extra_input: int = 0, table: pa.Table | None = None) -> ExtractionReport:
+          extra_input: int = 0, table=None, n_accepted: int | None = None) -> ExtractionReport:
+    """Write findings, quarantine, then the raw commit. `table` may be an Arrow table or a
+    RecordBatchReader (big exports), in which case `n_accepted` says how many rows it holds."""
     # Quarantine first: if the raw commit then fails, the next run re-reads the same rows and
     # nothing was lost; the reverse order could advance the cursor past rows never quarantined.
     findings = _findings(rejected, warnings, [location], c, batch_id, now)
@@ -613,7 +657,8 @@ def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerp
     if len(rejected):
         q = findings.filter(pc.field("is_rejected")).drop_columns(["system", "entity", "mode", "is_rejected"])
         lake.write(p["quarantine"], q, "append", batch_id=batch_id)
-    n_accepted = table.num_rows if table is not None else len(accepted)
+    if n_accepted is None:
+        n_accepted = table.num_rows if table is not None else len(accepted)
     total = n_accepted + len(rejected) + already + extra_input
     if c.mode == "events" and not n_accepted and lake.exists(p["raw"]) and cursor == lake.cursor(p["raw"]):
         # Nothing new since the last extraction: no empty commit, nothing downstream to refresh.
@@ -630,32 +675,34 @@ def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerp
 
 def _extract_parquet(c, src, p, cur, batch_id, now) -> ExtractionReport:
     new, seen = read_parquet_files(c, src.root, cur)
-    accepted_parts, rejected_parts, warning_parts = [], [], []
+    spill = Spill(Path(p["raw"]).parents[2], batch_id)
+    rejected_parts, warning_parts = [], []
     already = 0
-    for path in new:
-        export = read_parquet_file(c, src.root, path)
-        enf: Enforcement = enforce(export.frame, c, export.location, export.rows)
-        acc = enf.accepted
-        acc["_source"] = export.location
-        acc, dup = _drop_loaded(acc, c, p["raw"])
-        already += dup
-        accepted_parts.append(acc)
-        for df, bucket in ((enf.rejected, rejected_parts), (enf.warnings, warning_parts)):
-            if len(df):
-                bucket.append(df.assign(source=export.location))
-    n_rejected = sum(len(x) for x in rejected_parts)
-    n_accepted = sum(len(x) for x in accepted_parts)
-    if n_rejected:
-        _refuse_broken(c, c.location, n_rejected, n_rejected + n_accepted, pd.concat(rejected_parts))
-    cursor = {"files": sorted(set(seen) | {x.name for x in new})}
-    accepted = pd.concat(accepted_parts, ignore_index=True) if accepted_parts else pd.DataFrame(
-        {k: pd.Series(dtype="object") for k in list(c.columns) + ["_source", "_source_row"]})
-    if not accepted_parts:
-        accepted = _empty_typed(c)
-    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame(columns=REJECT_COLUMNS)
-    warnings = pd.concat(warning_parts, ignore_index=True) if warning_parts else pd.DataFrame(columns=REJECT_COLUMNS)
-    location = f"{c.location} ({len(new)} new file{'s' if len(new) != 1 else ''})"
-    return _land(c, p, location, accepted, rejected, warnings, already, cursor, None, batch_id, now)
+    try:
+        for path in new:
+            export = read_parquet_file(c, src.root, path)
+            enf: Enforcement = enforce(export.frame, c, export.location, export.rows)
+            acc = enf.accepted
+            acc["_source"] = export.location
+            acc, dup = _drop_loaded(acc, c, p["raw"])
+            already += dup
+            spill.add(_to_arrow(acc, c, batch_id, now))
+            for df, bucket in ((enf.rejected, rejected_parts), (enf.warnings, warning_parts)):
+                if len(df):
+                    bucket.append(df.assign(source=export.location))
+        n_rejected = sum(len(x) for x in rejected_parts)
+        if n_rejected:
+            _refuse_broken(c, c.location, n_rejected, n_rejected + spill.rows, pd.concat(rejected_parts))
+        if not spill.files:
+            spill.add(_to_arrow(_empty_typed(c), c, batch_id, now))
+        cursor = {"files": sorted(set(seen) | {x.name for x in new})}
+        rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame(columns=REJECT_COLUMNS)
+        warnings = pd.concat(warning_parts, ignore_index=True) if warning_parts else pd.DataFrame(columns=REJECT_COLUMNS)
+        location = f"{c.location} ({len(new)} new file{'s' if len(new) != 1 else ''})"
+        return _land(c, p, location, None, rejected, warnings, already, cursor, None, batch_id, now,
+                     table=spill.reader(), n_accepted=spill.rows)
+    finally:
+        spill.close()
 
 
 def _empty_typed(c: EntityContract) -> pd.DataFrame:

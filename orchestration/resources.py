@@ -22,6 +22,9 @@ class ThreadSettings(dg.ConfigurableResource):
     data_dir: str
     mes_database_url: str = ""
     pii_salt: str = DEMO_PII_SALT
+    # 1 = a twin partition per serial number. Past ~100,000 units (Dagster's guidance for
+    # partitions per asset), group units into shards of 10, 100, ... consecutive serials.
+    twin_units_per_partition: int = 1
 
     @property
     def sources_root(self) -> Path:
@@ -63,4 +66,5 @@ def settings_from_env() -> ThreadSettings:
         data_dir=dg.EnvVar("THREAD_DATA_DIR"),
         mes_database_url=dg.EnvVar("MES_DATABASE_URL"),
         pii_salt=dg.EnvVar("THREAD_PII_SALT"),
+        twin_units_per_partition=dg.EnvVar.int("THREAD_TWIN_UNITS_PER_PARTITION"),
     )

@@ -47,6 +47,7 @@ def configure(data_dir: str | None = None, sources_dir: str | None = None) -> En
     os.environ["THREAD_SOURCES_DIR"] = str(sources)
     os.environ.setdefault("MES_DATABASE_URL", "")
     os.environ.setdefault("THREAD_PII_SALT", DEMO_PII_SALT)
+    os.environ.setdefault("THREAD_TWIN_UNITS_PER_PARTITION", "1")
     home = Path(os.environ.get("DAGSTER_HOME") or data / "dagster_home").resolve()
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,15 @@ def _select(con, relation: str, serials) -> pa.Table:
     return con.execute(f"SELECT t.* FROM {relation} t SEMI JOIN keys USING (serial_number)").fetch_arrow_table()
 
 
+def units(build_db: Path) -> set[str]:
+    """Every unit that has a twin now (not scrapped)."""
+    con = duckdb.connect(str(build_db), read_only=True)
+    try:
+        return {s for (s,) in con.execute("SELECT serial_number FROM twin_logic.unit_twin").fetchall()}
+    finally:
+        con.close()
+
+
 def compute(build_db: Path, serials=None) -> dict[str, pa.Table]:
     """Twin rows (and their input hashes) for the given units, or all units."""
     con = duckdb.connect(str(build_db), read_only=True)
@@ -137,6 +146,22 @@ def pending(lake_dir: Path) -> pa.Table | None:
         """).fetch_arrow_table()
     finally:
         con.close()
+
+
+def partition_key(serial: str, units_per_partition: int = 1) -> str:
+    """The twin partition of a unit: its serial, or its shard of consecutive serials.
+
+    With 100 units per partition, HX200-000123 is in shard HX200-0001xx (HX200-000100..000199).
+    """
+    if units_per_partition <= 1:
+        return serial
+    digits = len(str(units_per_partition)) - 1
+    if 10**digits != units_per_partition:
+        raise ValueError("units per partition must be 1, 10, 100, 1000, ...")
+    prefix, sep, number = serial.rpartition("-")
+    if len(number) <= digits:
+        return f"{prefix}{sep}{'x' * digits}"
+    return f"{prefix}{sep}{number[:-digits]}{'x' * digits}"
 
 
 def partition_ranges(all_keys: list[str], wanted: set[str], max_gap: int = 25) -> list[tuple[str, str]]:

@@ -33,6 +33,7 @@ def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> None:
     mp.setenv("THREAD_DATA_DIR", str(data))
     mp.setenv("MES_DATABASE_URL", "")
     mp.setenv("THREAD_PII_SALT", "test-salt")
+    mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "1")
 
 
 def build(sources: Path, data: Path):

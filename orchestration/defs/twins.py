@@ -23,10 +23,10 @@ CHANGES_KEY = dg.AssetKey(["twin", "changes"])
 FULL_REFRESH_TAG = "thread/full_refresh"
 
 
-def register_units(context: dg.AssetExecutionContext, serials: list[str]) -> int:
-    """Add a twin partition for every unit not seen before. Returns how many were added."""
+def register_units(context: dg.AssetExecutionContext, serials: list[str], units_per_partition: int = 1) -> int:
+    """Add a twin partition for every unit (or shard of units) not seen before; how many were added."""
     known = set(context.instance.get_dynamic_partitions(UNITS.name))
-    new = sorted(set(serials) - known)
+    new = sorted({twins.partition_key(s, units_per_partition) for s in serials} - known)
     if new:
         context.instance.add_dynamic_partitions(UNITS.name, new)
     return len(new)
@@ -47,7 +47,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> d
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
     lake.write(thread.lake_dir / "twin" / "_pending", changed, "overwrite", batch_id=context.run_id)
     new_units = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] == ["new unit"]]
-    added = register_units(context, new_units)
+    added = register_units(context, new_units, thread.twin_units_per_partition)
     by_reason: dict[str, int] = {}
     for reasons in changed.column("reasons").to_pylist():
         for r in reasons:
@@ -76,7 +76,8 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> d
     ),
 )
 def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.MaterializeResult:
-    keys = list(context.partition_keys)
+    keys = set(context.partition_keys)
+    size = thread.twin_units_per_partition
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
     pending = twins.pending(thread.lake_dir)
     reasons = {}
@@ -84,7 +85,11 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.
         for row in pending.select(["serial_number", "reasons"]).to_pylist():
             reasons[row["serial_number"]] = row["reasons"]
     # A range can include units whose inputs did not change: recompute only those that did.
-    targets = keys if full else [k for k in keys if k in reasons]
+    if full and size == 1:
+        targets = sorted(keys)
+    else:
+        candidates = (twins.units(thread.build_db) | set(reasons)) if full else set(reasons)
+        targets = sorted(s for s in candidates if twins.partition_key(s, size) in keys)
     now = datetime.now(timezone.utc)
     counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now)
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
@@ -117,7 +122,8 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         return dg.SkipReason("every twin is up to date")
     detected = pc.max(pending["detected_at"]).as_py().isoformat()
     keys = list(context.instance.get_dynamic_partitions(UNITS.name))
-    wanted = set(pending["serial_number"].to_pylist())
+    size = thread.twin_units_per_partition
+    wanted = {twins.partition_key(s, size) for s in pending["serial_number"].to_pylist()}
     new = sorted(wanted - set(keys))
     ranges = twins.partition_ranges(keys + new, wanted)
     requests = [

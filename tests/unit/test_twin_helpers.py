@@ -18,3 +18,17 @@ def test_every_wanted_key_is_inside_a_range():
     position = {k: i for i, k in enumerate(keys)}
     for w in wanted:
         assert any(position[a] <= position[w] <= position[b] for a, b in ranges)
+
+
+def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
+    from orchestration.twins import partition_key
+
+    assert partition_key("HX200-000123") == "HX200-000123"
+    assert partition_key("HX200-000123", 100) == "HX200-0001xx"
+    assert partition_key("HX200-000199", 100) == partition_key("HX200-000100", 100)
+    assert partition_key("HX200-000200", 100) != partition_key("HX200-000199", 100)
+    assert partition_key("A-B-0042", 10) == "A-B-004x"
+    import pytest
+
+    with pytest.raises(ValueError):
+        partition_key("HX200-000123", 50)
