@@ -21,6 +21,18 @@ FINGERPRINT_KEY = "thread.fingerprint"
 BATCH_KEY = "thread.batch_id"
 
 
+def duck(path: Path | str | None = None, read_only: bool = False):
+    """A DuckDB connection with the deployment's memory limit (THREAD_DUCKDB_MEMORY_LIMIT, 4GB)."""
+    import os
+
+    import duckdb
+
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
+    con.execute(f"SET memory_limit = '{os.environ.get('THREAD_DUCKDB_MEMORY_LIMIT', '4GB')}'")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
 def exists(path: Path) -> bool:
     return (Path(path) / "_delta_log").is_dir()
 

@@ -40,7 +40,7 @@ def _select(con, relation: str, serials) -> pa.Table:
 
 def units(build_db: Path) -> set[str]:
     """Every unit that has a twin now (not scrapped)."""
-    con = duckdb.connect(str(build_db), read_only=True)
+    con = lake.duck(build_db, read_only=True)
     try:
         return {s for (s,) in con.execute("SELECT serial_number FROM twin_logic.unit_twin").fetchall()}
     finally:
@@ -49,9 +49,8 @@ def units(build_db: Path) -> set[str]:
 
 def compute(build_db: Path, serials=None) -> dict[str, pa.Table]:
     """Twin rows (and their input hashes) for the given units, or all units."""
-    con = duckdb.connect(str(build_db), read_only=True)
+    con = lake.duck(build_db, read_only=True)
     try:
-        con.execute("SET TimeZone = 'UTC'")
         out = {t: _select(con, f"twin_logic.{t}", serials) for t in TABLES}
         out["inputs"] = _select(con, "twin_logic.unit_twin_inputs", serials)
     finally:
@@ -105,7 +104,7 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
 
 def changes(build_db: Path, lake_dir: Path) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
-    con = duckdb.connect(str(build_db), read_only=True)
+    con = lake.duck(build_db, read_only=True)
     try:
         current = con.execute("SELECT * FROM twin_logic.unit_twin_inputs").fetch_arrow_table()  # noqa: F841
         stored = lake.read(state_dir(lake_dir) / "inputs")

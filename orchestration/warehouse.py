@@ -143,10 +143,9 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
     nxt.unlink(missing_ok=True)
-    con = duckdb.connect(str(nxt))
+    con = lake.duck(nxt)
     counts = {}
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {schema}")
