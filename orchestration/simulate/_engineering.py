@@ -55,6 +55,8 @@ class Adoption:
     # (product, part) -> sorted [(effective_at, revision, eco, instruction_id)]
     instructions: dict[tuple[str, str], list[tuple[float, str, str | None, str]]] = field(default_factory=dict)
     erp_log: list[tuple[str, str, str, float]] = field(default_factory=list)  # eco, part, rev, at
+    # (product, part) -> the effective_at times of `instructions`, for bisecting without rebuilding
+    times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     bulletins: list[tuple[str, str, str, float, str]] = field(default_factory=list)  # no, eco, title, at, action
 
 
@@ -277,8 +279,9 @@ class Engineering:
                 action = {"none": "inform"}.get(eco.field_action, eco.field_action)
                 ad.bulletins.append((f"SB-{eco.eco_number[4:]}", eco.eco_number, eco.title,
                                      r + float(rng.uniform(2, 15)), action))
-        for lst in ad.instructions.values():
+        for key, lst in ad.instructions.items():
             lst.sort()
+            ad.times[key] = [x[0] for x in lst]
         return ad
 
     def is_bad(self, part: str, rev: str | None) -> bool:
@@ -289,5 +292,5 @@ def mes_revision(ad: Adoption, product: str, part: str, t: float) -> str | None:
     lst = ad.instructions.get((product, part))
     if not lst:
         return None
-    i = bisect_right([x[0] for x in lst], t)
+    i = bisect_right(ad.times[(product, part)], t)
     return lst[i - 1][1] if i else None

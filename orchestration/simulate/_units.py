@@ -42,6 +42,12 @@ class UnitFactory:
             (at, no, eco, action) for no, eco, _, at, action in ad.bulletins if action in ("retrofit", "inspect")
         )
         self.ecos = {e.eco_number: e for e in eng.ecos}
+        # part -> the bulletins whose ECO removes it: a unit only ever reacts to bulletins about
+        # parts it holds, and there are thousands of bulletins at 100,000 units.
+        self.bulletins_by_part: dict[str, list] = {}
+        for b in self.bulletins:
+            for part in {rp for rp, rr, _, _ in self.ecos[b[2]].swaps if rr is not None}:
+                self.bulletins_by_part.setdefault(part, []).append(b)
 
     # -- as built --------------------------------------------------------------------------------
     def structure(self, product: str, t: float) -> list[tuple[str, str, float, int]]:
@@ -194,7 +200,8 @@ class UnitFactory:
                 max_rate = p.base_failure_per_day * 6 * qty0
                 fail_streams[part] = (frng, max_rate)
                 push(installed + float(frng.exponential(1 / max_rate)), "failure?", part)
-        for at, no, eco, action in self.bulletins:
+        relevant = sorted({b for part in holdings for b in self.bulletins_by_part.get(part, ())})
+        for at, no, eco, action in relevant:
             push(max(at, installed), "bulletin", (no, eco, action))
         raw_events = []
         while heap:
