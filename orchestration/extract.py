@@ -96,13 +96,11 @@ class Sources:
 class Export:
     frame: pd.DataFrame
     rows: pd.Series
-    source: pd.Series
     location: str
     fingerprint: str | None = None
     cursor: dict | None = None
     # rows the reader itself had to reject (unparseable lines), already in REJECT_COLUMNS form
     unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
-    unreadable_source: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -265,10 +263,8 @@ def read_csv(c: EntityContract, root: Path) -> Export:
         lines.append(line)
     frame = pd.DataFrame(records, columns=header, dtype="str") if records else pd.DataFrame(
         columns=header, dtype="str")
-    return Export(frame, pd.Series(lines, dtype="int64"), pd.Series([location] * len(lines), dtype="str"),
-                  location, hashlib.sha256(data).hexdigest(),
-                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS),
-                  unreadable_source=[location] * len(rejects))
+    return Export(frame, pd.Series(lines, dtype="int64"), location, hashlib.sha256(data).hexdigest(),
+                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS))
 
 
 def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
@@ -319,10 +315,8 @@ def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
         if col not in frame.columns and (not records or c.nullable(col)):
             frame[col] = pd.Series([None] * len(frame), dtype="object")
     new_cursor = {"offset": offset + len(data), "line": n} if c.mode == "events" else None
-    return Export(frame, pd.Series(lines, dtype="int64"), pd.Series([location] * len(lines), dtype="str"),
-                  location, fingerprint, new_cursor,
-                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS),
-                  unreadable_source=[location] * len(rejects))
+    return Export(frame, pd.Series(lines, dtype="int64"), location, fingerprint, new_cursor,
+                  unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS))
 
 
 def parquet_files(c: EntityContract, root: Path) -> list[Path]:
@@ -360,7 +354,7 @@ def read_parquet_file(c: EntityContract, root: Path, path: Path) -> Export:
                                    f"column has the wrong type: {t}, the contract says {kind}", column=name)
     frame = tbl.to_pandas()
     rows = pd.Series(range(1, len(frame) + 1), dtype="int64")
-    return Export(frame, rows, pd.Series([location] * len(frame), dtype="str"), location)
+    return Export(frame, rows, location)
 
 
 def _engine(url: str):
@@ -406,8 +400,7 @@ def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=
         old = pd.Timestamp(cursor["hwm"]) if cursor and cursor.get("hwm") else None
         best = max([t for t in (hwm, old) if t is not None], default=None)
         new_cursor = {"hwm": best.strftime("%Y-%m-%dT%H:%M:%SZ") if best is not None else None}
-    return Export(frame, rows, pd.Series([c.location] * len(frame), dtype="str"), location, fingerprint,
-                  new_cursor)
+    return Export(frame, rows, location, fingerprint, new_cursor)
 
 
 def table_rows(c: EntityContract, src: Sources) -> int | None:

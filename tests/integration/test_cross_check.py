@@ -7,7 +7,6 @@ what the spec says.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import defaultdict
 from datetime import date
