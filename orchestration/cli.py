@@ -127,8 +127,12 @@ def build(ctx, full):
     started = time.monotonic()
 
     shown_stages = set()
+    stages = ["plm", "mes", "erp", "service", "thread", "twins", "publish"]
+    bar = _progress()
+    task = bar.add_task("build", total=len(stages))
 
     def show(stage, outcomes):
+        bar.update(task, completed=stages.index(stage) + 1, description=f"build: {stage} done")
         if stage not in shown_stages:
             console.print(f"[bold]{stage}[/bold]")
             shown_stages.add(stage)
@@ -142,7 +146,7 @@ def build(ctx, full):
             console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
 
     log_path = env.data_dir / "logs" / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
-    with dg.DagsterInstance.get() as instance:
+    with bar, dg.DagsterInstance.get() as instance:
         result = run_build(defs, instance, show, log_path, lake_dir=env.data_dir / "lake", full=full)
     elapsed = time.monotonic() - started
     warehouse = env.data_dir / "warehouse.duckdb"
