@@ -80,6 +80,9 @@ BROKEN_SHARE = 0.5
 BROKEN_MIN = 10
 # Tables larger than this are read, checked and landed chunk by chunk (memory stays bounded).
 CHUNK_ROWS = 500_000
+# JSON Lines exports whose unread part is larger than this are read in chunks of lines.
+JSONL_CHUNK_BYTES = 64 * 2**20
+JSONL_CHUNK_LINES = 200_000
 
 
 @dataclass
@@ -267,56 +270,97 @@ def read_csv(c: EntityContract, root: Path) -> Export:
                   unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS))
 
 
-def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
+def _jsonl_start(c: EntityContract, path: Path, cursor: dict | None) -> tuple[int, int]:
+    """Where to start reading: after the cursor for a file that only grows, else the beginning."""
+    if c.mode == "events" and cursor and path.stat().st_size >= cursor.get("offset", 0):
+        return cursor.get("offset", 0), cursor.get("line", 0) + 1
+    return 0, 1
+
+
+def iter_jsonl(c: EntityContract, root: Path, cursor: dict | None, chunk_lines: int | None = None):
+    """The export as Exports of at most `chunk_lines` lines (one Export when None); the last one
+    carries the new cursor (events) or the fingerprint (snapshots)."""
     path = Path(root) / c.location
     location = c.location
     if not path.is_file():
         raise ExportBreach(c.system, c.entity, location, "file missing")
-    offset, first_line = 0, 1
-    if c.mode == "events" and cursor:
-        size = path.stat().st_size
-        if size >= cursor.get("offset", 0):
-            offset, first_line = cursor.get("offset", 0), cursor.get("line", 0) + 1
+    offset, first_line = _jsonl_start(c, path, cursor)
+    digest = hashlib.sha256()
+    consumed, n = 0, first_line - 1
+    records, lines, rejects = [], [], []
     with path.open("rb") as f:
         f.seek(offset)
-        data = f.read()
-    fingerprint = hashlib.sha256(data).hexdigest() if c.mode == "snapshot" else None
-    if c.mode == "events":
-        # A line still being written (no newline yet) is left for the next extraction.
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut]
-    records, lines, rejects = [], [], []
-    text = _decode_lines(data)
-    n = first_line - 1
-    for n, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), start=first_line):
-        if not line.strip():
-            continue
-        shown = _shown(line)
-        if _bad_utf8(line):
-            rejects.append(_reject(n, "", "utf-8", f"line {n} holds bytes that are not UTF-8",
-                                   json.dumps({"line": shown})))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            rejects.append(_reject(n, "", "valid json", f"line {n} is not valid JSON ({e.msg})",
-                                   json.dumps({"line": shown})))
-            continue
-        if not isinstance(obj, dict):
-            rejects.append(_reject(n, "", "json object", f"line {n} is not a JSON object",
-                                   json.dumps({"line": shown})))
-            continue
-        records.append({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in obj.items()})
-        lines.append(n)
+        for raw in f:
+            if c.mode == "events" and not raw.endswith(b"\n"):
+                break  # a line still being written is left for the next extraction
+            consumed += len(raw)
+            digest.update(raw)
+            n += 1
+            line = _decode_lines(raw).rstrip("\r\n")
+            if not line.strip():
+                continue
+            shown = _shown(line)
+            if _bad_utf8(line):
+                rejects.append(_reject(n, "", "utf-8", f"line {n} holds bytes that are not UTF-8",
+                                       json.dumps({"line": shown})))
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                rejects.append(_reject(n, "", "valid json", f"line {n} is not valid JSON ({e.msg})",
+                                       json.dumps({"line": shown})))
+                continue
+            if not isinstance(obj, dict):
+                rejects.append(_reject(n, "", "json object", f"line {n} is not a JSON object",
+                                       json.dumps({"line": shown})))
+                continue
+            records.append({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in obj.items()})
+            lines.append(n)
+            if chunk_lines and len(records) >= chunk_lines:
+                yield _jsonl_export(c, records, lines, rejects, location)
+                records, lines, rejects = [], [], []
+    final = _jsonl_export(c, records, lines, rejects, location)
+    final.fingerprint = digest.hexdigest() if c.mode == "snapshot" else None
+    final.cursor = {"offset": offset + consumed, "line": n} if c.mode == "events" else None
+    yield final
+
+
+def _jsonl_export(c: EntityContract, records, lines, rejects, location) -> Export:
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     for col in c.columns:
         # JSON writers omit null fields: an absent optional field is null. An absent required
         # field (in every record) stays absent and is reported as a missing column by enforce.
         if col not in frame.columns and (not records or c.nullable(col)):
             frame[col] = pd.Series([None] * len(frame), dtype="object")
-    new_cursor = {"offset": offset + len(data), "line": n} if c.mode == "events" else None
-    return Export(frame, pd.Series(lines, dtype="int64"), location, fingerprint, new_cursor,
+    return Export(frame, pd.Series(lines, dtype="int64"), location,
                   unreadable=pd.DataFrame(rejects, columns=REJECT_COLUMNS))
+
+
+def read_jsonl(c: EntityContract, root: Path, cursor: dict | None) -> Export:
+    return next(iter_jsonl(c, root, cursor))
+
+
+def _unread_bytes(c: EntityContract, root: Path, cursor: dict | None) -> int:
+    path = Path(root) / c.location
+    if not path.is_file():
+        return 0
+    return path.stat().st_size - _jsonl_start(c, path, cursor)[0]
+
+
+def jsonl_duplicate_keys(c: EntityContract, root: Path) -> set[tuple]:
+    """Keys that appear more than once anywhere in the file, found by DuckDB without Python rows."""
+    import duckdb
+
+    path = str(Path(root) / c.location).replace("'", "''")
+    cols = ", ".join(f"'{k}': 'VARCHAR'" for k in c.key)
+    keys = ", ".join(f'"{k}"' for k in c.key)
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT {keys} FROM read_ndjson('{path}', columns = {{{cols}}}, ignore_errors = true) "
+                           f"GROUP BY ALL HAVING count(*) > 1").fetchall()
+    finally:
+        con.close()
+    return {tuple(str(v) for v in r) for r in rows}
 
 
 def parquet_files(c: EntityContract, root: Path) -> list[Path]:
@@ -489,6 +533,63 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
         accepted.close()
 
 
+def _extract_jsonl_chunked(c: EntityContract, src: Sources, p, cur, batch_id: str, now: datetime) -> "ExtractionReport":
+    """A big JSON Lines export, in chunks (the service history of a large fleet is gigabytes)."""
+    keys = list(c.key)
+    dup_keys = jsonl_duplicate_keys(c, src.root)
+    spill = Spill(Path(p["raw"]).parents[2], batch_id)
+    rejected, warnings, held = [], [], []
+    already, total = 0, 0
+    export = None
+    try:
+        for export in iter_jsonl(c, src.root, cur, chunk_lines=JSONL_CHUNK_LINES):
+            frame, rows = export.frame, export.rows
+            total += len(frame) + len(export.unreadable)
+            if len(export.unreadable):
+                rejected.append(export.unreadable)
+            if not len(frame):
+                continue
+            if dup_keys and set(keys) <= set(frame.columns):
+                is_dup = frame[keys].astype(str).apply(tuple, axis=1).isin(dup_keys).to_numpy()
+                held.append((frame[is_dup], rows[is_dup]))
+                frame, rows = frame[~is_dup], rows[~is_dup]
+            enf = enforce(frame, c, export.location, rows, check_keys=False)
+            enf.accepted["_source"] = c.location
+            acc, dup = _drop_loaded(enf.accepted, c, p["raw"]) if c.mode == "events" else (enf.accepted, 0)
+            already += dup
+            spill.add(_to_arrow(acc, c, batch_id, now))
+            rejected.append(enf.rejected)
+            warnings.append(enf.warnings)
+        if held:
+            frame = pd.concat([h[0] for h in held], ignore_index=True)
+            rows = pd.concat([h[1] for h in held], ignore_index=True)
+            enf = enforce(frame, c, c.location, rows)
+            enf.accepted["_source"] = c.location
+            acc, dup = _drop_loaded(enf.accepted, c, p["raw"]) if c.mode == "events" else (enf.accepted, 0)
+            already += dup
+            spill.add(_to_arrow(acc, c, batch_id, now))
+            rejected.append(enf.rejected)
+            warnings.append(enf.warnings)
+        if not spill.files:
+            spill.add(_to_arrow(_empty_typed(c), c, batch_id, now))
+        rejected_df = _frames(rejected)
+        warnings_df = _frames(warnings)
+        if c.mode == "snapshot" and export.fingerprint == lake.fingerprint(p["raw"]):
+            return ExtractionReport(c.system, c.entity, batch_id, c.location, total, spill.rows, len(rejected_df),
+                                    len(warnings_df), 0, False, lake.table(p["raw"]).version(), str(p["raw"]),
+                                    rejected_df, warnings_df)
+        _refuse_broken(c, c.location, len(rejected_df), total, rejected_df)
+        return _land(c, p, c.location, None, rejected_df, warnings_df, already, export.cursor, export.fingerprint,
+                     batch_id, now, table=spill.reader(), n_accepted=spill.rows)
+    finally:
+        spill.close()
+
+
+def _frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [x for x in parts if len(x)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECT_COLUMNS)
+
+
 def _redact(url: str) -> str:
     try:
         import sqlalchemy as sa
@@ -586,6 +687,8 @@ def _extract(c: EntityContract, src: Sources, lake_dir: Path, batch_id: str, now
         return _extract_parquet(c, src, p, cur, batch_id, now)
     if c.medium == "table" and c.mode == "snapshot" and (table_rows(c, src) or 0) > CHUNK_ROWS:
         return _extract_table_chunked(c, src, p, batch_id, now)
+    if c.medium == "jsonl" and _unread_bytes(c, src.root, cur) > JSONL_CHUNK_BYTES:
+        return _extract_jsonl_chunked(c, src, p, cur, batch_id, now)
     if c.medium == "csv":
         export = read_csv(c, src.root)
     elif c.medium == "jsonl":

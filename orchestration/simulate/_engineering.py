@@ -221,7 +221,7 @@ class Engineering:
         if has_bad:
             field_action = "retrofit" if rng.random() < 0.8 else "inspect"
         else:
-            field_action = str(rng.choice(["none", "inspect", "retrofit"], p=[0.6, 0.15, 0.25]))
+            field_action = str(rng.choice(["none", "inspect", "retrofit"], p=[0.8, 0.1, 0.1]))
         reasons = REASONS_RETROFIT if field_action == "retrofit" else REASONS_OTHER
         reason = str(rng.choice(reasons)).format(name=names)
         products = sorted(set().union(*(self.where_used[p] for p, _, _ in affected)))

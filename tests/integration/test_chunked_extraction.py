@@ -40,3 +40,31 @@ def test_chunked_and_whole_reads_land_the_same_rows(small_sources, tmp_path, mon
     assert raw.num_rows == report.accepted_rows == total - 1
     keys = set(zip(*(raw[k].to_pylist() for k in c.key)))
     assert len(keys) == raw.num_rows
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_big_json_lines_exports_are_read_in_chunks_with_the_same_result(small_sources, tmp_path, monkeypatch, chunked):
+    import json
+
+    sources = tmp_path / "sources"
+    shutil.copytree(small_sources, sources)
+    path = sources / "service" / "service_events.jsonl"
+    lines = path.read_text().splitlines()
+    total = len(lines)
+    first = json.loads(lines[3])
+    with path.open("a") as f:
+        f.write(json.dumps({**first, "notes": "a different story"}) + "\n")  # conflicting copy of line 4
+        f.write('{"event_id": "broken", \n')  # malformed
+    if chunked:
+        monkeypatch.setattr(extract, "JSONL_CHUNK_BYTES", 0)
+        monkeypatch.setattr(extract, "JSONL_CHUNK_LINES", 50)
+    c = contracts.entity("service", "service_events")
+    report = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="b")
+    assert report.input_rows == total + 2
+    assert sorted(report.rejected.rule) == ["key unique", "key unique", "valid json"]
+    raw = lake.read(tmp_path / "lake" / "raw" / "service" / "service_events")
+    assert raw.num_rows == report.accepted_rows == total - 1
+    assert first["event_id"] not in set(raw["event_id"].to_pylist())
+    # ...and the cursor is at the end: a second extraction reads nothing new.
+    again = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="c")
+    assert again.input_rows == 0
