@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 THREAD := $(BIN)/thread
 PORT   ?= 3000
 SCALE  ?= S
+BENCH_ARGS ?=
 
 .PHONY: setup demo test serve docs bench lock clean
 
@@ -32,7 +33,7 @@ docs: setup
 	$(THREAD) docs
 
 bench: setup
-	$(THREAD) bench --scale $(SCALE)
+	$(THREAD) bench --scale $(SCALE) $(BENCH_ARGS)
 
 # Re-resolve requirements.lock after changing pyproject.toml (needs uv: pip install uv).
 lock:

@@ -292,7 +292,7 @@ def versions() -> dict:
                                     "pandera", "pandas", "pyarrow")}
 
 
-def run(scale: str, seed: int, cache: Path, workdir: Path, say=print) -> dict:
+def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incremental_scenarios: bool = True) -> dict:
     import dagster as dg
 
     os.environ["THREAD_TWIN_UNITS_PER_PARTITION"] = str(UNITS_PER_PARTITION[scale])
@@ -322,9 +322,10 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print) -> dict:
     stages.setdefault("publish", Stage()).rows = int((counts.get("thread") or 0) + (counts.get("twin") or 0))
     say(f"full build: {full_s:.1f} s, peak {mem.mb:,.0f} MB; " + ", ".join(f"{k} {v.seconds:.1f} s" for k, v in stages.items()))
 
-    incremental = {}
-    for name, make in (("eco", lambda s, d: scenario_eco(s, d)), ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
-                       ("retrofit", lambda s, d: scenario_retrofit(s, d))):
+    incremental = {"eco": {"seconds": None, "over_full": None, "twins_refreshed": None, "twins_affected": None}}
+    scenarios = (("eco", lambda s, d: scenario_eco(s, d)), ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
+                 ("retrofit", lambda s, d: scenario_retrofit(s, d)))
+    for name, make in scenarios if incremental_scenarios else ():
         s_dir, d_dir = _copy(sources, data, workdir / f"incremental-{name}")
         changed, affected = make(s_dir, d_dir)
         with dg.DagsterInstance.ephemeral() as inst:
@@ -380,11 +381,12 @@ def write(result: dict, results_dir: Path, readme: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{result['scale']}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
+    eco = result["eco_incremental_s"]
     row = (f"| {result['measured_at'][:10]} | {result['scale']} | {result['units']:,} | {result['telemetry_rows']:,} | "
            f"{result['full_build_s']:.0f} | {result['floor_s']:.1f} | {result['full_over_floor']:.1f} | "
-           f"{result['eco_incremental_s']:.1f} | {result['eco_incremental_over_full']:.3f} | "
-           f"{result['twins_refreshed']}/{result['twins_affected']} | {result['query_p50_ms']:.0f} | "
-           f"{result['query_p95_ms']:.0f} | {result['peak_rss_mb']:,.0f} |")
+           + (f"{eco:.1f} | {result['eco_incremental_over_full']:.3f} | "
+              f"{result['twins_refreshed']}/{result['twins_affected']} | " if eco is not None else "not run | | | ")
+           + f"{result['query_p50_ms']:.0f} | {result['query_p95_ms']:.0f} | {result['peak_rss_mb']:,.0f} |")
     # The results table closes bench/README.md: a new run is a new last row.
     readme.write_text(readme.read_text().rstrip("\n") + "\n" + row + "\n")
     return path

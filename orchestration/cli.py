@@ -276,11 +276,12 @@ def report(ctx):
 @click.option("--cache", type=click.Path(path_type=Path), envvar="THREAD_BENCH_CACHE",
               default=Path.home() / ".cache" / "digital-thread-bench", show_default=True,
               help="Where generated enterprises are kept between runs (outside the repository).")
-def bench(scale, seed, cache):
+@click.option("--no-incremental", is_flag=True, help="Skip the incremental scenarios (each copies the whole lake).")
+def bench(scale, seed, cache, no_incremental):
     from .bench import run, write
 
     workdir = Path(cache) / f"run-{scale}"
-    result = run(scale, seed, Path(cache), workdir, say=console.print)
+    result = run(scale, seed, Path(cache), workdir, say=console.print, incremental_scenarios=not no_incremental)
     path = write(result, REPO / "bench" / "results", REPO / "bench" / "README.md")
     console.print(f"wrote {path} and a row of bench/README.md")
 
