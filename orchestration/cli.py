@@ -302,7 +302,9 @@ def status(ctx):
     late = []
     for f in freshness.sources(env.data_dir / "lake"):
         state = "[red]late[/red]" if f.is_late else "[green]fresh[/green]"
-        if f.is_late:
+        if f.is_failing:
+            state += f" [red](failing: {', '.join(f.failing_entities)})[/red]"
+        if f.is_late or f.is_failing:
             late.append(f.system)
         table.add_row(f.system, f.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if f.last_success_at else "never",
                       f"{f.age_hours:.1f} h" if f.age_hours is not None else "-", f"{f.limit_hours:g} h",
@@ -326,7 +328,8 @@ def status(ctx):
     for reason, n in reasons:
         console.print(f"  {n:,}  {reason}")
     if late:
-        console.print(f"[red]Now late:[/red] {', '.join(late)} -- every twin fed by them is stale until they refresh.")
+        console.print(f"[red]Now late or failing:[/red] {', '.join(late)} -- every twin fed by them is stale "
+                      "until they extract again.")
 
 
 # -- twin ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .defs.service.sensors import sensor as service_sensor
 from .defs.thread import dbt_resource, thread_dbt
 from .defs.keys import TWIN_KEYS
 from .defs.twins import twin_changes, twin_refresh_sensor, twin_units
-from .resources import settings_from_env
+from .resources import lock_from_env, settings_from_env
 
 RAW_ASSETS = [*plm_assets, *mes_assets, *erp_assets, *service_assets]
 SOURCE_GROUPS = ("plm", "mes", "erp", "service")
@@ -62,7 +62,7 @@ _defs = dg.Definitions(
             description="Refreshes the thread, the twin change set and the warehouse after the sources land.",
         ),
     ],
-    resources={"thread": settings_from_env(), "dbt": dbt_resource()},
+    resources={"thread": settings_from_env(), "writer": lock_from_env(), "dbt": dbt_resource()},
     # One process per run, not per step: re-importing the code location costs ~3 s a step here,
     # and the steps of a refresh are sequential anyway (one writer of the build database).
     executor=dg.in_process_executor,

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from contracts import EntityContract, ExportBreach, enforce
 from contracts._base import REJECT_COLUMNS, Enforcement
 
 from . import lake
+from .faults import checkpoint
 
 ARROW_TYPES = {
     "str": pa.string(),
@@ -230,8 +232,19 @@ def _reject(row: int, key: str, rule: str, reason: str, record: str) -> dict:
             "severity": "error", "record": record}
 
 
+def confined(c: EntityContract, root: Path, path: Path) -> Path:
+    """The export file, resolved; refused when it (or a symlink on the way) leads outside the
+    sources root, so a planted link cannot make the lake read files it was never meant to."""
+    base = Path(root).resolve()
+    real = Path(path).resolve()
+    if not real.is_relative_to(base):
+        raise ExportBreach(c.system, c.entity, str(Path(path).relative_to(root)) if Path(path).is_relative_to(root)
+                           else str(path), "resolves outside the sources root; refused")
+    return real
+
+
 def read_csv(c: EntityContract, root: Path) -> Export:
-    path = Path(root) / c.location
+    path = confined(c, root, Path(root) / c.location)
     location = c.location
     if not path.is_file():
         raise ExportBreach(c.system, c.entity, location, "file missing")
@@ -280,7 +293,7 @@ def _jsonl_start(c: EntityContract, path: Path, cursor: dict | None) -> tuple[in
 def iter_jsonl(c: EntityContract, root: Path, cursor: dict | None, chunk_lines: int | None = None):
     """The export as Exports of at most `chunk_lines` lines (one Export when None); the last one
     carries the new cursor (events) or the fingerprint (snapshots)."""
-    path = Path(root) / c.location
+    path = confined(c, root, Path(root) / c.location)
     location = c.location
     if not path.is_file():
         raise ExportBreach(c.system, c.entity, location, "file missing")
@@ -351,7 +364,7 @@ def jsonl_duplicate_keys(c: EntityContract, root: Path) -> set[tuple]:
     """Keys that appear more than once anywhere in the file, found by DuckDB without Python rows."""
     import duckdb
 
-    path = str(Path(root) / c.location).replace("'", "''")
+    path = str(confined(c, root, Path(root) / c.location)).replace("'", "''")
     cols = ", ".join(f"'{k}': 'VARCHAR'" for k in c.key)
     keys = ", ".join(f'"{k}"' for k in c.key)
     con = duckdb.connect()
@@ -364,7 +377,10 @@ def jsonl_duplicate_keys(c: EntityContract, root: Path) -> set[tuple]:
 
 
 def parquet_files(c: EntityContract, root: Path) -> list[Path]:
-    return sorted(Path(root).glob(c.location))
+    files = sorted(Path(root).glob(c.location))
+    for f in files:
+        confined(c, root, f)
+    return files
 
 
 def read_parquet_files(c: EntityContract, root: Path, cursor: dict | None):
@@ -402,17 +418,34 @@ def read_parquet_file(c: EntityContract, root: Path, path: Path) -> Export:
 
 
 def _engine(url: str):
+    """An engine for the MES URL. Any failure to even build one (bad URL, missing driver) is
+    reported as a SQLAlchemy error whose text names the URL with its password hidden."""
     import sqlalchemy as sa
 
-    return sa.create_engine(url)
+    try:
+        return sa.create_engine(url)
+    except Exception as e:  # noqa: BLE001
+        raise sa.exc.ArgumentError(f"cannot use {_redact(url)}: {scrub(f'{type(e).__name__}: {e}', url)}") from None
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` without the URL's password, however a driver chose to quote the URL."""
+    try:
+        import sqlalchemy as sa
+
+        password = sa.engine.make_url(url).password
+    except Exception:  # noqa: BLE001
+        return text.replace(url, "<MES database URL>")
+    return text.replace(url, _redact(url)).replace(password, "***") if password else text
 
 
 def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=None) -> Export:
     import sqlalchemy as sa
 
     location = f"{_redact(src.mes_url)} table {c.location}"
-    engine = _engine(src.mes_url)
+    engine = None
     try:
+        engine = _engine(src.mes_url)
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(c.location):
                 raise ExportBreach(c.system, c.entity, location, "table missing")
@@ -427,10 +460,12 @@ def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=
     except ExportBreach:
         raise
     except sa.exc.SQLAlchemyError as e:
-        raise ExportBreach(c.system, c.entity, location,
-                           f"database unreachable or unreadable: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
+        # `from None`: the driver's own exception may quote the URL, password included.
+        detail = scrub(f"{e.__class__.__name__}: {e.orig if getattr(e, 'orig', None) else e}", src.mes_url)
+        raise ExportBreach(c.system, c.entity, location, f"database unreachable or unreadable: {detail}") from None
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     frame = frame.astype({col: "object" for col in frame.columns if str(frame[col].dtype) in ("string", "str")})
     fingerprint = None
     if c.mode == "snapshot":
@@ -450,7 +485,10 @@ def read_table(c: EntityContract, src: Sources, cursor: dict | None, known_keys=
 def table_rows(c: EntityContract, src: Sources) -> int | None:
     import sqlalchemy as sa
 
-    engine = _engine(src.mes_url)
+    try:
+        engine = _engine(src.mes_url)
+    except sa.exc.SQLAlchemyError:
+        return None
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(c.location):
@@ -510,7 +548,8 @@ def _extract_table_chunked(c: EntityContract, src: Sources, p, batch_id: str, no
                 warnings.append(enf.warnings)
     except sa.exc.SQLAlchemyError as e:
         accepted.close()
-        raise ExportBreach(c.system, c.entity, location, f"database unreachable or unreadable: {e}") from e
+        detail = scrub(f"{e.__class__.__name__}: {e.orig if getattr(e, 'orig', None) else e}", src.mes_url)
+        raise ExportBreach(c.system, c.entity, location, f"database unreachable or unreadable: {detail}") from None
     except BaseException:
         accepted.close()
         raise
@@ -680,8 +719,42 @@ def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id:
     return report
 
 
+def discard_crashed_batches(c: EntityContract, lake_dir: Path) -> list[str]:
+    """Drop findings, quarantine and spill files of this entity's batches that never finished.
+
+    An extraction writes findings and quarantine, then the raw commit, then its log entry. A batch
+    killed before its raw commit is read again by the next run, so what it quarantined would be
+    quarantined twice; a batch that committed raw data but died before logging keeps everything.
+    """
+    p = paths(lake_dir, c)
+    prefix = f"{c.system}.{c.entity}."
+    spill = Path(lake_dir) / "_spill"
+    if spill.is_dir():
+        for d in spill.glob(prefix + "*"):
+            shutil.rmtree(d, ignore_errors=True)
+    mine = (pc.field("system") == c.system) & (pc.field("entity") == c.entity)
+    seen: dict[str, set[str]] = {}
+    for name, flt in (("findings", mine), ("quarantine", None)):
+        t = lake.read(p[name], columns=["batch_id"], filter=flt)
+        seen[name] = set(t.column("batch_id").to_pylist()) if t is not None else set()
+    found = {b for ids in seen.values() for b in ids if b and b.startswith(prefix)}
+    if not found:
+        return []
+    log = lake.read(p["extractions"], columns=["batch_id"], filter=mine)
+    finished = set(log.column("batch_id").to_pylist()) if log is not None else set()
+    finished |= lake.recent_batches(p["raw"])
+    crashed = sorted(found - finished)
+    if crashed:
+        listed = ", ".join("'" + b.replace("'", "''") + "'" for b in crashed)
+        for name in ("findings", "quarantine"):
+            if seen[name] & set(crashed):
+                lake.delete(p[name], f"batch_id IN ({listed})")
+    return crashed
+
+
 def _extract(c: EntityContract, src: Sources, lake_dir: Path, batch_id: str, now: datetime) -> ExtractionReport:
     p = paths(lake_dir, c)
+    discard_crashed_batches(c, lake_dir)
     cur = lake.cursor(p["raw"]) if c.mode == "events" else None
     if c.medium == "parquet":
         return _extract_parquet(c, src, p, cur, batch_id, now)
@@ -763,6 +836,7 @@ def _land(c, p, location, accepted, rejected, warnings, already, cursor, fingerp
     if table is None:
         table = _to_arrow(accepted, c, batch_id, now)
     mode = "overwrite" if c.mode == "snapshot" else "append"
+    checkpoint(f"raw-commit:{c.system}/{c.entity}")
     version = lake.write(p["raw"], table, mode, batch_id=batch_id, cursor=cursor, fingerprint=fingerprint)
     return ExtractionReport(c.system, c.entity, batch_id, location, total, n_accepted, len(rejected),
                             len(warnings), already, c.mode == "snapshot" or n_accepted > 0, version,

@@ -18,6 +18,13 @@ class SourceFreshness:
     last_success_at: datetime | None
     last_attempt_status: str | None
     is_late: bool
+    # Entities whose latest extraction failed (source unreachable or export broken): the lake
+    # still serves their last good data, but nobody knows whether the source has moved on.
+    failing_entities: tuple[str, ...] = ()
+
+    @property
+    def is_failing(self) -> bool:
+        return bool(self.failing_entities)
 
     @property
     def age_hours(self) -> float | None:
@@ -36,11 +43,15 @@ def sources(lake_dir: Path, now: datetime | None = None) -> list[SourceFreshness
         ok = [r["extracted_at"] for r in mine if r["status"] == "ok"]
         last = max(ok) if ok else None
         limit = system.freshness_limit
+        latest: dict[str, dict] = {}
+        for r in mine:
+            latest[r["entity"]] = r
         out.append(SourceFreshness(
             system=name,
             limit_hours=limit.total_seconds() / 3600,
             last_success_at=last,
             last_attempt_status=mine[-1]["status"] if mine else None,
             is_late=last is None or now - last > limit,
+            failing_entities=tuple(sorted(e for e, r in latest.items() if r["status"] == "failed")),
         ))
     return out

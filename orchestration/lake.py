@@ -9,6 +9,7 @@ a successful `thread build` into exit code 134.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,8 +28,12 @@ def duck(path: Path | str | None = None, read_only: bool = False):
 
     import duckdb
 
+    limit = os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT") or "4GB"
+    # A configuration value, so validated before it goes anywhere near SQL.
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit.strip(), re.IGNORECASE):
+        raise ValueError(f"THREAD_DUCKDB_MEMORY_LIMIT must look like 4GB or 512MiB, not {limit!r}")
     con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
-    con.execute(f"SET memory_limit = '{os.environ.get('THREAD_DUCKDB_MEMORY_LIMIT', '4GB')}'")
+    con.execute(f"SET memory_limit = '{limit.strip()}'")
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -83,6 +88,20 @@ def cursor(path: Path) -> dict | None:
         if CURSOR_KEY in commit:
             return json.loads(commit[CURSOR_KEY])
     return None
+
+
+def recent_batches(path: Path, commits: int = 50) -> set[str]:
+    """Batch ids of the table's latest commits (each write records its batch in the commit)."""
+    dt = table(path)
+    if dt is None:
+        return set()
+    return {c[BATCH_KEY] for c in dt.history(commits) if BATCH_KEY in c}
+
+
+def delete(path: Path, predicate: str) -> None:
+    dt = table(path)
+    if dt is not None:
+        dt.delete(predicate)
 
 
 def fingerprint(path: Path) -> str | None:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import lake
+from .faults import checkpoint
 
 TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
 ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry")
@@ -84,8 +85,11 @@ def refresh(build_db: Path, lake_dir: Path, serials=None, *, batch_id: str,
     rows["inputs"] = rows["inputs"].append_column(
         "refreshed_at", pa.array([now] * rows["inputs"].num_rows, pa.timestamp("us", tz="UTC")))
     base = state_dir(lake_dir)
+    # `inputs` goes last: until it is written, the units still count as changed and a crashed
+    # refresh is redone by the next run.
     for name, table in rows.items():
         _replace(base / name, table, serials, batch_id)
+        checkpoint("twin-write")
     return {name: table.num_rows for name, table in rows.items()}
 
 

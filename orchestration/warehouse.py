@@ -16,6 +16,7 @@ import duckdb
 import contracts
 
 from . import freshness, lake
+from .faults import checkpoint
 from .extract import ARROW_TYPES, EXTRACTION_SCHEMA, FINDINGS_SCHEMA, arrow_schema, paths
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
@@ -41,6 +42,10 @@ def _arrow_to_duck(t) -> str:
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _view_sql(path: Path, schema) -> str:
@@ -74,8 +79,15 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
             [(s.system, s.title, s.owner_team, s.contract_version, s.freshness_limit.total_seconds() / 3600)
              for s in contracts.SYSTEMS.values()],
         )
-        con.execute("CREATE OR REPLACE TABLE raw.audit__settings (key VARCHAR, value VARCHAR)")
-        con.execute("INSERT INTO raw.audit__settings VALUES ('pii_salt', ?)", [pii_salt])
+        # The salt is bound as a parameter and only its hashes are stored: it never reaches a file,
+        # compiled SQL or a log. dbt joins these masks instead of hashing personal data itself.
+        con.execute(
+            "CREATE OR REPLACE TABLE raw.audit__pii_masks AS SELECT customer_id, "
+            "left(sha256(?::VARCHAR || '|name|' || name), 16) AS name_masked, "
+            "left(sha256(?::VARCHAR || '|email|' || lower(trim(email))), 16) AS email_masked "
+            "FROM raw.service__customers",
+            [pii_salt, pii_salt],
+        )
     finally:
         con.close()
 
@@ -107,14 +119,19 @@ def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
     if table != "unit_twin":
         return f"SELECT * FROM state_{table}"
     pending = twins.pending(lake_dir)
-    late = [f.system for f in freshness.sources(lake_dir, now) if f.is_late]
+    systems = freshness.sources(lake_dir, now)
+    late = [f.system for f in systems if f.is_late]
+    failing = [f"{f.system} ({', '.join(f.failing_entities)})" for f in systems if f.is_failing]
     con.register("pending_twins", pending if pending is not None and pending.num_rows else
                  _empty_pending())
-    late_text = ("source past its freshness limit: " + ", ".join(late)) if late else None
+    # A source that cannot be read leaves the twins at its last good data: kept, but marked stale.
+    reasons = ([("source past its freshness limit: " + ", ".join(late))] if late else []) + (
+        [("last extraction failed: " + ", ".join(failing))] if failing else [])
+    source_text = "; ".join(reasons) or None
     return f"""
         SELECT t.*,
-               {'true' if late else 'false'} OR p.serial_number IS NOT NULL AS is_stale,
-               nullif(concat_ws('; ', {_sql_text(late_text)},
+               {'true' if reasons else 'false'} OR p.serial_number IS NOT NULL AS is_stale,
+               nullif(concat_ws('; ', {_sql_text(source_text)},
                                 CASE WHEN p.serial_number IS NOT NULL
                                      THEN 'refresh pending: ' || array_to_string(p.reasons, ', ') END), '')
                    AS stale_reason
@@ -141,12 +158,14 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     """
     started = time.monotonic()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    # Publishing holds the writer lock, so any other next-file was left by a crashed publish.
+    for stale in warehouse.parent.glob(f".{warehouse.name}.next-*"):
+        stale.unlink(missing_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
-    nxt.unlink(missing_ok=True)
     con = lake.duck(nxt)
     counts = {}
     try:
-        con.execute(f"ATTACH '{build_db}' AS build (READ_ONLY)")
+        con.execute(f"ATTACH {_literal(str(build_db))} AS build (READ_ONLY)")
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {schema}")
         sources = [("thread", t, f"SELECT * FROM build.thread.{t}") for t in thread_tables(build_db)]
@@ -163,6 +182,7 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     finally:
         con.close()
     nxt.chmod(0o644)
+    checkpoint("publish-rename")
     os.replace(nxt, warehouse)
     mirror(warehouse, lake_dir, [k.split(".") for k in counts])
     return {"tables": counts, "seconds": round(time.monotonic() - started, 3)}
@@ -175,6 +195,7 @@ def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
         for schema, table in tables:
             data = con.execute(f"SELECT * FROM {schema}.{table}").fetch_record_batch(200_000)
             lake.write(Path(lake_dir) / schema / table, data, "overwrite", batch_id="publish")
+            checkpoint("publish-mirror")
     finally:
         con.close()
 

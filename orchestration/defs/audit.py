@@ -1,6 +1,6 @@
 """The boundary audit: what every extraction accepted, quarantined or failed.
 
-dbt's `audit` sources (contract findings, extraction log, source systems, settings) are these
+dbt's `audit` sources (contract findings, extraction log, source systems, PII masks) are these
 assets, downstream of every raw asset, so the thread waits for the whole boundary.
 """
 
@@ -22,15 +22,17 @@ AUDIT_SPECS = [
     dg.AssetSpec(["audit", "source_systems"], group_name="audit", kinds={"python"},
                  description="Owner, contract version and freshness limit of each source system, "
                  "from the contracts package."),
-    dg.AssetSpec(["audit", "settings"], group_name="audit", kinds={"python"},
-                 description="Deployment settings the models need (the PII salt); only in the private build database."),
+    dg.AssetSpec(["audit", "pii_masks"], deps=[dg.AssetKey(["service", "customers"])], group_name="audit",
+                 kinds={"duckdb"},
+                 description="Salted hashes of customers' names and emails (salt from THREAD_PII_SALT, bound as a "
+                 "parameter, never stored); only in the private build database."),
 ]
 
 
 @dg.multi_asset(specs=AUDIT_SPECS, name="audit", can_subset=True)
 def audit(context: dg.AssetExecutionContext, thread: ThreadSettings):
-    # Subsettable: a refresh after an extraction touches the findings and the log only; settings
-    # and source systems change with a deployment, and re-materializing them would re-run their
+    # Subsettable: a refresh after an extraction touches the findings and the log only; source
+    # systems change with a deployment, and re-materializing them would re-run their
     # whole downstream for nothing.
     selected = context.selected_asset_keys
     log = lake.read(thread.lake_dir / "audit" / "extractions")
@@ -58,7 +60,7 @@ def audit(context: dg.AssetExecutionContext, thread: ThreadSettings):
             s.system: f"{s.owner_team}, v{s.contract_version}, fresh within {s.freshness_limit}"
             for s in contracts.SYSTEMS.values()
         },
-        dg.AssetKey(["audit", "settings"]): {},
+        dg.AssetKey(["audit", "pii_masks"]): {},
     }
     for key, metadata in results.items():
         if key in selected:

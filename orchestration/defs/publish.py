@@ -8,7 +8,7 @@ import duckdb
 
 from ..dbt_project import MANIFEST
 from .. import report
-from ..resources import ThreadSettings
+from ..resources import LakeLock, ThreadSettings
 from ..warehouse import publish
 from .keys import TWIN_KEYS, WAREHOUSE_KEY
 from .thread import published_keys
@@ -49,7 +49,7 @@ def descriptions() -> dict[str, dict[str, str]]:
     description="The analyst warehouse (`$THREAD_DATA_DIR/warehouse.duckdb`, schemas `thread` and `twin`), "
     "built beside the old one and renamed into place; every table also as Delta under lake/thread, lake/twin.",
 )
-def warehouse(thread: ThreadSettings) -> dg.MaterializeResult:
+def warehouse(thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
     result = publish(thread.build_db, thread.warehouse, thread.lake_dir, descriptions())
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:

@@ -14,7 +14,7 @@ import contracts
 from contracts import EntityContract, ExportBreach
 
 from ..extract import extract_entity, new_batch_id
-from ..resources import ThreadSettings
+from ..resources import LakeLock, ThreadSettings
 
 KIND_OF_MEDIUM = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "table": "sql"}
 DAGSTER_TYPES = {"str": "string", "int": "integer", "float": "float", "timestamp": "timestamp", "date": "date"}
@@ -65,7 +65,7 @@ def raw_asset(c: EntityContract, after=None) -> dg.AssetsDefinition:
             )
         ],
     )
-    def _raw(context: dg.AssetExecutionContext, thread: ThreadSettings):
+    def _raw(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock):
         now = datetime.now(timezone.utc)
         batch = new_batch_id(c, now, context.run_id)
         try:

@@ -34,7 +34,10 @@ def _table_fingerprints(entities: list[EntityContract], src: Sources) -> dict[st
     import sqlalchemy as sa
 
     out = {}
-    engine = _engine(src.mes_url)
+    try:
+        engine = _engine(src.mes_url)
+    except sa.exc.SQLAlchemyError as e:
+        return {c.entity: f"unreachable:{e.__class__.__name__}" for c in entities}
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)

@@ -12,8 +12,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from ..faults import checkpoint
 from ..dbt_project import DBT_DIR, DBT_EXECUTABLE, MANIFEST
-from ..resources import ThreadSettings
+from ..resources import LakeLock, ThreadSettings
 from ..warehouse import prepare_build_db
 
 LAYERS = ("staging", "intermediate", "thread", "twin_logic")
@@ -42,7 +43,7 @@ def dbt_resource() -> DbtCliResource:
 
 
 @dbt_assets(manifest=MANIFEST, dagster_dbt_translator=TRANSLATOR, name="thread_dbt", pool="build_db")
-def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings):
+def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: LakeLock):
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
     prepare_build_db(thread.build_db, thread.lake_dir, thread.pii_salt)
     args = [
@@ -53,7 +54,10 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         # every refresh of the data.
         "--exclude", "test_type:unit",
     ]
-    yield from dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
+    for i, event in enumerate(dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()):
+        if i == 1:
+            checkpoint("dbt-run")
+        yield event
 
 
 def published_keys() -> list[dg.AssetKey]:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import lake, twins
-from ..resources import ThreadSettings
+from ..resources import LakeLock, ThreadSettings
 from .keys import TWIN_KEY, TWIN_KEYS, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
@@ -41,7 +41,7 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
     "against those its twin was last computed from. Written to lake/twin/_pending.",
 )
-def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.MaterializeResult:
+def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
     changed = twins.changes(thread.build_db, thread.lake_dir)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
@@ -75,7 +75,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings) -> d
         "partition range whose inputs changed; which ones and why is in lake/twin/_refresh_log."
     ),
 )
-def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings) -> dg.MaterializeResult:
+def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
     keys = set(context.partition_keys)
     size = thread.twin_units_per_partition
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"

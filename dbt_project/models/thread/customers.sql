@@ -1,22 +1,22 @@
-{#- Personal data leaves the boundary only as salted hashes. The salt is a deployment secret read
-    from the build database (written there by the orchestration from THREAD_PII_SALT), so it never
-    appears in compiled SQL, logs or the published warehouse. -#}
+{#- Personal data leaves the boundary only as salted hashes. The hashes are computed by the
+    orchestration with the salt (THREAD_PII_SALT) bound as a parameter, so neither the salt nor
+    clear-text names and emails appear in compiled SQL, logs or the published warehouse. -#}
 with customers as (
 
     select * from {{ ref('stg_service__customers') }}
 
 ),
 
-salt as (
+masks as (
 
-    select value as pii_salt from {{ ref('stg_audit__settings') }} where key = 'pii_salt'
+    select * from {{ ref('stg_audit__pii_masks') }}
 
 )
 
 select
     c.customer_id,
     c.country,
-    left(sha256(s.pii_salt || '|name|' || c.name), 16) as name_masked,
-    left(sha256(s.pii_salt || '|email|' || lower(trim(c.email))), 16) as email_masked
+    m.name_masked,
+    m.email_masked
 from customers c
-cross join salt s
+left join masks m on m.customer_id = c.customer_id
