@@ -109,15 +109,35 @@ def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool,
     return [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
 
 
+PID_TAG = "thread/pid"
+
+
+def _close_abandoned_runs(instance: dg.DagsterInstance) -> None:
+    """Runs of an earlier `thread build` whose process is gone (killed, machine lost) would stay
+    "started" in the UI forever; mark them failed so the history tells the truth."""
+    import os
+
+    import psutil
+
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    for run in runs:
+        pid = run.tags.get(PID_TAG)
+        if pid and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            instance.report_run_failed(run, "The process running this build was killed; the next build redoes its work.")
+
+
 def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
               progress: Callable[[str, list[StepOutcome]], None] | None = None,
               log_path: Path | None = None, *, lake_dir: Path, full: bool = False) -> BuildResult:
     """Sources, then the thread, then the twins whose inputs changed (all with `full`), then publish."""
+    import os
+
     from .defs.keys import TWIN_KEYS
 
     assets = list(defs.assets)
     resources = defs.resources
     build = BuildResult()
+    _close_abandoned_runs(instance)
     twin_selection = dg.AssetSelection.assets(*TWIN_KEYS)
     stages = [(system, dg.AssetSelection.groups(system), {}) for system in SYSTEM_ORDER]
     stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin")
@@ -129,7 +149,7 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
             # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
             with _captured(log_path):
                 result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
-                                        raise_on_error=False, tags={"thread/stage": name, **run_tags},
+                                        raise_on_error=False, tags={"thread/stage": name, PID_TAG: str(os.getpid()), **run_tags},
                                         run_config=QUIET)
             outcomes = _outcomes(result)
             if not result.success and not any(not o.ok for o in outcomes):

@@ -22,12 +22,11 @@ run_coordinator:
     # Launch queued runs within a second: a change should reach the twins in under a minute.
     dequeue_interval_seconds: 1
     dequeue_use_threads: true
+# Runs that write take the writer lock (resources.LakeLock) for their whole duration, so they
+# serialize with each other and with `thread build`; a killed run's lock dies with its process.
 concurrency:
   runs:
     max_concurrent_runs: 3
-  pools:
-    # One writer of the build database at a time (pool "build_db": dbt and publish).
-    default_limit: 1
 """
 
 

@@ -45,7 +45,6 @@ def descriptions() -> dict[str, dict[str, str]]:
     group_name="publish",
     deps=[*published_keys(), *TWIN_KEYS],
     kinds={"duckdb", "delta"},
-    pool="build_db",
     description="The analyst warehouse (`$THREAD_DATA_DIR/warehouse.duckdb`, schemas `thread` and `twin`), "
     "built beside the old one and renamed into place; every table also as Delta under lake/thread, lake/twin.",
 )

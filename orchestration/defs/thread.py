@@ -42,7 +42,7 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=str(DBT_DIR), profiles_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE)
 
 
-@dbt_assets(manifest=MANIFEST, dagster_dbt_translator=TRANSLATOR, name="thread_dbt", pool="build_db")
+@dbt_assets(manifest=MANIFEST, dagster_dbt_translator=TRANSLATOR, name="thread_dbt")
 def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: LakeLock):
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
     prepare_build_db(thread.build_db, thread.lake_dir, thread.pii_salt)

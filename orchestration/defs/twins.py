@@ -37,7 +37,6 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
     deps=LOGIC_KEYS,
     group_name="twin",
     kinds={"duckdb", "delta"},
-    pool="build_db",
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
     "against those its twin was last computed from. Written to lake/twin/_pending.",
 )
@@ -67,7 +66,6 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     kinds={"delta"},
     partitions_def=UNITS,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="build_db",
     description=(
         "One live twin per unit (a partition per serial number, units not scrapped): its row of "
         "twin.unit_twin, what it holds (twin.unit_components) and its sensors (twin.unit_sensor_state), "
