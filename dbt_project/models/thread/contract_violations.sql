@@ -45,7 +45,9 @@ boundary as (
         f.severity,
         f.extracted_at as detected_at
     from findings f
-    where f.mode = 'events'
+    -- Rows an event export rejected stay rejected; a whole event export that could not be read
+    -- is current only until a later extraction of it succeeds (like a snapshot's).
+    where (f.mode = 'events' and f.rule <> 'export readable')
        or f.batch_id in (select batch_id from current_batches)
 
 ),
