@@ -360,9 +360,11 @@ def twin_export(ctx, serial, out):
 
 @main.command(help="Generate the dbt docs of the thread (every table and column) and serve them on 127.0.0.1.")
 @click.option("--port", default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
 @click.option("--no-serve", is_flag=True, help="Only generate (data/docs/index.html opens without a server).")
 @click.pass_context
-def docs(ctx, port, no_serve):
+def docs(ctx, port, host, no_serve):
     from .docs import generate, serve_dir
 
     try:
@@ -371,22 +373,24 @@ def docs(ctx, port, no_serve):
         raise click.ClickException(str(e)) from e
     console.print(f"dbt docs written to {site} (static: {site / 'static_index.html'})")
     if not no_serve:
-        console.print(f"Serving on http://127.0.0.1:{port}  (Ctrl-C stops it)")
-        serve_dir(site, port)
+        console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops it)")
+        serve_dir(site, port, host)
 
 
 # -- serve ----------------------------------------------------------------------------------------
 
 @main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")
 @click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
 @click.pass_context
-def serve(ctx, port):
+def serve(ctx, port, host):
     from .dbt_project import ensure_manifest
 
     ensure_manifest()
     dagster = str(Path(sys.executable).parent / "dagster")
-    cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
-    console.print(f"Dagster UI on http://127.0.0.1:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")
+    cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p", str(port)]
+    console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")
     proc = start_dagster_dev(cmd)
 
     class Stop(Exception):

@@ -32,13 +32,13 @@ def generate(data_dir: Path) -> Path:
     return site
 
 
-def make_server(site: Path, port: int) -> http.server.ThreadingHTTPServer:
+def make_server(site: Path, port: int, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    return http.server.ThreadingHTTPServer((host, port), handler)
 
 
-def serve_dir(site: Path, port: int) -> None:
-    with make_server(site, port) as httpd:
+def serve_dir(site: Path, port: int, host: str = "127.0.0.1") -> None:
+    with make_server(site, port, host) as httpd:
         try:
             httpd.serve_forever()
         except KeyboardInterrupt:

@@ -27,6 +27,17 @@ def test_ui_shows_lineage_from_every_source_system_to_the_twins(served):
     assert "warehouse" in {k for k, ps in parents.items() if "twin/unit_twin" in ps}
 
 
+def test_ui_listens_on_loopback_only(served):
+    import psutil
+
+    root = psutil.Process(served.proc.pid)
+    pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
+    listening = [c.laddr for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert any(a.port == served.port for a in listening), listening
+    assert all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
+
+
 def test_server_stops_cleanly(built_small, small_sources, tmp_path):
     from tests.e2e.conftest import start_server, stop_server
 

@@ -88,3 +88,32 @@ def test_command_line_formats(keys, built_small):
     assert doc["unit"][0]["serial_number"] == keys["serial"]
     bad = thread(built_small, "ask", "twin", "NO-SUCH-UNIT")
     assert bad.returncode != 0 and "Unknown serial number 'NO-SUCH-UNIT'" in bad.stderr
+
+
+INJECTIONS = ["' OR '1'='1", "x'; DROP TABLE thread.units; --", "%", "_", "\" OR 1=1 --", "$part", "?",
+              "1) UNION SELECT serial_number FROM twin.unit_twin --"]
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_no_argument_is_pasted_into_sql(keys, injection):
+    """Pasted into SQL, each of these would match rows (or fail to parse); bound, it names nothing."""
+    wh = keys["wh"]
+    for q in QUESTIONS.values():
+        if q.argument is None:
+            continue
+        with pytest.raises(AskError, match="[Uu]nknown|[Nn]o "):
+            ask(wh, q.name, injection)
+    # The revision half of PART@REV, behind a real part.
+    try:
+        sections = ask(wh, "units-with", f"{keys['part']}@{injection}")
+    except AskError:
+        pass
+    else:
+        assert all(not s.rows for s in sections)
+    assert query(wh, "select count(*) from thread.units")[0][0] > 0
+
+
+def test_an_injection_on_the_command_line_is_a_clear_error(keys):
+    done = thread(keys["wh"].parent, "ask", "trace", "' OR '1'='1")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "Unknown serial" in (done.stdout + done.stderr)

@@ -29,6 +29,7 @@ def test_docs_describe_every_thread_column_and_are_served(built_small):
             assert node["columns"].get(column, {}).get("description"), f"{node['name']}.{column} has no description"
 
     server = make_server(site, free_port())
+    assert server.server_address[0] == "127.0.0.1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
