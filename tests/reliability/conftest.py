@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -131,3 +134,46 @@ def raw_counts(lake_dir: Path) -> dict[str, tuple[int, int]]:
                         t.select(["source", "source_row", "rule"]).to_pylist()}
             out[f"{layer}/{c.system}/{c.entity}"] = (t.num_rows, len(keys))
     return out
+
+
+def rows(path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def horizon(sources) -> str:
+    ts = [json.loads(x)["occurred_at"] for x in (sources / "service" / "service_events.jsonl").read_text().splitlines()]
+    return max(ts) if ts else "2026-01-01T00:00:00Z"
+
+
+def release_eco(sources, pick: int, n: int, action: str) -> None:
+    """Engineering releases ECO-77<n>: a new revision of a released component, effective by date."""
+    revisions = [r for r in rows(sources / "plm" / "part_revisions.csv")
+                 if r["state"] == "released" and r["part_number"].startswith("C-")]
+    part = revisions[pick % len(revisions)]
+    at = horizon(sources)
+    new_rev = part["revision"] + "Z" * n
+    eco = f"ECO-77{n:02d}"
+    effective = (date.fromisoformat(at[:10]) - timedelta(days=20)).isoformat()
+    with (sources / "plm" / "part_revisions.csv").open("a") as f:
+        f.write(f"{part['part_number']},{new_rev},released,{at},{eco},Per {eco}\n")
+    with (sources / "plm" / "ecos.csv").open("a") as f:
+        f.write(f"{eco},Change {part['part_number']},Test,released,{at},{at},date,{effective},{action}\n")
+    with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
+        f.write(f"{eco},{part['part_number']},{part['revision']},{new_rev}\n")
+
+
+def retrofit(sources, pick: int, n: int) -> None:
+    """Service swaps one fitted component of one unit for a new revision."""
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    fitted = con.execute("SELECT serial_number, part_number, revision FROM as_built_components "
+                         "WHERE part_number LIKE 'C-%' ORDER BY 1, 2, 3").fetchall()
+    con.close()
+    serial, part, rev = fitted[pick % len(fitted)]
+    at = horizon(sources)
+    event = {"event_id": f"SE-PROP-{n}", "serial_number": serial, "event_type": "retrofit", "occurred_at": at,
+             "closed_at": at, "removed_part_number": part, "removed_revision": rev, "installed_part_number": part,
+             "installed_revision": rev + "R", "installed_component_serial": f"R-{n}", "eco_number": None,
+             "notes": "property test"}
+    with (sources / "service" / "service_events.jsonl").open("a") as f:
+        f.write(json.dumps(event) + "\n")

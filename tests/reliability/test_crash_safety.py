@@ -63,8 +63,7 @@ def test_killed_builds_leave_every_table_whole_and_the_rerun_equals_an_uninterru
     warehouse = data / "warehouse.duckdb"
     last_good = digest(warehouse)
     for point in CRASH_POINTS:
-        proc = start_paused(point, sources, data, tmp_path / "paused")
-        kill(proc)
+        kill(start_paused(point, sources, data, tmp_path / "paused"))
         read_every_delta_table(data / "lake")
         if point == "publish-mirror":
             # Killed after the rename: the new warehouse is whole and is what is served.

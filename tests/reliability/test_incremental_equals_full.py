@@ -8,11 +8,8 @@ explores more cases than CI does.
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
-import sqlite3
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +17,7 @@ from hypothesis import strategies as st
 
 from orchestration.simulate import SimConfig, advance, simulate
 from tests.conftest import build
-from tests.reliability.conftest import published
+from tests.reliability.conftest import published, release_eco, retrofit
 
 pytestmark = pytest.mark.slow
 
@@ -31,49 +28,6 @@ settings.register_profile("thorough", max_examples=25, deadline=None, print_blob
 settings.load_profile("ci")
 
 START = date(2026, 1, 5)
-
-
-def rows(path) -> list[dict]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def horizon(sources) -> str:
-    ts = [json.loads(x)["occurred_at"] for x in (sources / "service" / "service_events.jsonl").read_text().splitlines()]
-    return max(ts) if ts else f"{START}T00:00:00Z"
-
-
-def release_eco(sources, pick: int, n: int, action: str) -> None:
-    """Engineering releases ECO-77<n>: a new revision of a released component, effective by date."""
-    revisions = [r for r in rows(sources / "plm" / "part_revisions.csv")
-                 if r["state"] == "released" and r["part_number"].startswith("C-")]
-    part = revisions[pick % len(revisions)]
-    at = horizon(sources)
-    new_rev = part["revision"] + "Z" * n
-    eco = f"ECO-77{n:02d}"
-    effective = (date.fromisoformat(at[:10]) - timedelta(days=20)).isoformat()
-    with (sources / "plm" / "part_revisions.csv").open("a") as f:
-        f.write(f"{part['part_number']},{new_rev},released,{at},{eco},Per {eco}\n")
-    with (sources / "plm" / "ecos.csv").open("a") as f:
-        f.write(f"{eco},Change {part['part_number']},Test,released,{at},{at},date,{effective},{action}\n")
-    with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
-        f.write(f"{eco},{part['part_number']},{part['revision']},{new_rev}\n")
-
-
-def retrofit(sources, pick: int, n: int) -> None:
-    """Service swaps one fitted component of one unit for a new revision."""
-    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
-    fitted = con.execute("SELECT serial_number, part_number, revision FROM as_built_components "
-                         "WHERE part_number LIKE 'C-%' ORDER BY 1, 2, 3").fetchall()
-    con.close()
-    serial, part, rev = fitted[pick % len(fitted)]
-    at = horizon(sources)
-    event = {"event_id": f"SE-PROP-{n}", "serial_number": serial, "event_type": "retrofit", "occurred_at": at,
-             "closed_at": at, "removed_part_number": part, "removed_revision": rev, "installed_part_number": part,
-             "installed_revision": rev + "R", "installed_component_serial": f"R-{n}", "eco_number": None,
-             "notes": "property test"}
-    with (sources / "service" / "service_events.jsonl").open("a") as f:
-        f.write(json.dumps(event) + "\n")
 
 
 STEP = st.one_of(
