@@ -126,6 +126,23 @@ def telemetry_value_as_text(src: Path):
     pq.write_table(table, src / "service" / "telemetry" / "2026-03-02.parquet")
 
 
+def link_outside(rel: str):
+    """Replace an export with a symlink to a file outside the sources root (same content)."""
+    def go(src: Path):
+        outside = src.parent / ("outside-" + Path(rel).name)
+        shutil.copy2(src / rel, outside)
+        (src / rel).unlink()
+        (src / rel).symlink_to(outside)
+    return go
+
+
+def telemetry_link_outside(src: Path):
+    outside = src.parent / "outside.parquet"
+    write_telemetry(outside, [{"serial_number": "U-001", "ts": "2026-03-04T00:00:00Z",
+                               "sensor": "vibration_mm_s", "value": 1.0}])
+    (src / "service" / "telemetry" / "2026-03-04.parquet").symlink_to(outside)
+
+
 @dataclass
 class Case:
     id: str
@@ -203,6 +220,12 @@ CASES = [
     Case("serial-effectivity-with-a-date", "plm", "ecos",
          csv_append("plm/ecos.csv", "ECO-2,t,r,released,2026-02-01T00:00:00Z,2026-02-02T00:00:00Z,serial,2026-03-01,none"),
          rejected=1, reason=("serial number",), accepted=1),
+    Case("csv-symlink-outside-root", "plm", "parts", link_outside("plm/parts.csv"),
+         message=("PLM parts", "plm/parts.csv", "outside the sources root")),
+    Case("jsonl-symlink-outside-root", "service", "customers", link_outside("service/customers.jsonl"),
+         message=("SERVICE customers", "service/customers.jsonl", "outside the sources root")),
+    Case("telemetry-symlink-outside-root", "service", "telemetry", telemetry_link_outside,
+         message=("SERVICE telemetry", "2026-03-04.parquet", "outside the sources root")),
 ]
 
 
@@ -264,8 +287,8 @@ def test_breaches_leave_the_thread_as_it_was_and_other_systems_proceed(baseline,
     sources, data = tmp_path / "sources", tmp_path / "data"
     shutil.copytree(baseline / "sources", sources)
     shutil.copytree(baseline / "data", data)
-    before = {t: sorted(query(data / "warehouse.duckdb", f"select * exclude (refreshed_at) from {t}"
-                              if t == "twin.unit_twin" else f"select * from {t}"))
+    twin_sql = "select * exclude (refreshed_at, is_stale, stale_reason) from twin.unit_twin"
+    before = {t: sorted(query(data / "warehouse.duckdb", twin_sql if t == "twin.unit_twin" else f"select * from {t}"))
               for t in ("thread.units", "thread.unit_as_built", "thread.unit_as_designed", "twin.unit_twin")}
     csv_drop_column("plm/bom_lines.csv", "quantity")(sources)
     sql("DROP TABLE as_built_components")(sources)
@@ -278,9 +301,12 @@ def test_breaches_leave_the_thread_as_it_was_and_other_systems_proceed(baseline,
     failed = {s.key: s.detail for s in result.failed}
     assert "column 'quantity'" in failed["plm/bom_lines"]
     assert "table missing" in failed["mes/as_built_components"]
-    after = {t: sorted(query(data / "warehouse.duckdb", f"select * exclude (refreshed_at) from {t}"
-                             if t == "twin.unit_twin" else f"select * from {t}")) for t in before}
+    after = {t: sorted(query(data / "warehouse.duckdb", twin_sql if t == "twin.unit_twin" else f"select * from {t}"))
+             for t in before}
     assert after == before
+    # Kept, never silently wrong: every twin says its PLM and MES data could not be refreshed.
+    stale = query(data / "warehouse.duckdb", "select is_stale, stale_reason from twin.unit_twin")
+    assert all(s and "last extraction failed: plm (bom_lines), mes (as_built_components)" in r for s, r in stale), stale
     assert lake.read(data / "lake" / "raw" / "erp" / "work_orders").num_rows == 2
     violations = query(data / "warehouse.duckdb",
                        "select system, entity, severity, detail from thread.contract_violations where rule = 'export readable'")
