@@ -22,18 +22,26 @@ FINGERPRINT_KEY = "thread.fingerprint"
 BATCH_KEY = "thread.batch_id"
 
 
+def memory_limit() -> str:
+    """THREAD_DUCKDB_MEMORY_LIMIT (default 4GB), validated before it goes anywhere near SQL
+    (ours, and dbt-duckdb's, which reads the same variable)."""
+    import os
+
+    limit = (os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT") or "4GB").strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, re.IGNORECASE):
+        raise ValueError(f"THREAD_DUCKDB_MEMORY_LIMIT must look like 4GB or 512MiB, not {limit!r}")
+    return limit
+
+
 def duck(path: Path | str | None = None, read_only: bool = False):
     """A DuckDB connection with the deployment's memory limit (THREAD_DUCKDB_MEMORY_LIMIT, 4GB)."""
     import os
 
     import duckdb
 
-    limit = os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT") or "4GB"
-    # A configuration value, so validated before it goes anywhere near SQL.
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit.strip(), re.IGNORECASE):
-        raise ValueError(f"THREAD_DUCKDB_MEMORY_LIMIT must look like 4GB or 512MiB, not {limit!r}")
+    limit = memory_limit()
     con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
-    con.execute(f"SET memory_limit = '{limit.strip()}'")
+    con.execute(f"SET memory_limit = '{limit}'")
     con.execute("SET TimeZone = 'UTC'")
     return con
 

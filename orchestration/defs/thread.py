@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from .. import lake
 from ..faults import checkpoint
 from ..dbt_project import DBT_DIR, DBT_EXECUTABLE, MANIFEST
 from ..resources import LakeLock, ThreadSettings
@@ -44,6 +45,7 @@ def dbt_resource() -> DbtCliResource:
 
 @dbt_assets(manifest=MANIFEST, dagster_dbt_translator=TRANSLATOR, name="thread_dbt")
 def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: LakeLock):
+    lake.memory_limit()  # dbt-duckdb pastes it into SET; refuse a bad value before dbt starts
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
     prepare_build_db(thread.build_db, thread.lake_dir, thread.pii_salt)
     args = [

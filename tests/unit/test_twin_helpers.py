@@ -1,5 +1,7 @@
 """Pure helpers of the twin refresh."""
 
+import pytest
+
 from orchestration.twins import partition_ranges
 
 
@@ -32,3 +34,20 @@ def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
 
     with pytest.raises(ValueError):
         partition_key("HX200-000123", 50)
+
+
+@pytest.mark.parametrize("value", ["1GB'; DROP TABLE x; --", "lots", "4GB OR 1=1"])
+def test_a_memory_limit_that_is_not_a_size_is_refused_before_sql(monkeypatch, value):
+    from orchestration import lake
+
+    monkeypatch.setenv("THREAD_DUCKDB_MEMORY_LIMIT", value)
+    with pytest.raises(ValueError, match="THREAD_DUCKDB_MEMORY_LIMIT"):
+        lake.duck()
+
+
+def test_a_memory_limit_that_is_a_size_applies(monkeypatch):
+    from orchestration import lake
+
+    monkeypatch.setenv("THREAD_DUCKDB_MEMORY_LIMIT", "512MiB")
+    con = lake.duck()
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("512")
