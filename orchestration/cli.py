@@ -279,7 +279,9 @@ def report(ctx):
 @click.option("--no-incremental", is_flag=True, help="Skip the incremental scenarios (each copies the whole lake).")
 def bench(scale, seed, cache, no_incremental):
     from .bench import run, write
+    from .dbt_project import ensure_manifest
 
+    ensure_manifest()
     workdir = Path(cache) / f"run-{scale}"
     result = run(scale, seed, Path(cache), workdir, say=console.print, incremental_scenarios=not no_incremental)
     path = write(result, REPO / "bench" / "results", REPO / "bench" / "README.md")
