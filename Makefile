@@ -39,5 +39,6 @@ bench: setup
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --no-header
 
-clean:
-	rm -rf data dbt_project/target
+clean:  # everything runs wrote; data/reference/ is part of the repository
+	find data -mindepth 1 -maxdepth 1 ! -name reference -exec rm -rf {} +
+	rm -rf dbt_project/target

@@ -96,6 +96,24 @@ def simulate_advance(ctx, out, days):
     _print_counts(result, time.monotonic() - started)
 
 
+@simulate.command("cmapss", help="Write a turbofan fleet from NASA C-MAPSS run-to-failure data (real telemetry).")
+@click.option("--out", type=click.Path(path_type=Path), help="Sources root to write (default: THREAD_SOURCES_DIR).")
+@click.option("--file", "file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="A C-MAPSS file, plain or .gz (default: data/reference/cmapss/train_FD001.txt.gz).")
+@click.option("--live", is_flag=True, help="Trajectories that stop before failure: no failure events.")
+@click.pass_context
+def simulate_cmapss(ctx, out, file, live):
+    from .simulate.cmapss import write
+
+    out = out or ctx.obj.sources_dir
+    started = time.monotonic()
+    try:
+        result = write(out, file, live=live)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    _print_counts(result, time.monotonic() - started)
+
+
 def _print_counts(result, seconds: float) -> None:
     table = Table(title=f"Simulated enterprise in {result.out} (up to {result.horizon})", show_edge=False)
     table.add_column("system.entity")
