@@ -37,6 +37,7 @@ QUESTIONS = {q.name: q for q in (
     Question("trace", "trace", "SERIAL", help="a unit's genealogy: designed vs built vs now, ECOs, service, health"),
     Question("twin", "twin", "SERIAL", help="a unit's live twin"),
     Question("reliability", "reliability", "PART", optional=True, help="failures per part revision, worst first"),
+    Question("due-soon", "due_soon", None, help="the fleet by remaining useful life: units due for maintenance first"),
 )}
 
 

@@ -140,7 +140,7 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
     _close_abandoned_runs(instance)
     twin_selection = dg.AssetSelection.assets(*TWIN_KEYS)
     stages = [(system, dg.AssetSelection.groups(system), {}) for system in SYSTEM_ORDER]
-    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "twin")
+    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "health", "twin")
                    - twin_selection, {}))
     stages.append(("twins", twin_selection, None))
     stages.append(("publish", dg.AssetSelection.groups("publish"), {}))

@@ -155,7 +155,7 @@ def build(ctx, full):
             console.print(f"[bold]{stage}[/bold]")
             shown_stages.add(stage)
         shown = outcomes if stage != "thread" else [o for o in outcomes if not o.ok or "/" not in o.key
-                                                    or o.key.startswith(("audit/",))]
+                                                    or o.key.startswith(("audit/", "health/"))]
         for o in shown:
             mark = "[green]✓[/green]" if o.ok else "[red]✗[/red]"
             console.print(f"  {mark} {o.key:<40} {o.detail}")

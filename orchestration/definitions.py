@@ -11,6 +11,7 @@ import dagster as dg
 
 from .defs.audit import audit
 from .defs.erp.assets import assets as erp_assets
+from .defs.health import rul_model
 from .defs.erp.sensors import sensor as erp_sensor
 from .defs.mes.assets import assets as mes_assets
 from .defs.mes.sensors import sensor as mes_sensor
@@ -50,7 +51,7 @@ DAILY_FULL_REFRESH = dg.ScheduleDefinition(
 )
 
 _defs = dg.Definitions(
-    assets=[*RAW_ASSETS, audit, thread_dbt, twin_changes, twin_units, warehouse],
+    assets=[*RAW_ASSETS, audit, thread_dbt, rul_model, twin_changes, twin_units, warehouse],
     schedules=[DAILY_FULL_REFRESH],
     sensors=[
         plm_sensor, mes_sensor, erp_sensor, service_sensor, twin_refresh_sensor,

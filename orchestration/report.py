@@ -136,12 +136,26 @@ def chart_failure_rate(con) -> str:
     return _png(fig)
 
 
+def chart_due_soon(con) -> str:
+    plt = _plt()
+    rows = con.execute("""
+        SELECT serial_number, rul_hours FROM twin.unit_twin
+        WHERE rul_hours IS NOT NULL AND status <> 'scrapped' ORDER BY rul_hours, serial_number LIMIT 15""").fetchall()
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.barh([r[0] for r in rows], [r[1] for r in rows], color="#c0392b")
+    ax.invert_yaxis()
+    ax.set_xlabel("remaining useful life (hours), from the model learned on the thread's failures")
+    ax.set_title("Units due for maintenance soonest" + ("" if rows else " (no model yet: no recorded failures)"))
+    return _png(fig)
+
+
 CHARTS = [
     ("Fleet health over time", chart_health_over_time),
     ("ECO propagation lags", chart_propagation_lags),
     ("Open propagation gaps", chart_open_gaps),
     ("Deviations by part and line", chart_deviations),
     ("Failure rate by part revision", chart_failure_rate),
+    ("Units due for maintenance soonest", chart_due_soon),
 ]
 
 

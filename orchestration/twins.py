@@ -19,7 +19,7 @@ from . import lake
 from .faults import checkpoint
 
 TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
-ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry")
+ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry", "rul")
 # Replacing rows by a predicate costs per serial; past this many, rewriting the table is cheaper.
 PREDICATE_LIMIT = 2000
 
@@ -48,12 +48,30 @@ def units(build_db: Path) -> set[str]:
         con.close()
 
 
-def compute(build_db: Path, serials=None) -> dict[str, pa.Table]:
+def _with_health(con, lake_dir: Path) -> None:
+    """Views `unit_twin` and `unit_twin_inputs`: the dbt twin logic plus each unit's remaining-
+    useful-life estimate (lake/health, written after dbt by the model asset), hashed as aspect `rul`."""
+    from . import rul
+
+    con.register("rul_estimates", rul.estimates(lake_dir))
+    con.execute("""CREATE OR REPLACE TEMP VIEW unit_twin AS
+        SELECT t.*, r.rul_hours, r.rul_model_version
+        FROM twin_logic.unit_twin t LEFT JOIN rul_estimates r USING (serial_number)""")
+    con.execute("""CREATE OR REPLACE TEMP VIEW unit_twin_inputs AS
+        SELECT i.* REPLACE (md5(i.input_hash || '|' || coalesce(h.rul_hash, '')) AS input_hash),
+               coalesce(h.rul_hash, '') AS rul_hash
+        FROM twin_logic.unit_twin_inputs i
+        LEFT JOIN (SELECT serial_number, md5(concat_ws('|', rul_hours::VARCHAR, rul_model_version)) AS rul_hash
+                   FROM rul_estimates) h USING (serial_number)""")
+
+
+def compute(build_db: Path, serials=None, lake_dir: Path | None = None) -> dict[str, pa.Table]:
     """Twin rows (and their input hashes) for the given units, or all units."""
     con = lake.duck(build_db, read_only=True)
     try:
-        out = {t: _select(con, f"twin_logic.{t}", serials) for t in TABLES}
-        out["inputs"] = _select(con, "twin_logic.unit_twin_inputs", serials)
+        _with_health(con, lake_dir)
+        out = {t: _select(con, t if t == "unit_twin" else f"twin_logic.{t}", serials) for t in TABLES}
+        out["inputs"] = _select(con, "unit_twin_inputs", serials)
     finally:
         con.close()
     return out
@@ -79,7 +97,7 @@ def refresh(build_db: Path, lake_dir: Path, serials=None, *, batch_id: str,
             now: datetime | None = None) -> dict[str, int]:
     """Recompute the twins of `serials` (None = every unit) and store them with their input hashes."""
     now = now or datetime.now(timezone.utc)
-    rows = compute(build_db, serials)
+    rows = compute(build_db, serials, lake_dir)
     stamp = pa.array([now] * rows["unit_twin"].num_rows, pa.timestamp("us", tz="UTC"))
     rows["unit_twin"] = rows["unit_twin"].append_column("refreshed_at", stamp)
     rows["inputs"] = rows["inputs"].append_column(
@@ -110,7 +128,8 @@ def changes(build_db: Path, lake_dir: Path) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
     con = lake.duck(build_db, read_only=True)
     try:
-        current = con.execute("SELECT * FROM twin_logic.unit_twin_inputs").fetch_arrow_table()  # noqa: F841
+        _with_health(con, lake_dir)
+        current = con.execute("SELECT * FROM unit_twin_inputs").fetch_arrow_table()  # noqa: F841
         stored = lake.read(state_dir(lake_dir) / "inputs")
         if stored is None:
             stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))

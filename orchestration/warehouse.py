@@ -113,7 +113,8 @@ def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
         empty = "SELECT * FROM build.twin_logic.{t} WHERE false".format(t=table)
         if table != "unit_twin":
             return empty
-        return ("SELECT *, NULL::TIMESTAMPTZ AS refreshed_at, NULL::BOOLEAN AS is_stale, "
+        return ("SELECT *, NULL::DOUBLE AS rul_hours, NULL::VARCHAR AS rul_model_version, "
+                "NULL::TIMESTAMPTZ AS refreshed_at, NULL::BOOLEAN AS is_stale, "
                 f"NULL::VARCHAR AS stale_reason FROM ({empty})")
     con.register(f"state_{table}", state)
     if table != "unit_twin":

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from .. import lake, twins
 from ..resources import LakeLock, ThreadSettings
+from .health import RUL_KEY
 from .keys import TWIN_KEY, TWIN_KEYS, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
@@ -34,7 +35,7 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
 
 @dg.asset(
     key=CHANGES_KEY,
-    deps=LOGIC_KEYS,
+    deps=[*LOGIC_KEYS, RUL_KEY],
     group_name="twin",
     kinds={"duckdb", "delta"},
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
@@ -61,7 +62,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
 
 @dg.asset(
     key=TWIN_KEY,
-    deps=[*LOGIC_KEYS, CHANGES_KEY],
+    deps=[*LOGIC_KEYS, RUL_KEY, CHANGES_KEY],
     group_name="twin",
     kinds={"delta"},
     partitions_def=UNITS,

@@ -96,7 +96,7 @@ def test_report_charts_render(browser, ui, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto((data / "report" / "index.html").as_uri())
     images = page.locator("img.chart")
-    assert images.count() == 5
+    assert images.count() == 6
     widths = page.eval_on_selector_all("img.chart", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
     assert all(w > 300 for w in widths), widths
     shoot(page, tmp_path, "report")

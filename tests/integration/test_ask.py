@@ -38,6 +38,7 @@ def test_every_question_answers(keys):
         "where-used": ask(wh, "where-used", keys["part"]),
         "eco-impact": ask(wh, "eco-impact", keys["eco"]),
         "eco-gaps": ask(wh, "eco-gaps"),
+        "due-soon": ask(wh, "due-soon"),
         "trace": ask(wh, "trace", keys["serial"]),
         "twin": ask(wh, "twin", keys["serial"]),
         "reliability": ask(wh, "reliability"),

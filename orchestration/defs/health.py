@@ -1,0 +1,50 @@
+"""Twin health learned from the thread: a remaining-useful-life model per product.
+
+Runs after the thread (it reads units, service events and telemetry from the build database) and
+before the twin change set, so new estimates reach the twins like any other change. A product is
+retrained only when its failure history changed; otherwise the stored model estimates the newest
+readings. Each version is kept with its training range and held-out metrics (lake/health).
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from .. import rul
+from ..resources import LakeLock, ThreadSettings
+
+RUL_KEY = dg.AssetKey(["health", "rul_model"])
+
+
+@dg.asset(
+    key=RUL_KEY,
+    deps=[dg.AssetKey(["thread", "units"]), dg.AssetKey(["thread", "service_events"]),
+          dg.AssetKey(["staging", "stg_service__telemetry"])],
+    group_name="health",
+    kinds={"scikitlearn", "delta"},
+    description="Remaining useful life per product, learned from units with telemetry and recorded failures "
+    "(hours from each reading to the next failure, capped at 125 reading intervals), retrained when the "
+    "failures change. Versions with RMSE and PHM08 score on held-out units: lake/health/rul_versions; the "
+    "estimate at each unit's latest reading: lake/health/rul_estimates (twin.unit_twin.rul_hours).",
+)
+def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
+    report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id)
+    versions = {}
+    for row in report["trained"] + report["kept"]:
+        versions[row["product_part_number"]] = {
+            "version": row["version"], "retrained_now": row in report["trained"],
+            "training_units": int(row["training_units"]), "held_out_units": int(row["held_out_units"]),
+            "data_from": str(row["data_from"]), "data_to": str(row["data_to"]),
+            "rmse_hours": None if row["rmse_hours"] is None else round(float(row["rmse_hours"]), 2),
+            "phm08_score": None if row["phm08_score"] is None else round(float(row["phm08_score"]), 1),
+            "train_seconds": float(row["train_seconds"]),
+        }
+    for row in report["trained"]:
+        context.log.info(f"Trained {row['version']} on {row['training_units']} units: RMSE "
+                         f"{row['rmse_hours']} h on {row['held_out_units']} held-out units")
+    return dg.MaterializeResult(metadata={
+        "models": dg.MetadataValue.json(versions),
+        "retrained": len(report["trained"]),
+        "products_without_failures": ", ".join(report["without_failures"]) or "none",
+        "estimated_units": report["estimated_units"],
+    })
