@@ -30,6 +30,10 @@ from . import lake
 CAP_INTERVALS = 125
 WINDOWS = (10, 30)
 BASELINE_READINGS = 20
+# Readings kept at the end of each unit's series for its estimate: the 30-reading window, and
+# enough history that the exponential average has forgotten the gap to the baseline (0.9^60).
+TAIL_READINGS = 60
+MAX_TRAIN_UNITS = 2_000
 CUTS_PER_UNIT = 10
 HELD_OUT_SHARE = 0.2
 MAX_TRAIN_ROWS = 300_000
@@ -57,30 +61,55 @@ def phm08_score(predicted: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum(np.where(d < 0, np.exp(-d / 13.0) - 1, np.exp(d / 10.0) - 1)))
 
 
-def readings(con, product: str) -> pd.DataFrame:
-    """The product's telemetry, one row per unit and reading time, one column per sensor."""
-    long = con.execute("""
-        SELECT t.serial_number, t.ts, t.sensor, avg(t.value) AS value
-        FROM staging.stg_service__telemetry t JOIN thread.units u USING (serial_number)
-        WHERE u.product_part_number = ? GROUP BY ALL""", [product]).df()
-    if long.empty:
+def readings(con, product: str, serials: list[str] | None = None, ends_only: bool = False) -> pd.DataFrame:
+    """The product's telemetry, one row per unit and reading time, one column per sensor (DuckDB
+    pivots it). `serials` limits it to some units; `ends_only` keeps each unit's first readings
+    (its baseline) and its last ones (enough for every feature at the latest reading), which
+    bounds the work for a whole fleet's estimates."""
+    only = "AND u.serial_number IN (SELECT unnest($serials))" if serials is not None else ""
+    ends = f"WHERE rn_first <= {BASELINE_READINGS} OR rn_last <= {TAIL_READINGS}" if ends_only else ""
+    sql = f"""
+        WITH t AS (
+            SELECT t.serial_number, t.ts, t.sensor, avg(t.value) AS value
+            FROM staging.stg_service__telemetry t JOIN thread.units u USING (serial_number)
+            WHERE u.product_part_number = $product {only} GROUP BY ALL),
+        times AS (
+            SELECT serial_number, ts,
+                   row_number() OVER (PARTITION BY serial_number ORDER BY ts) AS rn_first,
+                   row_number() OVER (PARTITION BY serial_number ORDER BY ts DESC) AS rn_last
+            FROM (SELECT DISTINCT serial_number, ts FROM t))
+        SELECT t.* FROM t JOIN times USING (serial_number, ts) {ends}"""
+    params = {"product": product} | ({"serials": serials} if serials is not None else {})
+    kept = con.execute(sql, params).fetch_arrow_table()  # noqa: F841 - read by name below
+    # PIVOT takes no parameters, so it runs on the fetched rows in a scratch connection.
+    scratch = lake.duck()
+    try:
+        wide = scratch.execute("PIVOT kept ON sensor USING avg(value) GROUP BY serial_number, ts "
+                               "ORDER BY serial_number, ts").df()
+    finally:
+        scratch.close()
+    if wide.empty:
         return pd.DataFrame(columns=["serial_number", "ts"])
-    wide = long.pivot_table(index=["serial_number", "ts"], columns="sensor", values="value").reset_index()
-    wide.columns.name = None
-    return wide.sort_values(["serial_number", "ts"]).reset_index(drop=True)
+    return wide.reset_index(drop=True)
 
 
 def features(wide: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
-    g = wide.groupby("serial_number", sort=False)
+    """Only looks back in time, so the features at a reading are those of the series cut there.
+    `wide` is sorted by unit and time."""
+    key = wide["serial_number"]
+    g = wide.groupby(key, sort=False)
+    first = g.cumcount() < BASELINE_READINGS
     out = {"age_h": (wide["ts"] - g["ts"].transform("min")).dt.total_seconds() / 3600}
     for s in sensors:
-        base = g[s].transform(lambda x: x.iloc[:BASELINE_READINGS].mean())
+        col = wide[s].astype("float64")
+        by = col.groupby(key, sort=False)
+        base = col.where(first).groupby(key, sort=False).transform("mean")
         for w in WINDOWS:
-            mean = g[s].transform(lambda x, w=w: x.rolling(w, min_periods=1).mean())
+            mean = by.rolling(w, min_periods=1).mean().reset_index(level=0, drop=True)
             out[f"{s}_mean{w}"] = mean
             out[f"{s}_drift{w}"] = mean - base
-        out[f"{s}_ewm_drift"] = g[s].transform(lambda x: x.ewm(alpha=0.1).mean()) - base
-    return pd.DataFrame(out)
+        out[f"{s}_ewm_drift"] = by.ewm(alpha=0.1).mean().reset_index(level=0, drop=True) - base
+    return pd.DataFrame(out, index=wide.index)
 
 
 def failures(con, product: str) -> pd.DataFrame:
@@ -231,21 +260,28 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str) -> dict:
         estimates = []
         for product in products:
             fails = failures(con, product)
-            wide = readings(con, product)
-            if fails.empty or wide.empty:
+            if fails.empty:
                 report["without_failures"].append(product)
                 continue
             row = known.get(product)
             if row is None or row["failures_fingerprint"] != fingerprint(fails):
-                trained = train(wide, fails, product)
+                # Whole histories of the failed units (a sample of them for a big fleet).
+                failed = sorted(fails["serial_number"].unique())
+                if len(failed) > MAX_TRAIN_UNITS:
+                    failed = sorted(np.random.default_rng(SEED).choice(failed, MAX_TRAIN_UNITS, replace=False))
+                history = readings(con, product, serials=list(failed))
+                trained = train(history, fails, product) if not history.empty else None
                 if trained is None:
                     report["without_failures"].append(product)
                     continue
-                row = save(lake_dir, trained, fails, wide, now, run_id)
+                row = save(lake_dir, trained, fails, history, now, run_id)
                 report["trained"].append(row)
             else:
                 trained = load(row)
                 report["kept"].append(row)
+            wide = readings(con, product, ends_only=True)
+            if wide.empty:
+                continue
             est = estimate(trained, wide)
             est["product_part_number"] = product
             est["rul_model_version"] = row["version"]
