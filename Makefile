@@ -7,7 +7,7 @@ PORT   ?= 3000
 SCALE  ?= S
 BENCH_ARGS ?=
 
-.PHONY: setup demo test serve docs bench lock clean
+.PHONY: setup demo test serve docs bench lock clean bench-rul
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ docs: setup
 
 bench: setup
 	$(THREAD) bench --scale $(SCALE) $(BENCH_ARGS)
+
+bench-rul: setup  # the remaining-useful-life model on NASA C-MAPSS FD001, through the pipeline
+	$(THREAD) bench --rul
 
 # Re-resolve requirements.lock after changing pyproject.toml (needs uv: pip install uv).
 lock:

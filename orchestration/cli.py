@@ -288,18 +288,24 @@ def report(ctx):
 
 # -- bench --------------------------------------------------------------------------------------
 
-@main.command(help="Benchmark the whole thread at S (1k units), M (10k) or L (100k); writes bench/results/<scale>.json.")
+@main.command(help="Benchmark the whole thread at S (1k units), M (10k) or L (100k); writes bench/results/<scale>.json. "
+                   "With --rul: the remaining-useful-life model on C-MAPSS FD001 through the pipeline.")
 @click.option("--scale", type=click.Choice(["S", "M", "L"]), default="S", show_default=True)
+@click.option("--rul", is_flag=True, help="Benchmark the RUL model on C-MAPSS FD001 instead (bench/results/rul_FD001.json).")
 @click.option("--seed", default=42, show_default=True)
 @click.option("--cache", type=click.Path(path_type=Path), envvar="THREAD_BENCH_CACHE",
               default=Path.home() / ".cache" / "digital-thread-bench", show_default=True,
               help="Where generated enterprises are kept between runs (outside the repository).")
 @click.option("--no-incremental", is_flag=True, help="Skip the incremental scenarios (each copies the whole lake).")
-def bench(scale, seed, cache, no_incremental):
-    from .bench import run, write
+def bench(scale, rul, seed, cache, no_incremental):
+    from .bench import run, run_rul, write
     from .dbt_project import ensure_manifest
 
     ensure_manifest()
+    if rul:
+        path = run_rul(Path(cache) / "run-rul", REPO / "bench", say=console.print)
+        console.print(f"wrote {path}")
+        return
     workdir = Path(cache) / f"run-{scale}"
     result = run(scale, seed, Path(cache), workdir, say=console.print, incremental_scenarios=not no_incremental)
     path = write(result, REPO / "bench" / "results", REPO / "bench" / "README.md")
