@@ -17,8 +17,11 @@ from .thread import published_keys
 
 TWIN_EXTRA_COLUMNS = {
     "refreshed_at": "When this twin was last computed (its partition's last materialization).",
-    "is_stale": "True when a source system feeding the twin is past its freshness limit, or data about the "
-                "unit changed after refreshed_at and the twin has not been refreshed yet.",
+    "is_stale": "True when a source system feeding the twin is past its freshness limit or its last extraction "
+                "failed, or data about the unit changed after refreshed_at and the twin has not been refreshed yet.",
+    "rul_hours": "Remaining useful life in hours at the unit's latest telemetry reading, from its product's model "
+                 "learned on the thread's failures (health/rul_model); null where no model applies.",
+    "rul_model_version": "The model version that made rul_hours (`<product>/v<n>`, see lake/health/rul_versions).",
     "stale_reason": "Why the twin is stale: the late source systems and/or the aspects waiting for a refresh.",
 }
 
