@@ -8,6 +8,7 @@ explores more cases than CI does.
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 
@@ -25,7 +26,7 @@ settings.register_profile("ci", max_examples=2, derandomize=True, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=25, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("ci")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 START = date(2026, 1, 5)
 
