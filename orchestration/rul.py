@@ -236,15 +236,17 @@ def save(lake_dir: Path, trained: Trained, fails: pd.DataFrame, wide: pd.DataFra
            "data_from": pd.Timestamp(wide["ts"].min()).to_pydatetime(),
            "data_to": pd.Timestamp(wide["ts"].max()).to_pydatetime(),
            "cap_hours": float(trained.cap_hours), "rmse_hours": m.get("rmse_hours"),
-           "phm08_score": m.get("phm08_score"), "train_seconds": m["train_seconds"], "path": str(path)}
+           "phm08_score": m.get("phm08_score"), "train_seconds": m["train_seconds"],
+           # Relative to the lake, so a data directory can move.
+           "path": str(path.relative_to(lake_dir))}
     lake.write(models_dir(lake_dir) / "rul_versions",
                pa.table({f.name: pa.array([row[f.name]], f.type) for f in VERSION_SCHEMA}, schema=VERSION_SCHEMA),
                "append", batch_id=run_id)
     return row
 
 
-def load(row: dict) -> Trained:
-    with Path(row["path"]).open("rb") as f:
+def load(lake_dir: Path, row: dict) -> Trained:
+    with (Path(lake_dir) / row["path"]).open("rb") as f:
         saved = pickle.load(f)  # noqa: S301 - our own file under the lake, written by `save`
     return Trained(row["product_part_number"], saved["model"], saved["sensors"], saved["cap_hours"])
 
@@ -277,7 +279,7 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str) -> dict:
                 row = save(lake_dir, trained, fails, history, now, run_id)
                 report["trained"].append(row)
             else:
-                trained = load(row)
+                trained = load(lake_dir, row)
                 report["kept"].append(row)
             wide = readings(con, product, ends_only=True)
             if wide.empty:

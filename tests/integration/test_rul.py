@@ -83,3 +83,10 @@ def test_failures_in_model_out_estimates_on_live_twins_and_retraining_by_itself(
     assert build(sources, data).ok
     assert rul.latest_versions(data / "lake")["TF-1"]["version"] == "TF-1/v2"
     assert query(wh, "select distinct rul_model_version from twin.unit_twin") == [("TF-1/v2",)]
+
+    # Nothing new: the stored model is reused, not retrained.
+    from datetime import datetime, timezone
+
+    again = rul.refresh(data / "build" / "build.duckdb", data / "lake", datetime.now(timezone.utc), "again")
+    assert not again["trained"] and [r["version"] for r in again["kept"]] == ["TF-1/v2"]
+    assert again["estimated_units"] == ENGINES
