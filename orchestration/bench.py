@@ -32,6 +32,7 @@ SCALES = {
 # Past Dagster's guidance of ~100,000 partitions per asset, twins are partitioned by shards.
 UNITS_PER_PARTITION = {"S": 1, "M": 1, "L": 100}
 MEMORY_LIMIT = {"L": "6GB"}
+DBT_THREADS = {"L": "1"}
 TARGETS = {
     "full_over_floor": "<= 10 (at M)",
     "eco_incremental_over_full": "<= 0.10 (at M), only affected twins",
@@ -300,6 +301,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     # Recursive configuration replay and windows at 100,000 units do not fit DuckDB's 4 GB default
     # (they cannot spill); 6 GB keeps the whole process tree under the 8 GiB target.
     os.environ.setdefault("THREAD_DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT.get(scale, "4GB"))
+    # ...and the configuration replay and the deviations must not hold memory at the same time.
+    os.environ.setdefault("THREAD_DBT_THREADS", DBT_THREADS.get(scale, "2"))
     sources, simulate_s = enterprise(scale, seed, cache)
     say(f"enterprise {scale}: {sources} (simulated in {simulate_s:.0f} s)")
     floor_s, source_rows = floor(sources)
