@@ -23,6 +23,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
+from .simulate.changes import release_eco
+
 SCALES = {
     # units, parts, telemetry interval: M reaches ~5 M telemetry rows, L ~50 M.
     "S": dict(units=1_000, parts=300, telemetry_every_h=24),
@@ -209,13 +211,8 @@ def scenario_eco(sources: Path, data: Path, share: float = 0.01) -> tuple[list[s
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     new = max(revs) + "X"
     later = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%d")
-    with (sources / "plm" / "part_revisions.csv").open("a") as f:
-        f.write(f"{part},{new},released,{now},ECO-BENCH,Bench change\n")
-    with (sources / "plm" / "ecos.csv").open("a") as f:
-        f.write(f"ECO-BENCH,Bench retrofit,bench,released,{now},{now},date,{later},retrofit\n")
-    with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
-        f.write(f"ECO-BENCH,{part},{rev},{new}\n")
-    return ["plm/part_revisions", "plm/ecos", "plm/eco_affected_items"], holders
+    changed = release_eco(sources, "ECO-BENCH", part, rev, new, now, later, "retrofit", title="Bench retrofit")
+    return changed, holders
 
 
 def scenario_telemetry_day(sources: Path) -> tuple[list[str], int]:

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from orchestration.simulate import simulate
+from orchestration.simulate.changes import release_eco
 from tests.conftest import SMALL
 from tests.e2e.conftest import start_server, stop_server
 
@@ -48,14 +49,16 @@ def wait_for(predicate, what: str, started: float) -> float:
 
 
 def wait_for_sensors(server, names: set[str]) -> None:
-    """Edit the sources only after each sensor has looked once (its first look sets its cursor)."""
+    """Edit the sources only after each sensor has finished its first look (which sets its cursor:
+    a change written while that first tick is still running would count as already seen)."""
     query = """{ sensorsOrError(repositorySelector: {repositoryName: "__repository__",
                  repositoryLocationName: "orchestration.definitions:defs"}) {
-                 ... on Sensors { results { name sensorState { ticks(limit: 1) { status } } } } } }"""
+                 ... on Sensors { results { name sensorState { ticks(limit: 2) { status } } } } } }"""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         results = server.graphql(query)["sensorsOrError"].get("results", [])
-        ticked = {r["name"] for r in results if r["sensorState"]["ticks"]}
+        ticked = {r["name"] for r in results
+                  if any(t["status"] in ("SKIPPED", "SUCCESS") for t in r["sensorState"]["ticks"])}
         if names <= ticked:
             return
         time.sleep(1)
@@ -96,12 +99,8 @@ def test_an_eco_reaches_the_twins_without_anyone_touching_them(tmp_path):
         wait_for_sensors(server, {"plm_exports", "service_exports", "mes_exports"})
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         started = time.monotonic()
-        with (sources / "plm" / "part_revisions.csv").open("a") as f:
-            f.write(f"{part},{new_revision},released,{now},ECO-9001,Revision {new_revision} per ECO-9001\n")
-        with (sources / "plm" / "ecos.csv").open("a") as f:
-            f.write(f"ECO-9001,Retrofit {part},Field wear,released,{now},{now},date,{effective_from},retrofit\n")
-        with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
-            f.write(f"ECO-9001,{part},{revision},{new_revision}\n")
+        release_eco(sources, "ECO-9001", part, revision, new_revision, now, effective_from, "retrofit",
+                    title=f"Retrofit {part}")
 
         def eco_reached_twins() -> bool:
             rows = ask(warehouse, "select count(*) filter (where impact = 'retrofit_pending'), "

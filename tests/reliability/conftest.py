@@ -20,6 +20,7 @@ import pytest
 
 from orchestration import faults, lake
 from orchestration.simulate import SimConfig, simulate
+from orchestration.simulate.changes import release_eco as write_eco
 
 TINY = SimConfig(seed=11, units=25, parts=80, start=date(2026, 1, 5), days=60, telemetry_every_h=24)
 THREAD = str(Path(sys.executable).parent / "thread")
@@ -155,12 +156,7 @@ def release_eco(sources, pick: int, n: int, action: str) -> None:
     new_rev = part["revision"] + "Z" * n
     eco = f"ECO-77{n:02d}"
     effective = (date.fromisoformat(at[:10]) - timedelta(days=20)).isoformat()
-    with (sources / "plm" / "part_revisions.csv").open("a") as f:
-        f.write(f"{part['part_number']},{new_rev},released,{at},{eco},Per {eco}\n")
-    with (sources / "plm" / "ecos.csv").open("a") as f:
-        f.write(f"{eco},Change {part['part_number']},Test,released,{at},{at},date,{effective},{action}\n")
-    with (sources / "plm" / "eco_affected_items.csv").open("a") as f:
-        f.write(f"{eco},{part['part_number']},{part['revision']},{new_rev}\n")
+    write_eco(sources, eco, part["part_number"], part["revision"], new_rev, at, effective, action)
 
 
 def retrofit(sources, pick: int, n: int) -> None:
