@@ -38,9 +38,8 @@ STEP = st.one_of(
 )
 
 
-# Always exercised, whatever the random draw: an ECO then a retrofit, and new days then an ECO.
-@example(seed=3, units=10, steps=[("eco", 5, "retrofit"), ("retrofit", 7)])
-@example(seed=8, units=12, steps=[("advance", 6), ("eco", 11, "none")])
+# Always exercised, whatever the random draw: new days, an ECO and a retrofit, in one sequence.
+@example(seed=3, units=10, steps=[("advance", 6), ("eco", 5, "retrofit"), ("retrofit", 7)])
 @given(seed=st.integers(1, 10_000), units=st.integers(8, 20), steps=st.lists(STEP, min_size=1, max_size=2))
 def test_incremental_refresh_equals_a_build_from_scratch(tmp_path_factory, seed, units, steps):
     root = tmp_path_factory.mktemp("prop")
