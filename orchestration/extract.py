@@ -580,6 +580,16 @@ def _extract_jsonl_chunked(c: EntityContract, src: Sources, p, cur, batch_id: st
     rejected, warnings, held = [], [], []
     already, total = 0, 0
     export = None
+
+    def keep(enf: Enforcement) -> int:
+        """Spill a checked chunk's accepted rows, collect its findings; rows already in the lake."""
+        enf.accepted["_source"] = c.location
+        acc, dup = _drop_loaded(enf.accepted, c, p["raw"]) if c.mode == "events" else (enf.accepted, 0)
+        spill.add(_to_arrow(acc, c, batch_id, now))
+        rejected.append(enf.rejected)
+        warnings.append(enf.warnings)
+        return dup
+
     try:
         for export in iter_jsonl(c, src.root, cur, chunk_lines=JSONL_CHUNK_LINES):
             frame, rows = export.frame, export.rows
@@ -592,23 +602,11 @@ def _extract_jsonl_chunked(c: EntityContract, src: Sources, p, cur, batch_id: st
                 is_dup = frame[keys].astype(str).apply(tuple, axis=1).isin(dup_keys).to_numpy()
                 held.append((frame[is_dup], rows[is_dup]))
                 frame, rows = frame[~is_dup], rows[~is_dup]
-            enf = enforce(frame, c, export.location, rows, check_keys=False)
-            enf.accepted["_source"] = c.location
-            acc, dup = _drop_loaded(enf.accepted, c, p["raw"]) if c.mode == "events" else (enf.accepted, 0)
-            already += dup
-            spill.add(_to_arrow(acc, c, batch_id, now))
-            rejected.append(enf.rejected)
-            warnings.append(enf.warnings)
+            already += keep(enforce(frame, c, export.location, rows, check_keys=False))
         if held:
             frame = pd.concat([h[0] for h in held], ignore_index=True)
             rows = pd.concat([h[1] for h in held], ignore_index=True)
-            enf = enforce(frame, c, c.location, rows)
-            enf.accepted["_source"] = c.location
-            acc, dup = _drop_loaded(enf.accepted, c, p["raw"]) if c.mode == "events" else (enf.accepted, 0)
-            already += dup
-            spill.add(_to_arrow(acc, c, batch_id, now))
-            rejected.append(enf.rejected)
-            warnings.append(enf.warnings)
+            already += keep(enforce(frame, c, c.location, rows))
         if not spill.files:
             spill.add(_to_arrow(_empty_typed(c), c, batch_id, now))
         rejected_df = _frames(rejected)

@@ -35,7 +35,6 @@ def memory_limit() -> str:
 
 def duck(path: Path | str | None = None, read_only: bool = False):
     """A DuckDB connection with the deployment's memory limit (THREAD_DUCKDB_MEMORY_LIMIT, 4GB)."""
-    import os
 
     import duckdb
 

@@ -14,7 +14,6 @@ at the cut, as the published test sets are). Nothing here knows a product: any u
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -221,8 +220,8 @@ def latest_versions(lake_dir: Path) -> dict[str, dict]:
 
 
 def save(lake_dir: Path, trained: Trained, fails: pd.DataFrame, wide: pd.DataFrame, now: datetime,
-         run_id: str) -> dict:
-    previous = latest_versions(lake_dir).get(trained.product)
+         run_id: str, previous: dict | None) -> dict:
+    """Store a new version after `previous` (the product's latest, or None)."""
     number = int(previous["version"].rsplit("v", 1)[1]) + 1 if previous else 1
     version = f"{trained.product}/v{number}"
     path = models_dir(lake_dir) / "rul_models" / trained.product / f"v{number}.pkl"
@@ -276,7 +275,7 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str) -> dict:
                 if trained is None:
                     report["without_failures"].append(product)
                     continue
-                row = save(lake_dir, trained, fails, history, now, run_id)
+                row = save(lake_dir, trained, fails, history, now, run_id, previous=row)
                 report["trained"].append(row)
             else:
                 trained = load(lake_dir, row)
@@ -301,7 +300,3 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str) -> dict:
 def estimates(lake_dir: Path) -> pa.Table:
     t = lake.read(models_dir(lake_dir) / "rul_estimates")
     return t if t is not None else ESTIMATE_SCHEMA.empty_table()
-
-
-def describe(row: dict) -> str:
-    return json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}, default=str)
