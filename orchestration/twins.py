@@ -13,37 +13,65 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import lake
 from .faults import checkpoint
 
 TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
 ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry", "rul")
-# Replacing rows by a predicate costs per serial; past this many, rewriting the table is cheaper.
-PREDICATE_LIMIT = 2000
+# Twins are computed and stored this many units at a time: the twin views then only aggregate
+# one serial-number range (at 100,000 units all at once they needed more than 9 GiB).
+CHUNK_UNITS = 10_000
 
 
 def state_dir(lake_dir: Path) -> Path:
     return Path(lake_dir) / "twin" / "_state"
 
 
-def _keys_table(serials) -> pa.Table:
-    return pa.table({"serial_number": pa.array(sorted(set(serials)), pa.string())})
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
-def _select(con, relation: str, serials) -> pa.Table:
-    if serials is None:
-        return con.execute(f"SELECT * FROM {relation}").fetch_arrow_table()
-    keys = _keys_table(serials)  # noqa: F841 - DuckDB reads it by name
-    return con.execute(f"SELECT t.* FROM {relation} t SEMI JOIN keys USING (serial_number)").fetch_arrow_table()
+def _range(lo: str | None, hi: str | None, hi_inclusive: bool = True) -> str:
+    """A serial-number range as SQL DuckDB and Delta push down to the scans (None = unbounded)."""
+    parts = ([f"serial_number >= {_quote(lo)}"] if lo is not None else []) + (
+        [f"serial_number {'<=' if hi_inclusive else '<'} {_quote(hi)}"] if hi is not None else [])
+    return " AND ".join(parts) or "TRUE"
 
 
-def units(build_db: Path) -> set[str]:
+def chunks(serials, size: int = CHUNK_UNITS) -> list[list[str]]:
+    ordered = sorted(set(serials))
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def _all_ranges(con, size: int) -> list[str]:
+    """WHERE clauses covering every serial number in consecutive ranges of about `size` units;
+    the first and last are open-ended, so units not in thread.units are covered too."""
+    cuts = [s for (s,) in con.execute(
+        "SELECT serial_number FROM (SELECT serial_number, row_number() OVER (ORDER BY serial_number) AS i "
+        "FROM thread.units) WHERE i > 1 AND (i - 1) % ? = 0 ORDER BY 1", [size]).fetchall()]
+    bounds = [None, *cuts, None]
+    return [_range(lo, hi, hi_inclusive=False) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _scan(con, relation: str, size: int, columns: str = "*") -> pa.Table:
+    parts = [con.execute(f"SELECT {columns} FROM {relation} WHERE {where}").fetch_arrow_table()
+             for where in _all_ranges(con, size)]
+    return pa.concat_tables(parts)
+
+
+def _select(con, relation: str, serials: list[str]) -> pa.Table:
+    """Rows of `relation` for a sorted chunk of serials; the range lets the filter reach the scans."""
+    keys = pa.table({"serial_number": pa.array(serials, pa.string())})  # noqa: F841 - DuckDB reads it by name
+    return con.execute(f"SELECT t.* FROM {relation} t SEMI JOIN keys USING (serial_number) "
+                       f"WHERE {_range(serials[0], serials[-1])}").fetch_arrow_table()
+
+
+def units(build_db: Path, size: int = CHUNK_UNITS) -> set[str]:
     """Every unit that has a twin now (not scrapped)."""
     con = lake.duck(build_db, read_only=True)
     try:
-        return {s for (s,) in con.execute("SELECT serial_number FROM twin_logic.unit_twin").fetchall()}
+        return set(_scan(con, "twin_logic.unit_twin", size, "serial_number").column(0).to_pylist())
     finally:
         con.close()
 
@@ -65,8 +93,8 @@ def _with_health(con, lake_dir: Path) -> None:
                    FROM rul_estimates) h USING (serial_number)""")
 
 
-def compute(build_db: Path, serials=None, lake_dir: Path | None = None) -> dict[str, pa.Table]:
-    """Twin rows (and their input hashes) for the given units, or all units."""
+def compute(build_db: Path, serials: list[str], lake_dir: Path) -> dict[str, pa.Table]:
+    """Twin rows (and their input hashes) for one sorted chunk of units."""
     con = lake.duck(build_db, read_only=True)
     try:
         _with_health(con, lake_dir)
@@ -77,38 +105,34 @@ def compute(build_db: Path, serials=None, lake_dir: Path | None = None) -> dict[
     return out
 
 
-def _replace(path: Path, rows: pa.Table, serials, batch_id: str) -> None:
-    if serials is None or not lake.exists(path):
+def _replace(path: Path, rows: pa.Table, serials: list[str], batch_id: str) -> None:
+    """Replace the rows of a sorted chunk of serials; the range prunes the files Delta rewrites."""
+    if not lake.exists(path):
         lake.write(path, rows, "overwrite", batch_id=batch_id)
         return
-    serials = sorted(set(serials))
-    if not serials:
-        return
-    if len(serials) <= PREDICATE_LIMIT:
-        quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in serials)
-        lake.write(path, rows, "overwrite", batch_id=batch_id, predicate=f"serial_number IN ({quoted})")
-        return
-    current = lake.read(path)
-    keep = current.filter(pc.invert(pc.is_in(current["serial_number"], value_set=pa.array(serials))))
-    lake.write(path, pa.concat_tables([keep, rows.cast(keep.schema)]), "overwrite", batch_id=batch_id)
+    listed = ", ".join(_quote(s) for s in serials)
+    lake.write(path, rows, "overwrite", batch_id=batch_id,
+               predicate=f"{_range(serials[0], serials[-1])} AND serial_number IN ({listed})")
 
 
-def refresh(build_db: Path, lake_dir: Path, serials=None, *, batch_id: str,
-            now: datetime | None = None) -> dict[str, int]:
-    """Recompute the twins of `serials` (None = every unit) and store them with their input hashes."""
+def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str,
+            now: datetime | None = None, size: int = CHUNK_UNITS) -> dict[str, int]:
+    """Recompute the twins of `serials` and store them with their input hashes, a chunk at a time."""
     now = now or datetime.now(timezone.utc)
-    rows = compute(build_db, serials, lake_dir)
-    stamp = pa.array([now] * rows["unit_twin"].num_rows, pa.timestamp("us", tz="UTC"))
-    rows["unit_twin"] = rows["unit_twin"].append_column("refreshed_at", stamp)
-    rows["inputs"] = rows["inputs"].append_column(
-        "refreshed_at", pa.array([now] * rows["inputs"].num_rows, pa.timestamp("us", tz="UTC")))
+    counts = dict.fromkeys((*TABLES, "inputs"), 0)
     base = state_dir(lake_dir)
-    # `inputs` goes last: until it is written, the units still count as changed and a crashed
-    # refresh is redone by the next run.
-    for name, table in rows.items():
-        _replace(base / name, table, serials, batch_id)
-        checkpoint("twin-write")
-    return {name: table.num_rows for name, table in rows.items()}
+    for chunk in chunks(serials, size):
+        rows = compute(build_db, chunk, lake_dir)
+        for name in ("unit_twin", "inputs"):
+            rows[name] = rows[name].append_column(
+                "refreshed_at", pa.array([now] * rows[name].num_rows, pa.timestamp("us", tz="UTC")))
+        # `inputs` goes last: until it is written, the chunk's units still count as changed and a
+        # crashed refresh is redone by the next run.
+        for name, table in rows.items():
+            _replace(base / name, table, chunk, batch_id)
+            counts[name] += table.num_rows
+            checkpoint("twin-write")
+    return counts
 
 
 def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: datetime) -> None:
@@ -124,12 +148,12 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
     lake.write(Path(lake_dir) / "twin" / "_refresh_log", table, "append", batch_id=run_id)
 
 
-def changes(build_db: Path, lake_dir: Path) -> pa.Table:
+def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
     con = lake.duck(build_db, read_only=True)
     try:
         _with_health(con, lake_dir)
-        current = con.execute("SELECT * FROM unit_twin_inputs").fetch_arrow_table()  # noqa: F841
+        current = _scan(con, "unit_twin_inputs", size)  # noqa: F841
         stored = lake.read(state_dir(lake_dir) / "inputs")
         if stored is None:
             stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))

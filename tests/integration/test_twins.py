@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -118,3 +119,33 @@ def test_twin_exports_as_an_asset_administration_shell(live, tmp_path):
     assert len(sensors) == n_sensors > 0
     with pytest.raises(UnknownSerial, match="no such unit"):
         export(data / "warehouse.duckdb", "NO-SUCH-1", tmp_path / "x.json")
+
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def _state(lake_dir) -> dict[str, list]:
+    return {name: sorted(lake.read(twins.state_dir(lake_dir) / name).to_pylist(), key=repr)
+            for name in (*twins.TABLES, "inputs")}
+
+
+def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
+    """At 100,000 units twins are computed and stored in serial-number chunks; chunks of 7 here."""
+    data = live["data"]
+    build_db = data / "build" / "build.duckdb"
+    every = sorted(twins.units(build_db))
+    assert twins.units(build_db, size=7) == set(every)
+    lakes = {}
+    for size in (7, twins.CHUNK_UNITS):
+        lakes[size] = tmp_path / f"lake-{size}"
+        shutil.copytree(data / "lake", lakes[size], ignore=shutil.ignore_patterns("twin"))
+        new = twins.changes(build_db, lakes[size], size=size)
+        assert new["serial_number"].to_pylist() == every
+        assert {tuple(r) for r in new["reasons"].to_pylist()} == {("new unit",)}
+        twins.refresh(build_db, lakes[size], every, batch_id="t", now=NOW, size=size)
+    assert _state(lakes[7]) == _state(lakes[twins.CHUNK_UNITS])
+    assert twins.changes(build_db, lakes[7], size=7).num_rows == 0
+    # Refreshing scattered units a chunk of 3 at a time replaces theirs and leaves the others alone.
+    before = _state(lakes[7])
+    twins.refresh(build_db, lakes[7], every[::5], batch_id="again", now=NOW, size=3)
+    assert _state(lakes[7]) == before

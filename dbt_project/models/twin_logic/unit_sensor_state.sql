@@ -1,6 +1,6 @@
 {#- Latest reading per unit and sensor against the product's design limits, with the 24 hours
     up to it ([last_ts - 24 h, last_ts], inclusive). -#}
-with units as (
+with units as not materialized (
 
     select serial_number, product_part_number
     from {{ ref('stg_mes__units') }}
@@ -8,7 +8,7 @@ with units as (
 
 ),
 
-readings as (
+readings as not materialized (
 
     select t.serial_number, t.sensor, t.ts, t.value
     from {{ ref('stg_service__telemetry') }} t
@@ -16,7 +16,7 @@ readings as (
 
 ),
 
-latest as (
+latest as not materialized (
 
     select serial_number, sensor, max(ts) as last_ts, arg_max(value, ts) as last_value
     from readings
@@ -24,7 +24,7 @@ latest as (
 
 ),
 
-window_24h as (
+window_24h as not materialized (
 
     select r.serial_number, r.sensor, avg(r.value) as mean_24h, max(r.value) as max_24h
     from readings r

@@ -1,12 +1,12 @@
 {#- One live model per unit that is not scrapped. refreshed_at and is_stale are added by the twin
     assets and the publish step: they are about when a twin was computed, not what it says. -#}
-with units as (
+with units as not materialized (
 
     select * from {{ ref('units') }} where status <> 'scrapped'
 
 ),
 
-configuration as (
+configuration as not materialized (
 
     select
         c.serial_number,
@@ -19,13 +19,13 @@ configuration as (
 
 ),
 
-deviations as (
+deviations as not materialized (
 
     select serial_number, count(*) as deviation_count from {{ ref('unit_deviations') }} group by serial_number
 
 ),
 
-retrofits as (
+retrofits as not materialized (
 
     select serial_number, count(*) as pending_retrofits
     from {{ ref('eco_impact') }}
@@ -34,7 +34,7 @@ retrofits as (
 
 ),
 
-service as (
+service as not materialized (
 
     select
         serial_number,
@@ -45,7 +45,7 @@ service as (
 
 ),
 
-sensors as (
+sensors as not materialized (
 
     select
         *,
@@ -54,7 +54,7 @@ sensors as (
 
 ),
 
-health as (
+health as not materialized (
 
     select
         serial_number,

@@ -1,12 +1,12 @@
 {#- What each twin is computed from, hashed per aspect. A twin needs a refresh exactly when one of
     these differs from the hash stored with it at its last refresh; the aspect names the reason. -#}
-with twin as (
+with twin as not materialized (
 
     select * from {{ ref('unit_twin') }}
 
 ),
 
-components as (
+components as not materialized (
 
     select serial_number,
            md5(string_agg(part_number || '@' || coalesce(revision, '?') || 'x' || quantity::varchar || '@' || since::varchar,
@@ -16,7 +16,7 @@ components as (
 
 ),
 
-sensors as (
+sensors as not materialized (
 
     select serial_number,
            md5(string_agg(sensor || '=' || last_value::varchar || '@' || last_ts::varchar || '/' || mean_24h::varchar
@@ -26,7 +26,7 @@ sensors as (
 
 ),
 
-aspects as (
+aspects as not materialized (
 
     select
         t.serial_number,
