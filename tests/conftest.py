@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -55,9 +56,22 @@ def query(warehouse: Path, sql: str, params=None):
         con.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built_small(small_sources, tmp_path_factory):
+    """Built once per session and only read; a test that writes takes `built_small_copy`."""
     data = tmp_path_factory.mktemp("built")
     result = build(small_sources, data)
     assert result.ok, result.failed
     return data
+
+
+def copy_built(sources: Path, data: Path, dest: Path) -> tuple[Path, Path]:
+    """A private copy of built sources and data (every path inside them is relative)."""
+    shutil.copytree(sources, dest / "sources")
+    shutil.copytree(data, dest / "data")
+    return dest / "sources", dest / "data"
+
+
+@pytest.fixture
+def built_small_copy(small_sources, built_small, tmp_path) -> tuple[Path, Path]:
+    return copy_built(small_sources, built_small, tmp_path / "copy")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_built
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -81,7 +83,10 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def served(built_small, small_sources, tmp_path_factory):
-    server = start_server(small_sources, built_small, tmp_path_factory.mktemp("serve"))
+    # A copy: the server's sensors and automation may write to what it serves.
+    root = tmp_path_factory.mktemp("serve")
+    sources, data = copy_built(small_sources, built_small, root / "copy")
+    server = start_server(sources, data, root)
     yield server
     stop_server(server)
 

@@ -38,10 +38,10 @@ def test_ui_listens_on_loopback_only(served):
     assert all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
 
 
-def test_server_stops_cleanly(built_small, small_sources, tmp_path):
+def test_server_stops_cleanly(small_sources, tmp_path):
     from tests.e2e.conftest import start_server, stop_server
 
-    server = start_server(small_sources, built_small / "second", tmp_path)
+    server = start_server(small_sources, tmp_path / "data", tmp_path)
     stop_server(server)
     assert server.proc.returncode == 0
     import subprocess

@@ -14,8 +14,8 @@ import time
 import duckdb
 import pytest
 
-from orchestration.simulate import advance, simulate
-from tests.conftest import SMALL, build
+from orchestration.simulate import advance
+from tests.conftest import build
 
 STATE = ("select (select count(*) from thread.units), (select count(*) from twin.unit_twin), "
          "(select sum(hash(serial_number, configuration_hash)) from twin.unit_twin)::varchar, "
@@ -59,10 +59,8 @@ def observed(out):
 
 
 @pytest.mark.parametrize("refresh", ["full build", "incremental refresh"])
-def test_readers_see_the_old_or_the_new_state_and_never_fail(refresh, tmp_path):
-    sources, data = tmp_path / "sources", tmp_path / "data"
-    simulate(sources, SMALL)
-    assert build(sources, data).ok
+def test_readers_see_the_old_or_the_new_state_and_never_fail(refresh, built_small_copy, tmp_path):
+    sources, data = built_small_copy
     warehouse = data / "warehouse.duckdb"
     if refresh == "incremental refresh":
         advance(sources, 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import datetime, timezone
 
@@ -20,10 +19,9 @@ from tests.sources import write_telemetry
 
 
 @pytest.fixture
-def world(built_small, small_sources, tmp_path):
-    sources = tmp_path / "sources"
-    shutil.copytree(small_sources, sources)
-    return sources, built_small, ThreadSettings(sources_dir=str(sources), data_dir=str(built_small))
+def world(built_small_copy):
+    sources, data = built_small_copy
+    return sources, data, ThreadSettings(sources_dir=str(sources), data_dir=str(data))
 
 
 def tick(sensor, thread, cursor=None, instance=None):

@@ -21,6 +21,7 @@ import pytest
 from orchestration import faults, lake
 from orchestration.simulate import SimConfig, simulate
 from orchestration.simulate.changes import release_eco as write_eco
+from tests.conftest import copy_built
 
 TINY = SimConfig(seed=11, units=25, parts=80, start=date(2026, 1, 5), days=60, telemetry_every_h=24)
 THREAD = str(Path(sys.executable).parent / "thread")
@@ -39,6 +40,21 @@ def tiny_sources(tmp_path_factory) -> Path:
 def copy_sources(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tiny_sources, tmp_path_factory):
+    """The tiny enterprise after one `thread build`, and what that build printed. Tests start from
+    a copy (`copy_built`) rather than each paying for the same first build."""
+    root = tmp_path_factory.mktemp("tiny-built")
+    sources, data = copy_sources(tiny_sources, root / "sources"), root / "data"
+    done = build_ok(sources, data)
+    return sources, data, done.stdout + done.stderr
+
+
+def start_from(tiny_built, dest: Path) -> tuple[Path, Path]:
+    """A private copy of the tiny enterprise as its first build left it (Dagster history included)."""
+    return copy_built(tiny_built[0], tiny_built[1], dest)
 
 
 def env_for(sources: Path, data: Path, **extra: str) -> dict[str, str]:

@@ -18,16 +18,14 @@ from orchestration.defs.plm.sensors import sensor as plm_sensor
 from orchestration.resources import ThreadSettings
 from tests.conftest import thread_env
 from tests.reliability.conftest import (
-    SALT, build_ok, published, raw_counts, read_every_delta_table, release_eco, start_paused,
+    SALT, build_ok, published, raw_counts, read_every_delta_table, release_eco, start_from, start_paused,
 )
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_sensor_refresh_waits_for_a_manual_build_and_nothing_is_corrupted(tiny_sources, tmp_path, monkeypatch):
-    sources, data = tmp_path / "sources", tmp_path / "data"
-    shutil.copytree(tiny_sources, sources)
-    build_ok(sources, data)
+def test_a_sensor_refresh_waits_for_a_manual_build_and_nothing_is_corrupted(tiny_built, tmp_path, monkeypatch):
+    sources, data = start_from(tiny_built, tmp_path)
     thread_env(monkeypatch, sources, data)
     monkeypatch.setenv("THREAD_PII_SALT", SALT)
     from orchestration.definitions import defs

@@ -14,13 +14,14 @@ import pytest
 from orchestration import lake
 from orchestration.simulate import advance
 from tests.reliability.conftest import (
-    build_ok, copy_sources, digest, kill, published, raw_counts, read_every_delta_table, start_paused,
+    build_ok, digest, kill, published, raw_counts, read_every_delta_table, start_from, start_paused,
 )
 
 pytestmark = pytest.mark.slow
 
-# In pipeline order, so each crashed run gets one stage further than the last.
-CRASH_POINTS = ["raw-commit:service/service_events", "dbt-run", "twin-write", "publish-rename", "publish-mirror"]
+# In pipeline order, so each crashed run gets one stage further than the last. Not here, to keep
+# CI short: "publish-mirror" (after the warehouse rename, so analysts already have the new one).
+CRASH_POINTS = ["raw-commit:service/service_events", "dbt-run", "twin-write", "publish-rename"]
 BAD_EVENT = {"event_id": "SE-CRASH-1", "serial_number": "X", "event_type": "maintenance",
              "occurred_at": "2026-03-10T00:00:00Z", "closed_at": "2026-03-09T00:00:00Z"}
 
@@ -34,10 +35,8 @@ def new_activity(sources):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_sources, tmp_path_factory):
-    root = tmp_path_factory.mktemp("reference")
-    sources, data = copy_sources(tiny_sources, root / "sources"), root / "data"
-    build_ok(sources, data)
+def reference(tiny_built, tmp_path_factory):
+    sources, data = start_from(tiny_built, tmp_path_factory.mktemp("reference"))
     new_activity(sources)
     build_ok(sources, data)
     first = published(data / "warehouse.duckdb"), raw_counts(data / "lake")
@@ -56,22 +55,16 @@ def test_two_builds_on_unchanged_sources_are_identical(reference):
 
 
 def test_killed_builds_leave_every_table_whole_and_the_rerun_equals_an_uninterrupted_build(
-        tiny_sources, reference, tmp_path):
-    sources, data = copy_sources(tiny_sources, tmp_path / "sources"), tmp_path / "data"
-    build_ok(sources, data)
+        tiny_built, reference, tmp_path):
+    sources, data = start_from(tiny_built, tmp_path)
     new_activity(sources)
     warehouse = data / "warehouse.duckdb"
     last_good = digest(warehouse)
     for point in CRASH_POINTS:
         kill(start_paused(point, sources, data, tmp_path / "paused"))
         read_every_delta_table(data / "lake")
-        if point == "publish-mirror":
-            # Killed after the rename: the new warehouse is whole and is what is served.
-            assert digest(warehouse) != last_good
-            assert published(warehouse) == published(reference[0] / "warehouse.duckdb")
-        else:
-            # Killed before the rename: analysts still get the last good warehouse, untouched.
-            assert digest(warehouse) == last_good, point
+        # Killed before the rename: analysts still get the last good warehouse, untouched.
+        assert digest(warehouse) == last_good, point
 
     build_ok(sources, data)
 

@@ -14,16 +14,14 @@ import pytest
 from orchestration import lake
 from orchestration.simulate import advance
 from tests.conftest import build, query
-from tests.reliability.conftest import published
+from tests.reliability.conftest import published, start_from
 
 pytestmark = pytest.mark.slow
 UNREACHABLE = "postgresql+psycopg://thread:Outage-Pw-91@127.0.0.1:9/mes?connect_timeout=2"
 
 
-def test_outages_fail_loudly_mark_twins_stale_and_catch_up_without_gaps(tiny_sources, tmp_path, monkeypatch):
-    sources, data = tmp_path / "sources", tmp_path / "data"
-    shutil.copytree(tiny_sources, sources)
-    assert build(sources, data).ok
+def test_outages_fail_loudly_mark_twins_stale_and_catch_up_without_gaps(tiny_built, tmp_path, monkeypatch):
+    sources, data = start_from(tiny_built, tmp_path)
     before = {f.name for f in (sources / "service" / "telemetry").glob("*.parquet")}
     events_before = lake.read(data / "lake" / "raw" / "service" / "service_events").num_rows
     advance(sources, 10)

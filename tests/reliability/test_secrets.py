@@ -11,14 +11,13 @@ quarantine).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from orchestration import lake
-from tests.reliability.conftest import SALT, build_ok, delta_tables, thread
+from tests.reliability.conftest import SALT, delta_tables, start_from, thread
 
 pytestmark = pytest.mark.slow
 PASSWORD = "Pw-Leak-4711"
@@ -69,15 +68,13 @@ def _delta_hits(lake_dir: Path, needles: list[str], skip=()) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_sources, tmp_path_factory):
-    root = tmp_path_factory.mktemp("secrets")
-    sources, data = root / "sources", root / "data"
-    shutil.copytree(tiny_sources, sources)
-    first = build_ok(sources, data)
+def run(tiny_built, tmp_path_factory):
+    # The first build (shared with the other fault tests) ran with the salt; this one adds a password.
+    sources, data = start_from(tiny_built, tmp_path_factory.mktemp("secrets"))
     second = thread(["build"], sources, data,
                     MES_DATABASE_URL=f"postgresql+psycopg://thread:{PASSWORD}@127.0.0.1:9/mes?connect_timeout=2")
     assert second.returncode != 0 and "database unreachable" in second.stdout
-    return sources, data, first.stdout + first.stderr + second.stdout + second.stderr
+    return sources, data, tiny_built[2] + second.stdout + second.stderr
 
 
 def test_secrets_never_reach_files_logs_metadata_or_the_terminal(run):
