@@ -48,7 +48,7 @@ class PeakMemory:
     """Samples the resident memory of this process and all its children."""
 
     def __init__(self, interval: float = 0.2):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self.peak, self.window, self._stop = interval, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -65,7 +65,13 @@ class PeakMemory:
             except psutil.Error:
                 pass
             self.peak = max(self.peak, total)
+            self.window = max(self.window, total)
             time.sleep(self.interval)
+
+    def take_window(self) -> float:
+        """Peak MB since the last call (a stage's own peak)."""
+        peak, self.window = self.window, 0
+        return round(peak / 2**20, 1)
 
     def __enter__(self):
         self._thread.start()
@@ -124,6 +130,7 @@ def enterprise(scale: str, seed: int, cache: Path) -> tuple[Path, float | None]:
 class Stage:
     seconds: float = 0.0
     rows: int = 0
+    peak_mb: float = 0.0
 
 
 def _env(sources: Path, data: Path) -> None:
@@ -132,7 +139,7 @@ def _env(sources: Path, data: Path) -> None:
     os.environ.setdefault("THREAD_TWIN_UNITS_PER_PARTITION", "1")
 
 
-def full_build(sources: Path, data: Path, instance) -> tuple[dict[str, Stage], object]:
+def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = None) -> tuple[dict[str, Stage], object]:
     from .build import run_build
     from .definitions import defs
 
@@ -146,6 +153,8 @@ def full_build(sources: Path, data: Path, instance) -> tuple[dict[str, Stage], o
         s = stages.setdefault(name, Stage())
         s.seconds += now - clock["t"]
         clock["t"] = now
+        if mem is not None:
+            s.peak_mb = max(s.peak_mb, mem.take_window())
 
     result = run_build(defs, instance, progress, data / "logs" / "bench.log", lake_dir=data / "lake")
     return stages, result
@@ -310,7 +319,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     data.mkdir(parents=True)
     with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
         started = time.monotonic()
-        stages, result = full_build(sources, data, instance)
+        mem.take_window()
+        stages, result = full_build(sources, data, instance, mem)
         full_s = time.monotonic() - started
     assert result.ok, result.failed
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
@@ -325,7 +335,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     stages.setdefault("thread", Stage()).rows = int(counts.get("thread") or 0)
     stages.setdefault("twins", Stage()).rows = twins
     stages.setdefault("publish", Stage()).rows = int((counts.get("thread") or 0) + (counts.get("twin") or 0))
-    say(f"full build: {full_s:.1f} s, peak {mem.mb:,.0f} MB; " + ", ".join(f"{k} {v.seconds:.1f} s" for k, v in stages.items()))
+    say(f"full build: {full_s:.1f} s, peak {mem.mb:,.0f} MB; "
+        + ", ".join(f"{k} {v.seconds:.1f} s ({v.peak_mb:,.0f} MB)" for k, v in stages.items()))
 
     incremental = {"eco": {"seconds": None, "over_full": None, "twins_refreshed": None, "twins_affected": None}}
     scenarios = (("eco", lambda s, d: scenario_eco(s, d)), ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
@@ -376,6 +387,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         "peak_rss_mb": mem.mb,
         "twin_units_per_partition": UNITS_PER_PARTITION[scale],
         "stages": stage_seconds,
+        "stage_peak_rss_mb": {k: v.peak_mb for k, v in stages.items() if v.peak_mb},
         "rows_per_second": {k: round(v.rows / v.seconds) if v.seconds else None for k, v in stages.items()},
         "machine": machine(),
         "versions": versions(),
