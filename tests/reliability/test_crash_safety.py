@@ -19,9 +19,8 @@ from tests.reliability.conftest import (
 
 pytestmark = pytest.mark.slow
 
-# In pipeline order, so each crashed run gets one stage further than the last. Not here, to keep
-# CI short: "publish-mirror" (after the warehouse rename, so analysts already have the new one).
-CRASH_POINTS = ["raw-commit:service/service_events", "dbt-run", "twin-write", "publish-rename"]
+# In pipeline order, so each crashed run gets one stage further than the last.
+CRASH_POINTS = ["raw-commit:service/service_events", "dbt-run", "twin-write", "publish-rename", "publish-mirror"]
 BAD_EVENT = {"event_id": "SE-CRASH-1", "serial_number": "X", "event_type": "maintenance",
              "occurred_at": "2026-03-10T00:00:00Z", "closed_at": "2026-03-09T00:00:00Z"}
 
@@ -63,8 +62,13 @@ def test_killed_builds_leave_every_table_whole_and_the_rerun_equals_an_uninterru
     for point in CRASH_POINTS:
         kill(start_paused(point, sources, data, tmp_path / "paused"))
         read_every_delta_table(data / "lake")
-        # Killed before the rename: analysts still get the last good warehouse, untouched.
-        assert digest(warehouse) == last_good, point
+        if point == "publish-mirror":
+            # Killed after the rename: the new warehouse is whole and is what is served.
+            assert digest(warehouse) != last_good
+            assert published(warehouse) == published(reference[0] / "warehouse.duckdb")
+        else:
+            # Killed before the rename: analysts still get the last good warehouse, untouched.
+            assert digest(warehouse) == last_good, point
 
     build_ok(sources, data)
 
