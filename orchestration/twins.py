@@ -94,15 +94,10 @@ def _with_health(con, lake_dir: Path) -> None:
                    FROM rul_estimates) h USING (serial_number)""")
 
 
-def compute(build_db: Path, serials: list[str], lake_dir: Path) -> dict[str, pa.Table]:
+def _compute(con, serials: list[str]) -> dict[str, pa.Table]:
     """Twin rows (and their input hashes) for one sorted chunk of units."""
-    con = lake.duck(build_db, read_only=True)
-    try:
-        _with_health(con, lake_dir)
-        out = {t: _select(con, t if t == "unit_twin" else f"twin_logic.{t}", serials) for t in TABLES}
-        out["inputs"] = _select(con, "unit_twin_inputs", serials)
-    finally:
-        con.close()
+    out = {t: _select(con, t if t == "unit_twin" else f"twin_logic.{t}", serials) for t in TABLES}
+    out["inputs"] = _select(con, "unit_twin_inputs", serials)
     return out
 
 
@@ -122,17 +117,22 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str,
     now = now or datetime.now(timezone.utc)
     counts = dict.fromkeys((*TABLES, "inputs"), 0)
     base = state_dir(lake_dir)
-    for chunk in chunks(serials, size):
-        rows = compute(build_db, chunk, lake_dir)
-        for name in ("unit_twin", "inputs"):
-            rows[name] = rows[name].append_column(
-                "refreshed_at", pa.array([now] * rows[name].num_rows, pa.timestamp("us", tz="UTC")))
-        # `inputs` goes last: until it is written, the chunk's units still count as changed and a
-        # crashed refresh is redone by the next run.
-        for name, table in rows.items():
-            _replace(base / name, table, chunk, batch_id)
-            counts[name] += table.num_rows
-            checkpoint("twin-write")
+    con = lake.duck(build_db, read_only=True)
+    try:
+        _with_health(con, lake_dir)
+        for chunk in chunks(serials, size):
+            rows = _compute(con, chunk)
+            for name in ("unit_twin", "inputs"):
+                rows[name] = rows[name].append_column(
+                    "refreshed_at", pa.array([now] * rows[name].num_rows, pa.timestamp("us", tz="UTC")))
+            # `inputs` goes last: until it is written, the chunk's units still count as changed and
+            # a crashed refresh is redone by the next run.
+            for name, table in rows.items():
+                _replace(base / name, table, chunk, batch_id)
+                counts[name] += table.num_rows
+                checkpoint("twin-write")
+    finally:
+        con.close()
     return counts
 
 

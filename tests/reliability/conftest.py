@@ -37,17 +37,13 @@ def tiny_sources(tmp_path_factory) -> Path:
     return out
 
 
-def copy_sources(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    return dest
-
-
 @pytest.fixture(scope="session")
 def tiny_built(tiny_sources, tmp_path_factory):
     """The tiny enterprise after one `thread build`, and what that build printed. Tests start from
     a copy (`copy_built`) rather than each paying for the same first build."""
     root = tmp_path_factory.mktemp("tiny-built")
-    sources, data = copy_sources(tiny_sources, root / "sources"), root / "data"
+    sources, data = root / "sources", root / "data"
+    shutil.copytree(tiny_sources, sources)
     done = build_ok(sources, data)
     return sources, data, done.stdout + done.stderr
 
