@@ -17,7 +17,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 
 # Locked dependencies, the `thread` command, and the dbt manifest the Dagster definitions load.
 setup: $(BIN)/.installed
-	$(BIN)/python -c "from orchestration.dbt_project import ensure_manifest; ensure_manifest()"
+	$(BIN)/python -c "from orchestration.dbt_project import prepare; prepare()"
 
 demo: setup
 	$(THREAD) simulate --if-missing
@@ -33,10 +33,10 @@ docs: setup
 	$(THREAD) docs
 
 bench: setup
-	$(THREAD) bench --scale $(SCALE) $(BENCH_ARGS)
+	$(BIN)/python -m bench --scale $(SCALE) $(BENCH_ARGS)
 
 bench-rul: setup  # the remaining-useful-life model on NASA C-MAPSS FD001, through the pipeline
-	$(THREAD) bench --rul
+	$(BIN)/python -m bench --rul
 
 # Re-resolve requirements.lock after changing pyproject.toml (needs uv: pip install uv).
 lock:

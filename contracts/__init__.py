@@ -12,6 +12,7 @@ from ._base import (
     SystemContract,
     enforce,
 )
+from ._types import KINDS
 
 SYSTEMS: dict[str, SystemContract] = {m.SYSTEM.system: m.SYSTEM for m in (plm, mes, erp, service)}
 ENTITIES: dict[tuple[str, str], EntityContract] = {
@@ -28,6 +29,7 @@ def entity(system: str, name: str) -> EntityContract:
 
 __all__ = [
     "ENTITIES",
+    "KINDS",
     "REJECT_COLUMNS",
     "SYSTEMS",
     "Enforcement",

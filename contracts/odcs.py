@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 
 from ._base import EntityContract, SystemContract
+from ._types import KINDS
 
 API_VERSION = "v3.2.0"
-LOGICAL = {"str": "string", "int": "integer", "float": "number", "timestamp": "timestamp", "date": "date"}
 PHYSICAL = {
     "csv": {"str": "text", "int": "text (integer)", "float": "text (decimal)", "timestamp": "text (ISO 8601 UTC)",
             "date": "text (YYYY-MM-DD)"},
@@ -35,7 +35,7 @@ CHECK_TEXT = {
 def _property(c: EntityContract, name: str, kind: str, column) -> dict:
     prop = {
         "name": name,
-        "logicalType": LOGICAL[kind],
+        "logicalType": KINDS[kind].odcs,
         "physicalType": PHYSICAL[c.medium][kind],
         "required": not column.nullable,
     }

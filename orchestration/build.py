@@ -15,11 +15,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from . import twins
+import contracts
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-SYSTEM_ORDER = ("plm", "mes", "erp", "service")
+from .settings import ThreadSettings
+
 # The CLI prints its own progress; Dagster's per-event console log would drown it (the UI keeps it).
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -89,26 +88,6 @@ def _captured(log_path: Path | None):
         yield
 
 
-def twin_runs(instance: dg.DagsterInstance, lake_dir: Path, full: bool,
-              units_per_partition: int | None = None) -> list[dict[str, str]]:
-    """Run tags for the twin refresh: one range of partitions per run (all of them when full)."""
-    import os
-
-    size = units_per_partition or int(os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or 1)
-    from .defs.twins import FULL_REFRESH_TAG, UNITS
-
-    keys = list(instance.get_dynamic_partitions(UNITS.name))
-    if not keys:
-        return []
-    if full:
-        ranges = [(keys[0], keys[-1])]
-    else:
-        pend = twins.pending(lake_dir)
-        wanted = {twins.partition_key(s, size) for s in pend["serial_number"].to_pylist()} if pend is not None else set()
-        ranges = twins.partition_ranges(keys, wanted)
-    return [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
-
-
 PID_TAG = "thread/pid"
 
 
@@ -126,26 +105,39 @@ def _close_abandoned_runs(instance: dg.DagsterInstance) -> None:
             instance.report_run_failed(run, "The process running this build was killed; the next build redoes its work.")
 
 
-def run_build(defs: dg.Definitions, instance: dg.DagsterInstance,
+STAGES = (*contracts.SYSTEMS, "thread", "twins", "publish")
+
+
+def stages() -> list[tuple[str, dg.AssetSelection]]:
+    """What `thread build` runs, in order: each system's extraction on its own (a failed export
+    leaves the others proceeding), the thread (dbt, RUL, twin change set), the twins, the publish."""
+    from .defs.keys import TWIN_KEY, WAREHOUSE_KEY
+
+    sources = dg.AssetSelection.groups(*contracts.SYSTEMS)
+    twins, publish = dg.AssetSelection.assets(TWIN_KEY), dg.AssetSelection.assets(WAREHOUSE_KEY)
+    return [*((system, dg.AssetSelection.groups(system)) for system in contracts.SYSTEMS),
+            ("thread", dg.AssetSelection.all() - sources - twins - publish), ("twins", twins), ("publish", publish)]
+
+
+def run_build(defs: dg.Definitions, instance: dg.DagsterInstance, settings: ThreadSettings,
               progress: Callable[[str, list[StepOutcome]], None] | None = None,
-              log_path: Path | None = None, *, lake_dir: Path, full: bool = False) -> BuildResult:
+              log_path: Path | None = None, *, full: bool = False) -> BuildResult:
     """Sources, then the thread, then the twins whose inputs changed (all with `full`), then publish."""
     import os
 
-    from .defs.keys import TWIN_KEYS
+    from .defs import twins as twin_defs
 
     assets = list(defs.assets)
     resources = defs.resources
     build = BuildResult()
     _close_abandoned_runs(instance)
-    twin_selection = dg.AssetSelection.assets(*TWIN_KEYS)
-    stages = [(system, dg.AssetSelection.groups(system), {}) for system in SYSTEM_ORDER]
-    stages.append(("thread", dg.AssetSelection.groups("audit", "staging", "intermediate", "thread", "health", "twin")
-                   - twin_selection, {}))
-    stages.append(("twins", twin_selection, None))
-    stages.append(("publish", dg.AssetSelection.groups("publish"), {}))
-    for name, selection, tags in stages:
-        for run_tags in ([tags] if tags is not None else twin_runs(instance, lake_dir, full)):
+    for name, selection in stages():
+        runs = [{}]
+        if name == "twins":
+            runs, new = twin_defs.plan(instance, settings, full)
+            if new:
+                instance.add_dynamic_partitions(twin_defs.UNITS.name, new)
+        for run_tags in runs:
             # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
             with _captured(log_path):
                 result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,

@@ -12,41 +12,22 @@ from datetime import date
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from . import settings
+from . import output, settings
+from .output import console
 
-console = Console(highlight=False, soft_wrap=True)
 REPO = Path(__file__).resolve().parents[1]
 
 
 @click.group(help="The digital thread: simulate an enterprise, build the thread and twins, serve the UI.")
-@click.option("--data-dir", envvar="THREAD_DATA_DIR", help="Where runs write everything (default: data).")
-@click.option("--sources-dir", envvar="THREAD_SOURCES_DIR", help="Sources root (default: <data>/sources).")
+@click.option("--data-dir", help="Where runs write everything (default: $THREAD_DATA_DIR, else data).")
+@click.option("--sources-dir", help="Sources root (default: $THREAD_SOURCES_DIR, else <data>/sources).")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, sources_dir: str | None) -> None:
     ctx.obj = settings.configure(data_dir, sources_dir)
 
 
 # -- simulate -------------------------------------------------------------------------------------
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
-
-
-def _track(progress: Progress):
-    tasks = {}
-
-    def update(kind: str, done: int, total: int) -> None:
-        if kind not in tasks:
-            tasks[kind] = progress.add_task(kind, total=total)
-        progress.update(tasks[kind], completed=done, total=total)
-
-    return update
-
 
 @main.group(invoke_without_command=True, help="Write a simulated enterprise (the four source systems).")
 @click.option("--out", type=click.Path(path_type=Path), help="Sources root to write (default: THREAD_SOURCES_DIR).")
@@ -64,7 +45,7 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
     from .simulate import MANIFEST, SimConfig
     from .simulate import simulate as run
 
-    out = out or ctx.obj.sources_dir
+    out = out or ctx.obj.sources_root
     if if_missing and (out / MANIFEST).exists():
         console.print(f"Sources root {out} already holds a simulated enterprise; keeping it.")
         return
@@ -72,11 +53,11 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
                     telemetry_every_h=telemetry_every_h)
     started = time.monotonic()
     try:
-        with _progress() as p:
-            result = run(out, cfg, _track(p))
+        with output.progress() as p:
+            result = run(out, cfg, output.track(p))
     except FileExistsError as e:
         raise click.ClickException(str(e)) from e
-    _print_counts(result, time.monotonic() - started)
+    output.print_counts(result, time.monotonic() - started)
 
 
 @simulate.command("advance", help="Add the next DAYS of activity to an existing simulated sources root.")
@@ -86,14 +67,14 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
 def simulate_advance(ctx, out, days):
     from .simulate import advance
 
-    out = out or ctx.obj.sources_dir
+    out = out or ctx.obj.sources_root
     started = time.monotonic()
     try:
-        with _progress() as p:
-            result = advance(out, days, _track(p))
+        with output.progress() as p:
+            result = advance(out, days, output.track(p))
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    _print_counts(result, time.monotonic() - started)
+    output.print_counts(result, time.monotonic() - started)
 
 
 @simulate.command("cmapss", help="Write a turbofan fleet from NASA C-MAPSS run-to-failure data (real telemetry).")
@@ -105,23 +86,13 @@ def simulate_advance(ctx, out, days):
 def simulate_cmapss(ctx, out, file, live):
     from .simulate.cmapss import write
 
-    out = out or ctx.obj.sources_dir
+    out = out or ctx.obj.sources_root
     started = time.monotonic()
     try:
         result = write(out, file, live=live)
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    _print_counts(result, time.monotonic() - started)
-
-
-def _print_counts(result, seconds: float) -> None:
-    table = Table(title=f"Simulated enterprise in {result.out} (up to {result.horizon})", show_edge=False)
-    table.add_column("system.entity")
-    table.add_column("rows written", justify="right")
-    for name, n in result.counts.items():
-        table.add_row(name, f"{n:,}")
-    console.print(table)
-    console.print(f"Done in {seconds:.1f} s.")
+    output.print_counts(result, time.monotonic() - started)
 
 
 # -- build ----------------------------------------------------------------------------------------
@@ -132,21 +103,21 @@ def _print_counts(result, seconds: float) -> None:
 def build(ctx, full):
     import dagster as dg
 
-    from .build import run_build, summary
-    from .dbt_project import ensure_manifest
+    from .build import STAGES, run_build, summary
+    from .dbt_project import prepare
 
     env = ctx.obj
-    if not env.sources_dir.is_dir():
+    if not env.sources_root.is_dir():
         raise click.ClickException(
-            f"No sources at {env.sources_dir}. Run `thread simulate` or set THREAD_SOURCES_DIR.")
-    ensure_manifest()
+            f"No sources at {env.sources_root}. Run `thread simulate` or set THREAD_SOURCES_DIR.")
+    prepare()
     from .definitions import defs
 
     started = time.monotonic()
 
     shown_stages = set()
-    stages = ["plm", "mes", "erp", "service", "thread", "twins", "publish"]
-    bar = _progress()
+    stages = list(STAGES)
+    bar = output.progress()
     task = bar.add_task("build", total=len(stages))
 
     def show(stage, outcomes):
@@ -163,36 +134,18 @@ def build(ctx, full):
             models = [o for o in outcomes if o.ok and o.key.split("/")[0] in ("staging", "intermediate", "thread", "twin")]
             console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
 
-    log_path = env.data_dir / "logs" / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path = env.logs_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
     with bar, dg.DagsterInstance.get() as instance:
-        result = run_build(defs, instance, show, log_path, lake_dir=env.data_dir / "lake", full=full)
+        result = run_build(defs, instance, env, show, log_path, full=full)
     elapsed = time.monotonic() - started
-    warehouse = env.data_dir / "warehouse.duckdb"
+    warehouse = env.warehouse
     if warehouse.exists():
-        _print_summary(summary(warehouse), warehouse, elapsed)
+        output.print_summary(summary(warehouse), warehouse, elapsed)
     if not result.ok:
         console.print(f"[red]{len(result.failed)} step(s) failed[/red]: " + "; ".join(
             f"{s.key}: {s.detail}" for s in result.failed))
         console.print(f"Full log: {log_path}")
         sys.exit(1)
-
-
-def _print_summary(s: dict, warehouse: Path, elapsed: float) -> None:
-    health = ", ".join(f"{k} {v}" for k, v in s["health"].items())
-    console.print()
-    console.print(f"[bold]Digital thread built in {elapsed:.0f} s[/bold] -> {warehouse}")
-    console.print(f"  units                 {s['units']:,}")
-    console.print(f"  twins                 {s['twins']:,}  (health: {health})")
-    console.print(f"  deviations            {s['deviations']:,} on {s['units_with_deviations']:,} units")
-    console.print(f"  ECOs with gaps        {s['ecos_with_gaps']:,} of {s['released_ecos']:,} released")
-    console.print(f"  pending retrofits     {s['pending_retrofits']:,}")
-    console.print(f"  contract violations   {s['violations_error']:,} errors, {s['violations_warning']:,} warnings")
-    console.print()
-    console.print("Next steps:")
-    console.print("  make serve                         # Dagster UI on http://127.0.0.1:3000 (lineage, runs, freshness)")
-    console.print(f"  duckdb -readonly {warehouse}      # then: select * from twin.unit_twin limit 10;")
-    console.print(f"  python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
-                  ".sql('select * from thread.eco_propagation'))\"")
 
 
 # -- contracts ----------------------------------------------------------------------------------
@@ -225,48 +178,10 @@ def ask(ctx, question, argument, fmt):
     from .ask import ask as run
 
     try:
-        sections = run(ctx.obj.data_dir / "warehouse.duckdb", question, argument)
+        sections = run(ctx.obj.warehouse, question, argument)
     except AskError as e:
         raise click.ClickException(str(e)) from e
-    _print_sections(sections, fmt)
-
-
-def _print_sections(sections, fmt: str) -> None:
-    import csv
-    import json
-
-    if fmt == "json":
-        docs = {s.title: [dict(zip(s.columns, r)) for r in s.rows] for s in sections}
-        out = docs[sections[0].title] if len(sections) == 1 else docs
-        click.echo(json.dumps(out, indent=2, default=str))
-        return
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        for i, s in enumerate(sections):
-            if len(sections) > 1:
-                click.echo(("\n" if i else "") + f"# {s.title}")
-            writer.writerow(s.columns)
-            writer.writerows(["" if v is None else v for v in r] for r in s.rows)
-        return
-    def text(v) -> str:
-        return "" if v is None else (f"{v:%Y-%m-%d %H:%M}" if hasattr(v, "strftime") else str(v))
-
-    for s in sections:
-        title = f"{s.title} ({len(s.rows)} row{'s' if len(s.rows) != 1 else ''})"
-        if len(s.rows) == 1:
-            # One record reads best as a card: field per line.
-            table = Table(title=title, show_edge=False, show_header=False)
-            table.add_column(style="bold")
-            table.add_column(overflow="fold")
-            for c, v in zip(s.columns, s.rows[0]):
-                table.add_row(c, text(v))
-        else:
-            table = Table(title=title, show_edge=False)
-            for c in s.columns:
-                table.add_column(c, overflow="fold")
-            for r in s.rows:
-                table.add_row(*(text(v) for v in r))
-        console.print(table)
+    output.print_sections(sections, fmt)
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -276,40 +191,14 @@ def _print_sections(sections, fmt: str) -> None:
 def report(ctx):
     from .report import generate
 
-    warehouse = ctx.obj.data_dir / "warehouse.duckdb"
+    warehouse = ctx.obj.warehouse
     if not warehouse.exists():
         raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
-    with _progress() as p:
+    with output.progress() as p:
         task = p.add_task("charts", total=1)
-        index = generate(warehouse, ctx.obj.data_dir / "report",
+        index = generate(warehouse, ctx.obj.report_dir,
                          lambda done, total: p.update(task, completed=done, total=total))
     console.print(f"wrote {index} (open it in a browser; no server needed)")
-
-
-# -- bench --------------------------------------------------------------------------------------
-
-@main.command(help="Benchmark the whole thread at S (1k units), M (10k) or L (100k); writes bench/results/<scale>.json. "
-                   "With --rul: the remaining-useful-life model on C-MAPSS FD001 through the pipeline.")
-@click.option("--scale", type=click.Choice(["S", "M", "L"]), default="S", show_default=True)
-@click.option("--rul", is_flag=True, help="Benchmark the RUL model on C-MAPSS FD001 instead (bench/results/rul_FD001.json).")
-@click.option("--seed", default=42, show_default=True)
-@click.option("--cache", type=click.Path(path_type=Path), envvar="THREAD_BENCH_CACHE",
-              default=Path.home() / ".cache" / "digital-thread-bench", show_default=True,
-              help="Where generated enterprises are kept between runs (outside the repository).")
-@click.option("--no-incremental", is_flag=True, help="Skip the incremental scenarios (each copies the whole lake).")
-def bench(scale, rul, seed, cache, no_incremental):
-    from .bench import run, run_rul, write
-    from .dbt_project import ensure_manifest
-
-    ensure_manifest()
-    if rul:
-        path = run_rul(Path(cache) / "run-rul", REPO / "bench", say=console.print)
-        console.print(f"wrote {path}")
-        return
-    workdir = Path(cache) / f"run-{scale}"
-    result = run(scale, seed, Path(cache), workdir, say=console.print, incremental_scenarios=not no_incremental)
-    path = write(result, REPO / "bench" / "results", REPO / "bench" / "README.md")
-    console.print(f"wrote {path} and a row of bench/README.md")
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -318,6 +207,7 @@ def bench(scale, rul, seed, cache, no_incremental):
 @click.pass_context
 def status(ctx):
     import duckdb
+    from rich.table import Table
 
     from . import freshness, twins
 
@@ -326,7 +216,7 @@ def status(ctx):
     for col in ("system", "last successful extraction", "age", "limit", "last attempt", "state"):
         table.add_column(col)
     late = []
-    for f in freshness.sources(env.data_dir / "lake"):
+    for f in freshness.sources(env.lake_dir):
         state = "[red]late[/red]" if f.is_late else "[green]fresh[/green]"
         if f.is_failing:
             state += f" [red](failing: {', '.join(f.failing_entities)})[/red]"
@@ -336,7 +226,7 @@ def status(ctx):
                       f"{f.age_hours:.1f} h" if f.age_hours is not None else "-", f"{f.limit_hours:g} h",
                       f.last_attempt_status or "-", state)
     console.print(table)
-    warehouse = env.data_dir / "warehouse.duckdb"
+    warehouse = env.warehouse
     if not warehouse.exists():
         console.print("No warehouse yet: run `thread build`.")
         return
@@ -347,7 +237,7 @@ def status(ctx):
                               "GROUP BY 1 ORDER BY 2 DESC").fetchall()
     finally:
         con.close()
-    pending = twins.pending(env.data_dir / "lake")
+    pending = twins.pending(env.lake_dir)
     waiting = pending.num_rows if pending is not None else 0
     console.print(f"Twins: {total:,} published, {stale:,} marked stale at the last publish; "
                   f"{waiting:,} waiting for a refresh now.")
@@ -372,7 +262,7 @@ def twin():
 def twin_export(ctx, serial, out):
     from .aas import UnknownSerial, export
 
-    warehouse = ctx.obj.data_dir / "warehouse.duckdb"
+    warehouse = ctx.obj.warehouse
     if not warehouse.exists():
         raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
     try:
@@ -391,16 +281,16 @@ def twin_export(ctx, serial, out):
 @click.option("--no-serve", is_flag=True, help="Only generate (data/docs/index.html opens without a server).")
 @click.pass_context
 def docs(ctx, port, host, no_serve):
-    from .docs import generate, serve_dir
+    from .docs import generate, serve
 
     try:
-        site = generate(ctx.obj.data_dir)
+        site = generate(ctx.obj)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
     console.print(f"dbt docs written to {site} (static: {site / 'static_index.html'})")
     if not no_serve:
         console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops it)")
-        serve_dir(site, port, host)
+        serve(ctx.obj, port, host)
 
 
 # -- serve ----------------------------------------------------------------------------------------
@@ -411,9 +301,9 @@ def docs(ctx, port, host, no_serve):
               help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
 @click.pass_context
 def serve(ctx, port, host):
-    from .dbt_project import ensure_manifest
+    from .dbt_project import prepare
 
-    ensure_manifest()
+    prepare()
     dagster = str(Path(sys.executable).parent / "dagster")
     cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p", str(port)]
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")

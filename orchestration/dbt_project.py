@@ -1,30 +1,114 @@
-"""Where the dbt project is, and keeping its manifest current (dagster-dbt loads it at import)."""
+"""The dbt project, and its input: schema `raw` of the private build database.
+
+dagster-dbt's `DbtProject` knows where the project and its manifest are and how to prepare them
+(`dbt parse`); `thread` prepares it when the manifest is missing or older than the project's
+files, `dagster dev` (`thread serve`) on every start. `prepare_build_db` is the first step of
+every dbt run: it points dbt's sources at the current version of every raw Delta table.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import json
+import os
 import sys
 from pathlib import Path
 
+from dagster_dbt import DbtProject
+
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
-MANIFEST = DBT_DIR / "target" / "manifest.json"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+MANIFEST = PROJECT.manifest_path
 
 
-def _sources_mtime() -> float:
+def _project_mtime() -> float:
     files = [p for d in ("models", "macros", "tests", "analyses") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
     files += [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"]
     return max(p.stat().st_mtime for p in files)
 
 
-def ensure_manifest(force: bool = False) -> Path:
-    """Run `dbt parse` when the manifest is missing or older than the project files."""
-    if force or not MANIFEST.exists() or MANIFEST.stat().st_mtime < _sources_mtime():
-        result = subprocess.run(
-            [DBT_EXECUTABLE, "parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-             "--log-path", str(DBT_DIR / "target" / "logs"), "--quiet"],
-            capture_output=True, text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
+def dbt_on_path() -> None:
+    """dagster-dbt's preparer calls `dbt` by name (so does `dagster dev`'s, in the processes
+    `thread serve` starts): make this environment's dbt the one it finds."""
+    bin_dir = str(Path(DBT_EXECUTABLE).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def prepare(force: bool = False) -> Path:
+    """`dbt parse` through dagster-dbt's preparer when the manifest is missing or stale."""
+    dbt_on_path()
+    if force or not MANIFEST.exists() or MANIFEST.stat().st_mtime < _project_mtime():
+        PROJECT.preparer.prepare(PROJECT)
     return MANIFEST
+
+
+def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Table and column descriptions of the models in `schemas` (dbt schema -> published schema),
+    from the manifest, keyed "<published schema>.<table>"; the table's own under ""."""
+    manifest = json.loads(MANIFEST.read_text())
+    out = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["schema"] in schemas:
+            cols = {name: c["description"] for name, c in node.get("columns", {}).items() if c.get("description")}
+            if node.get("description"):
+                cols[""] = node["description"]
+            out[f"{schemas[node['schema']]}.{node['name']}"] = cols
+    return out
+
+
+# -- dbt's input: schema `raw` of the build database --------------------------------------------
+
+def _view_sql(con, path: Path, schema) -> str:
+    """A view over the table's current Parquet files, or an empty relation of its columns."""
+    from . import lake
+
+    uris = lake.files(path)
+    if uris:
+        return f"SELECT * FROM read_parquet([{', '.join(lake.sql_literal(u) for u in uris)}], union_by_name = true)"
+    types = con.from_arrow(schema.empty_table()).types
+    cols = ", ".join(f'CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(schema, types))
+    return f"SELECT {cols} WHERE false"
+
+
+def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
+    """Point schema `raw` of the build database at the current version of every raw Delta table,
+    the audit tables, the source systems' contracts and the customers' masks."""
+    import duckdb
+
+    import contracts
+
+    from . import lake
+    from .ingest.audit import AUDIT_TABLES, raw_schema
+
+    build_db.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(build_db))
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        for c in contracts.ENTITIES.values():
+            p = lake.raw_table(lake_dir, c.system, c.entity)
+            sql = _view_sql(con, p, lake.schema(p) or raw_schema(c))
+            con.execute(f"CREATE OR REPLACE VIEW raw.{c.system}__{c.entity} AS {sql}")
+        for name, sch in AUDIT_TABLES.items():
+            sql = _view_sql(con, lake.audit_table(lake_dir, name), sch)
+            con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {sql}")
+        con.execute(
+            "CREATE OR REPLACE TABLE raw.audit__source_systems (system VARCHAR, title VARCHAR, "
+            "owner_team VARCHAR, contract_version VARCHAR, freshness_limit_hours DOUBLE)"
+        )
+        con.executemany(
+            "INSERT INTO raw.audit__source_systems VALUES (?, ?, ?, ?, ?)",
+            [(s.system, s.title, s.owner_team, s.contract_version, s.freshness_limit.total_seconds() / 3600)
+             for s in contracts.SYSTEMS.values()],
+        )
+        # The salt is bound as a parameter and only its hashes are stored: it never reaches a file,
+        # compiled SQL or a log. dbt joins these masks instead of hashing personal data itself.
+        con.execute(
+            "CREATE OR REPLACE TABLE raw.audit__pii_masks AS SELECT customer_id, "
+            "left(sha256(?::VARCHAR || '|name|' || name), 16) AS name_masked, "
+            "left(sha256(?::VARCHAR || '|email|' || lower(trim(email))), 16) AS email_masked "
+            "FROM raw.service__customers",
+            [pii_salt, pii_salt],
+        )
+    finally:
+        con.close()

@@ -35,7 +35,7 @@ class SourceFreshness:
 
 def sources(lake_dir: Path, now: datetime | None = None) -> list[SourceFreshness]:
     now = now or datetime.now(timezone.utc)
-    log = lake.read(Path(lake_dir) / "audit" / "extractions")
+    log = lake.read(lake.audit_table(lake_dir, "extractions"))
     rows = log.to_pylist() if log is not None else []
     out = []
     for name, system in contracts.SYSTEMS.items():

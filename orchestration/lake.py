@@ -20,25 +20,52 @@ from deltalake.exceptions import TableNotFoundError
 CURSOR_KEY = "thread.cursor"
 FINGERPRINT_KEY = "thread.fingerprint"
 BATCH_KEY = "thread.batch_id"
+DEFAULT_MEMORY_LIMIT = "4GB"
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
-def memory_limit() -> str:
-    """THREAD_DUCKDB_MEMORY_LIMIT (default 4GB), validated before it goes anywhere near SQL
-    (ours, and dbt-duckdb's, which reads the same variable)."""
-    import os
+# -- layout: where each kind of table lives under the lake -----------------------------------------
 
-    limit = (os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT") or "4GB").strip()
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, re.IGNORECASE):
+def raw_table(lake_dir: Path, system: str, entity: str) -> Path:
+    """An entity's landed rows: lake/raw/<system>/<entity>."""
+    return Path(lake_dir) / "raw" / system / entity
+
+
+def quarantine_table(lake_dir: Path, system: str, entity: str) -> Path:
+    """An entity's rejected rows with their rule and reason: lake/quarantine/<system>/<entity>."""
+    return Path(lake_dir) / "quarantine" / system / entity
+
+
+def audit_table(lake_dir: Path, name: str) -> Path:
+    """The boundary's own records (contract_findings, extractions): lake/audit/<name>."""
+    return Path(lake_dir) / "audit" / name
+
+
+def published_table(lake_dir: Path, schema: str, table: str) -> Path:
+    """The Delta copy of a published table: lake/thread/<table>, lake/twin/<table>."""
+    return Path(lake_dir) / schema / table
+
+
+def sql_literal(value: str | None) -> str:
+    """A value as a SQL string literal (or NULL), for the few places SQL cannot take a parameter
+    (DDL, view definitions, Delta predicates)."""
+    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
+
+
+def validated_limit(value: str | None) -> str:
+    """A DuckDB memory limit, validated before it goes anywhere near SQL (ours, and dbt-duckdb's,
+    which pastes it into SET)."""
+    limit = (value or DEFAULT_MEMORY_LIMIT).strip()
+    if not _SIZE.fullmatch(limit):
         raise ValueError(f"THREAD_DUCKDB_MEMORY_LIMIT must look like 4GB or 512MiB, not {limit!r}")
     return limit
 
 
-def duck(path: Path | str | None = None, read_only: bool = False):
-    """A DuckDB connection with the deployment's memory limit (THREAD_DUCKDB_MEMORY_LIMIT, 4GB)."""
-
+def duck(path: Path | str | None = None, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT):
+    """A DuckDB connection in UTC with a bounded memory limit (the deployment's, from the settings)."""
     import duckdb
 
-    limit = memory_limit()
+    limit = validated_limit(memory_limit)
     con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
     con.execute(f"SET memory_limit = '{limit}'")
     con.execute("SET TimeZone = 'UTC'")

@@ -81,7 +81,7 @@ def readings(con, product: str, serials: list[str] | None = None, ends_only: boo
     params = {"product": product} | ({"serials": serials} if serials is not None else {})
     kept = con.execute(sql, params).fetch_arrow_table()  # noqa: F841 - read by name below
     # PIVOT takes no parameters, so it runs on the fetched rows in a scratch connection.
-    scratch = lake.duck()
+    scratch = lake.duck(memory_limit=con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
     try:
         wide = scratch.execute("PIVOT kept ON sensor USING avg(value) GROUP BY serial_number, ts "
                                "ORDER BY serial_number, ts").df()
@@ -250,9 +250,10 @@ def load(lake_dir: Path, row: dict) -> Trained:
     return Trained(row["product_part_number"], saved["model"], saved["sensors"], saved["cap_hours"])
 
 
-def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str) -> dict:
+def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str,
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict:
     """Retrain each product whose failures changed, then estimate every unit with telemetry."""
-    con = lake.duck(build_db, read_only=True)
+    con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         products = [p for (p,) in con.execute(
             "SELECT DISTINCT product_part_number FROM thread.units ORDER BY 1").fetchall()]

@@ -1,15 +1,23 @@
-"""Process-level defaults for the `thread` command: where data lives when nothing is set.
+"""The one configuration object: every THREAD_* variable is read here, and every path derived here.
 
-Only the CLI calls this, at run time; definitions read configuration through resources.
+Nothing reads the environment at import time. Dagster resolves the `dg.EnvVar` fields when a run
+starts (the UI shows the variable's name, never its value); the optional tuning knobs fall back
+to their variable, then to a default, when they are read during a run. The `thread` command calls
+`configure()` once: it fills in the defaults for itself and the processes it starts.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from .resources import DEMO_PII_SALT
+import dagster as dg
+from pydantic import field_validator
+
+from .lake import validated_limit
+
+DEMO_PII_SALT = "digital-thread-demo-salt"
+DEFAULT_DBT_THREADS = 2
 
 DAGSTER_YAML = """\
 # Written by `thread`; everything Dagster stores lives under THREAD_DATA_DIR.
@@ -22,7 +30,7 @@ run_coordinator:
     # Launch queued runs within a second: a change should reach the twins in under a minute.
     dequeue_interval_seconds: 1
     dequeue_use_threads: true
-# Runs that write take the writer lock (resources.LakeLock) for their whole duration, so they
+# Runs that write take the writer lock (resources.WriterLock) for their whole duration, so they
 # serialize with each other and with `thread build`; a killed run's lock dies with its process.
 concurrency:
   runs:
@@ -30,27 +38,149 @@ concurrency:
 """
 
 
-@dataclass(frozen=True)
-class Environment:
-    data_dir: Path
-    sources_dir: Path
-    mes_database_url: str
-    dagster_home: Path
+class ThreadSettings(dg.ConfigurableResource):
+    """Where the sources are, where everything a run writes goes (all under data_dir), and how
+    hard the build may work."""
+
+    sources_dir: str
+    data_dir: str
+    mes_database_url: str = ""
+    pii_salt: str = DEMO_PII_SALT
+    # 1 = a twin partition per serial number. Past ~100,000 units (Dagster's guidance for
+    # partitions per asset), group units into shards of 10, 100, ... consecutive serials.
+    twin_units_per_partition: int = 1
+    # None: THREAD_DUCKDB_MEMORY_LIMIT, else 4GB.
+    duckdb_memory_limit: str | None = None
+    # None: THREAD_DBT_THREADS, else 2 (dbt models built at once; 1 when memory is the limit).
+    dbt_threads: int | None = None
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _valid_limit(cls, value: str | None) -> str | None:
+        return None if value is None else validated_limit(value)
+
+    # -- tuning, resolved during a run --------------------------------------------------------------
+
+    @property
+    def memory_limit(self) -> str:
+        return validated_limit(self.duckdb_memory_limit or os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT"))
+
+    @property
+    def threads(self) -> int:
+        return int(self.dbt_threads or os.environ.get("THREAD_DBT_THREADS") or DEFAULT_DBT_THREADS)
+
+    # -- sources ------------------------------------------------------------------------------------
+
+    @property
+    def sources_root(self) -> Path:
+        return Path(self.sources_dir).resolve()
+
+    @property
+    def mes_url(self) -> str:
+        return self.mes_database_url or f"sqlite:///{self.sources_root / 'mes' / 'mes.sqlite'}"
+
+    def sources(self):
+        from .ingest import Sources
+
+        return Sources(self.sources_root, self.mes_url)
+
+    # -- everything a run writes --------------------------------------------------------------------
+
+    @property
+    def data_root(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_root / "lake"
+
+    @property
+    def build_db(self) -> Path:
+        # Not named after a schema: DuckDB could not tell the catalog `thread` from the schema.
+        return self.data_root / "build" / "build.duckdb"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_root / "warehouse.duckdb"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.data_root / "build" / "dbt_target"
+
+    @property
+    def dbt_docs_target_dir(self) -> Path:
+        return self.data_root / "build" / "dbt_docs_target"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_root / "logs"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.logs_dir / "dbt"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.data_root / "report"
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.data_root / "docs"
+
+    @property
+    def writer_lock(self) -> Path:
+        return self.data_root / ".writer.lock"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.data_root / "dagster_home").resolve()
+
+    def dbt_vars(self) -> dict:
+        """What dbt's profile takes from us (profiles.yml reads no environment of its own)."""
+        return {"build_db": str(self.build_db), "memory_limit": self.memory_limit}
+
+    # -- the process ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None, sources_dir: str | Path | None = None) -> ThreadSettings:
+        """Settings for this process: arguments first, then THREAD_* variables, then defaults."""
+        data = Path(data_dir or os.environ.get("THREAD_DATA_DIR") or "data").resolve()
+        sources = Path(sources_dir or os.environ.get("THREAD_SOURCES_DIR") or data / "sources").resolve()
+        units = os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION")
+        return cls(sources_dir=str(sources), data_dir=str(data),
+                   mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
+                   pii_salt=os.environ.get("THREAD_PII_SALT") or DEMO_PII_SALT,
+                   twin_units_per_partition=int(units) if units else 1)
+
+    def export_env(self) -> None:
+        """Make these settings what Dagster's `dg.EnvVar`s resolve to, here and in child processes
+        (`thread build` in-process, `thread serve`'s webserver and daemon)."""
+        os.environ.update({
+            "THREAD_DATA_DIR": str(self.data_root), "THREAD_SOURCES_DIR": str(self.sources_root),
+            "MES_DATABASE_URL": self.mes_database_url, "THREAD_PII_SALT": self.pii_salt,
+            "THREAD_TWIN_UNITS_PER_PARTITION": str(self.twin_units_per_partition),
+            "DAGSTER_HOME": str(self.dagster_home),
+        })
 
 
-def configure(data_dir: str | None = None, sources_dir: str | None = None) -> Environment:
-    """Fill in THREAD_* and DAGSTER_HOME defaults (absolute paths) for this process and children."""
-    data = Path(data_dir or os.environ.get("THREAD_DATA_DIR") or "data").resolve()
-    sources = Path(sources_dir or os.environ.get("THREAD_SOURCES_DIR") or data / "sources").resolve()
-    os.environ["THREAD_DATA_DIR"] = str(data)
-    os.environ["THREAD_SOURCES_DIR"] = str(sources)
-    os.environ.setdefault("MES_DATABASE_URL", "")
-    os.environ.setdefault("THREAD_PII_SALT", DEMO_PII_SALT)
-    os.environ.setdefault("THREAD_TWIN_UNITS_PER_PARTITION", "1")
-    home = Path(os.environ.get("DAGSTER_HOME") or data / "dagster_home").resolve()
-    os.environ["DAGSTER_HOME"] = str(home)
+def settings_resource() -> ThreadSettings:
+    """The settings as the code location's resource: resolved from the environment at run start."""
+    return ThreadSettings(
+        sources_dir=dg.EnvVar("THREAD_SOURCES_DIR"),
+        data_dir=dg.EnvVar("THREAD_DATA_DIR"),
+        mes_database_url=dg.EnvVar("MES_DATABASE_URL"),
+        pii_salt=dg.EnvVar("THREAD_PII_SALT"),
+        twin_units_per_partition=dg.EnvVar.int("THREAD_TWIN_UNITS_PER_PARTITION"),
+    )
+
+
+def configure(data_dir: str | Path | None = None, sources_dir: str | Path | None = None) -> ThreadSettings:
+    """The `thread` command's settings, exported to the environment, with a Dagster home to use."""
+    settings = ThreadSettings.from_env(data_dir, sources_dir)
+    settings.export_env()
+    home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    return Environment(data, sources, os.environ["MES_DATABASE_URL"], home)
+    return settings

@@ -18,6 +18,22 @@ from . import lake
 from .faults import checkpoint
 
 TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
+# What the published twin.unit_twin adds to the dbt twin logic's unit_twin, in this order: the
+# remaining-useful-life estimate (health/rul_model) when the twin is computed, refreshed_at when
+# it is stored, is_stale and stale_reason when it is published.
+EXTRA_COLUMNS = {
+    "rul_hours": ("DOUBLE", "Remaining useful life in hours at the unit's latest telemetry reading, from its "
+                  "product's model learned on the thread's failures (health/rul_model); null where no model applies."),
+    "rul_model_version": ("VARCHAR", "The model version that made rul_hours (`<product>/v<n>`, see "
+                          "lake/health/rul_versions)."),
+    "refreshed_at": ("TIMESTAMPTZ", "When this twin was last computed (its partition's last materialization)."),
+    "is_stale": ("BOOLEAN", "True when a source system feeding the twin is past its freshness limit or its last "
+                 "extraction failed, or data about the unit changed after refreshed_at and the twin has not been "
+                 "refreshed yet."),
+    "stale_reason": ("VARCHAR", "Why the twin is stale: the late source systems and/or the aspects waiting for a "
+                     "refresh."),
+}
+TWIN_DESCRIPTION = "One live model per unit that is not scrapped: what it is, what it holds, what it needs and how it is doing."
 ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry", "rul")
 # Twins are computed and stored this many units at a time: the twin views then only aggregate
 # one serial-number range (at 100,000 units all at once they needed more than 9 GiB; at 10,000
@@ -29,14 +45,19 @@ def state_dir(lake_dir: Path) -> Path:
     return Path(lake_dir) / "twin" / "_state"
 
 
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+def pending_table(lake_dir: Path) -> Path:
+    """The last detected change set: which twins must be refreshed and why."""
+    return Path(lake_dir) / "twin" / "_pending"
+
+
+def refresh_log_table(lake_dir: Path) -> Path:
+    return Path(lake_dir) / "twin" / "_refresh_log"
 
 
 def _range(lo: str | None, hi: str | None, hi_inclusive: bool = True) -> str:
     """A serial-number range as SQL DuckDB and Delta push down to the scans (None = unbounded)."""
-    parts = ([f"serial_number >= {_quote(lo)}"] if lo is not None else []) + (
-        [f"serial_number {'<=' if hi_inclusive else '<'} {_quote(hi)}"] if hi is not None else [])
+    parts = ([f"serial_number >= {lake.sql_literal(lo)}"] if lo is not None else []) + (
+        [f"serial_number {'<=' if hi_inclusive else '<'} {lake.sql_literal(hi)}"] if hi is not None else [])
     return " AND ".join(parts) or "TRUE"
 
 
@@ -68,9 +89,9 @@ def _select(con, relation: str, serials: list[str]) -> pa.Table:
                        f"WHERE {_range(serials[0], serials[-1])}").fetch_arrow_table()
 
 
-def units(build_db: Path, size: int = CHUNK_UNITS) -> set[str]:
+def units(build_db: Path, size: int = CHUNK_UNITS, memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> set[str]:
     """Every unit that has a twin now (not scrapped)."""
-    con = lake.duck(build_db, read_only=True)
+    con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         return set(_scan(con, "twin_logic.unit_twin", size, "serial_number").column(0).to_pylist())
     finally:
@@ -83,8 +104,9 @@ def _with_health(con, lake_dir: Path) -> None:
     from . import rul
 
     con.register("rul_estimates", rul.estimates(lake_dir))
-    con.execute("""CREATE OR REPLACE TEMP VIEW unit_twin AS
-        SELECT t.*, r.rul_hours, r.rul_model_version
+    rul_columns = ", ".join(f"r.{c}" for c in EXTRA_COLUMNS if c.startswith("rul_"))
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW unit_twin AS
+        SELECT t.*, {rul_columns}
         FROM twin_logic.unit_twin t LEFT JOIN rul_estimates r USING (serial_number)""")
     con.execute("""CREATE OR REPLACE TEMP VIEW unit_twin_inputs AS
         SELECT i.* REPLACE (md5(i.input_hash || '|' || coalesce(h.rul_hash, '')) AS input_hash),
@@ -106,18 +128,18 @@ def _replace(path: Path, rows: pa.Table, serials: list[str], batch_id: str) -> N
     if not lake.exists(path):
         lake.write(path, rows, "overwrite", batch_id=batch_id)
         return
-    listed = ", ".join(_quote(s) for s in serials)
+    listed = ", ".join(lake.sql_literal(s) for s in serials)
     lake.write(path, rows, "overwrite", batch_id=batch_id,
                predicate=f"{_range(serials[0], serials[-1])} AND serial_number IN ({listed})")
 
 
-def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str,
-            now: datetime | None = None, size: int = CHUNK_UNITS) -> dict[str, int]:
+def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: datetime | None = None,
+            size: int = CHUNK_UNITS, memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict[str, int]:
     """Recompute the twins of `serials` and store them with their input hashes, a chunk at a time."""
     now = now or datetime.now(timezone.utc)
     counts = dict.fromkeys((*TABLES, "inputs"), 0)
     base = state_dir(lake_dir)
-    con = lake.duck(build_db, read_only=True)
+    con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
         for chunk in chunks(serials, size):
@@ -146,12 +168,13 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
         "reasons": pa.array(list(why.values()), pa.list_(pa.string())),
         "refreshed_at": pa.array([now] * len(why), pa.timestamp("us", tz="UTC")),
     })
-    lake.write(Path(lake_dir) / "twin" / "_refresh_log", table, "append", batch_id=run_id)
+    lake.write(refresh_log_table(lake_dir), table, "append", batch_id=run_id)
 
 
-def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS) -> pa.Table:
+def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
-    con = lake.duck(build_db, read_only=True)
+    con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
         current = _scan(con, "unit_twin_inputs", size)  # noqa: F841
@@ -176,7 +199,7 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS) -> pa.Table
 
 def pending(lake_dir: Path) -> pa.Table | None:
     """The last detected change set, minus the twins refreshed since (their hash now matches)."""
-    detected = lake.read(Path(lake_dir) / "twin" / "_pending")
+    detected = lake.read(pending_table(lake_dir))
     if detected is None or detected.num_rows == 0:
         return detected
     stored = lake.read(state_dir(lake_dir) / "inputs", columns=["serial_number", "input_hash"])
@@ -226,3 +249,18 @@ def partition_ranges(all_keys: list[str], wanted: set[str], max_gap: int = 25) -
         else:
             ranges.append((i, i))
     return [(all_keys[a], all_keys[b]) for a, b in ranges]
+
+
+def plan_runs(known_keys: list[str], pending_serials: list[str], units_per_partition: int = 1,
+              full: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+    """The twin runs to request: partition ranges (one run each) and the partitions to add first.
+
+    Incremental: ranges covering the partitions of the pending units (the twin asset recomputes
+    only the pending units inside each range). Full: one range over every partition.
+    """
+    wanted = {partition_key(s, units_per_partition) for s in pending_serials}
+    new = sorted(wanted - set(known_keys))
+    keys = list(known_keys) + new
+    if full:
+        return ([(keys[0], keys[-1])] if keys else []), new
+    return partition_ranges(keys, wanted), new

@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from .. import rul
-from ..resources import LakeLock, ThreadSettings
-
-RUL_KEY = dg.AssetKey(["health", "rul_model"])
+from ..resources import WriterLock
+from ..settings import ThreadSettings
+from .keys import RUL_KEY
 
 
 @dg.asset(
@@ -27,8 +27,9 @@ RUL_KEY = dg.AssetKey(["health", "rul_model"])
     "failures change. Versions with RMSE and PHM08 score on held-out units: lake/health/rul_versions; the "
     "estimate at each unit's latest reading: lake/health/rul_estimates (twin.unit_twin.rul_hours).",
 )
-def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
-    report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id)
+def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
+    report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id,
+                         memory_limit=thread.memory_limit)
     versions = {}
     for row in report["trained"] + report["kept"]:
         versions[row["product_part_number"]] = {

@@ -1,8 +1,21 @@
-"""Asset keys that several definition modules refer to."""
+"""Asset keys that several definition modules refer to (one place for each)."""
 
 import dagster as dg
 
+import contracts
+
+
+def raw_key(c: contracts.EntityContract) -> dg.AssetKey:
+    return dg.AssetKey([c.system, c.entity])
+
+
+RAW_KEYS = [raw_key(c) for c in contracts.ENTITIES.values()]
+# The boundary's audit tables, appended by every extraction (lake/audit/...).
+AUDIT_WRITTEN_BY_EXTRACTION = [dg.AssetKey(["audit", "contract_findings"]), dg.AssetKey(["audit", "extractions"])]
+# Written into the build database by the dbt step itself, before dbt runs.
+AUDIT_WRITTEN_BY_DBT_STEP = [dg.AssetKey(["audit", "source_systems"]), dg.AssetKey(["audit", "pii_masks"])]
+RUL_KEY = dg.AssetKey(["health", "rul_model"])
 # One partitioned asset per unit's twin; it maintains all three twin tables.
 TWIN_KEY = dg.AssetKey(["twin", "unit_twin"])
-TWIN_KEYS = [TWIN_KEY]
+TWIN_CHANGES_KEY = dg.AssetKey(["twin", "changes"])
 WAREHOUSE_KEY = dg.AssetKey(["warehouse"])

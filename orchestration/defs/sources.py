@@ -1,23 +1,122 @@
-"""Sensors that watch each source system and request extraction of only what changed.
+"""The source systems, generated from the contracts' registry: per system, one raw asset per
+entity of its export and one sensor that watches the export.
 
-Files: size and modification time of each export (new telemetry files by name). MES: per table,
-its row count and the high-water marks of its timestamp columns (plus the status mix of units),
-so inserts, newly completed or shipped units and new events are all seen without reading rows.
+Each raw asset reads the export, enforces the pandera contract, quarantines rejected rows and
+writes the rest to `lake/raw/<system>/<entity>`; a breach of the whole export fails the asset with
+one message naming system, entity, file or table, and column, and nothing is written. It also
+records the extraction in the boundary's audit tables (`audit/contract_findings`,
+`audit/extractions`), which is where their lineage comes from.
+
+The sensors look without reading rows: files by size and modification time (new telemetry files
+by name); MES tables by row count, timestamp high-water marks and status mix.
 """
+
 
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 
 import contracts
-from contracts import EntityContract
+from contracts import KINDS, EntityContract, ExportBreach
 
 from .. import lake
-from ..extract import Sources, _engine
-from ..resources import ThreadSettings
+from ..ingest import extract_entity, mes, new_batch_id
+from ..resources import WriterLock
+from ..settings import ThreadSettings
+from .keys import AUDIT_WRITTEN_BY_EXTRACTION, raw_key
 
+KIND_OF_MEDIUM = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "table": "sql"}
+
+
+def column_schema(c: EntityContract) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, KINDS[kind].dagster, description=c.column_docs.get(name),
+                       constraints=dg.TableColumnConstraints(nullable=c.nullable(name), unique=c.key == (name,)))
+        for name, kind in c.columns.items()
+    ])
+
+
+def _contract_check(c: EntityContract, report) -> dg.AssetCheckResult:
+    examples = report.rejected.head(5)
+    share = report.quarantined_rows / report.input_rows if report.input_rows else 0.0
+    # Warning, never blocking: rejected rows are already kept out of the lake; a systematically
+    # broken export (see ingest.landing.BROKEN_SHARE) fails the asset before anything is written.
+    return dg.AssetCheckResult(
+        check_name="contract_rows",
+        passed=report.quarantined_rows == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined_rows": report.quarantined_rows,
+            "warning_rows": report.warning_rows,
+            "input_rows": report.input_rows,
+            "rejected_share": round(share, 4),
+            "examples": dg.MetadataValue.md(
+                "\n".join(f"- row {r.source_row}: {r.reason}" for r in examples.itertuples()) or "none"),
+        },
+    )
+
+
+def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
+    owner = contracts.SYSTEMS[c.system]
+    key = raw_key(c)
+    where = c.location if c.medium != "table" else f"MES table {c.location}"
+
+    @dg.asset(
+        key=key,
+        group_name=c.system,
+        description=(
+            f"{c.description}\n\nSource: `{where}` ({c.mode}). Contract `{c.name}` v{owner.contract_version}, "
+            f"owned by {owner.owner_team}. Raw Delta table: `lake/raw/{c.system}/{c.entity}`."
+        ),
+        kinds={"delta", KIND_OF_MEDIUM[c.medium]},
+        owners=[f"team:{c.system}"],
+        # Late when the last successful extraction is older than the contract's limit.
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=owner.freshness_limit),
+        metadata={
+            "contract": c.name,
+            "contract_version": owner.contract_version,
+            "owner_team": owner.owner_team,
+            "key": ", ".join(c.key),
+            "mode": c.mode,
+            "freshness_limit_hours": owner.freshness_limit.total_seconds() / 3600,
+            "dagster/column_schema": column_schema(c),
+        },
+        check_specs=[dg.AssetCheckSpec(
+            "contract_rows", asset=key,
+            description=(f"Every row of the export meets the {c.name} contract. Rejected rows are quarantined and "
+                         "the rest flows; an export where most rows break it fails the asset instead."),
+        )],
+    )
+    def _raw(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
+        now = datetime.now(timezone.utc)
+        batch = new_batch_id(c, now, context.run_id)
+        try:
+            report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now)
+        except ExportBreach as breach:
+            _audited(context, c, batch, "failed")
+            raise dg.Failure(
+                description=str(breach),
+                metadata={"system": c.system, "entity": c.entity, "location": breach.location,
+                          "column": breach.column or "", "batch_id": batch},
+                allow_retries=False,
+            ) from breach
+        _audited(context, c, batch, "ok")
+        return dg.MaterializeResult(metadata=report.metadata(), check_results=[_contract_check(c, report)])
+
+    return _raw
+
+
+def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, status: str) -> None:
+    """The extraction appended to the audit tables: say so, so their lineage and freshness are true."""
+    for key in AUDIT_WRITTEN_BY_EXTRACTION:
+        context.log_event(dg.AssetMaterialization(
+            asset_key=key, metadata={"batch_id": batch, "entity": c.name, "status": status}))
+
+
+# -- sensors ------------------------------------------------------------------------------------
 
 def _file_fingerprint(c: EntityContract, root: Path) -> str:
     if c.medium == "parquet":
@@ -30,62 +129,28 @@ def _file_fingerprint(c: EntityContract, root: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _table_fingerprints(entities: list[EntityContract], src: Sources) -> dict[str, str]:
-    import sqlalchemy as sa
-
-    out = {}
-    try:
-        engine = _engine(src.mes_url)
-    except sa.exc.SQLAlchemyError as e:
-        return {c.entity: f"unreachable:{e.__class__.__name__}" for c in entities}
-    try:
-        with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            for c in entities:
-                if not inspector.has_table(c.location):
-                    out[c.entity] = "missing"
-                    continue
-                q = engine.dialect.identifier_preparer.quote
-                present = {col["name"] for col in inspector.get_columns(c.location)}
-                stamps = [n for n, k in c.columns.items() if k == "timestamp" and n in present]
-                exprs = ["count(*)"] + [f"max({q(n)})" for n in stamps]
-                row = conn.execute(sa.text(f"SELECT {', '.join(exprs)} FROM {q(c.location)}")).fetchone()
-                parts = [str(v) for v in row]
-                if "status" in present:
-                    mix = conn.execute(sa.text(
-                        f"SELECT {q('status')}, count(*) FROM {q(c.location)} GROUP BY 1 ORDER BY 1")).fetchall()
-                    parts.append(str(mix))
-                out[c.entity] = "|".join(parts)
-    except sa.exc.SQLAlchemyError as e:
-        # Unreachable: let the extraction itself fail with its clear message, once per outage.
-        out = {c.entity: f"unreachable:{e.__class__.__name__}" for c in entities}
-    finally:
-        engine.dispose()
-    return out
-
-
 def source_sensor(system: str) -> dg.SensorDefinition:
     entities = [c for c in contracts.ENTITIES.values() if c.system == system]
-    keys = [dg.AssetKey([c.system, c.entity]) for c in entities]
-    medium = "database" if entities[0].medium == "table" else "export files"
+    keys = [raw_key(c) for c in entities]
+    on_database = entities[0].medium == "table"
 
     @dg.sensor(
         name=f"{system}_exports",
         asset_selection=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Watches the {contracts.SYSTEMS[system].title} {medium} and extracts only the entities that changed.",
+        description=f"Watches the {contracts.SYSTEMS[system].title} {'database' if on_database else 'export files'} "
+                    "and extracts only the entities that changed.",
     )
     def _sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
-        src = thread.sources()
-        if entities[0].medium == "table":
-            now = _table_fingerprints(entities, src)
+        if on_database:
+            now = mes.table_fingerprints(entities, thread.mes_url)
         else:
-            now = {c.entity: _file_fingerprint(c, src.root) for c in entities}
+            now = {c.entity: _file_fingerprint(c, thread.sources_root) for c in entities}
         before = json.loads(context.cursor) if context.cursor else None
         if before is None:
             # First look: extract only what was never landed; the rest is current (thread build).
-            changed = [c for c in entities if not lake.exists(thread.lake_dir / "raw" / c.system / c.entity)]
+            changed = [c for c in entities if not lake.exists(lake.raw_table(thread.lake_dir, c.system, c.entity))]
         else:
             changed = [c for c in entities if before.get(c.entity) != now[c.entity]]
         context.update_cursor(json.dumps(now, sort_keys=True))
@@ -94,8 +159,12 @@ def source_sensor(system: str) -> dg.SensorDefinition:
         run_key = hashlib.sha1(json.dumps([now[c.entity] for c in changed]).encode()).hexdigest()[:16]
         return dg.RunRequest(
             run_key=f"{system}:{run_key}",
-            asset_selection=[dg.AssetKey([c.system, c.entity]) for c in changed],
+            asset_selection=[raw_key(c) for c in changed],
             tags={"thread/trigger": f"{system}_exports", "thread/entities": ",".join(c.entity for c in changed)},
         )
 
     return _sensor
+
+
+RAW_ASSETS = [raw_asset(c) for c in contracts.ENTITIES.values()]
+SENSORS = {system: source_sensor(system) for system in contracts.SYSTEMS}

@@ -1,9 +1,10 @@
 """Live twins: one Dagster partition per unit, refreshed only where the unit's inputs changed.
 
 `twin/changes` (after the dbt thread) compares each unit's twin inputs with those its twin was
-computed from and records the change set. The twin-refresh sensor turns it into runs of the
-partitioned twin assets for just those units (a run covers a partition range; the asset
-recomputes only the changed units inside it). A full rebuild of all twins is one run
+computed from, records the change set and registers a partition for every new unit: the twin
+layer is the only one that adds twin partitions. The twin-refresh sensor turns the change set
+into runs of the partitioned twin asset for just those units (a run covers a partition range; the
+asset recomputes only the changed units inside it). A full rebuild of all twins is one run
 (single-run backfill policy).
 """
 
@@ -14,14 +15,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import lake, twins
-from ..resources import LakeLock, ThreadSettings
-from .health import RUL_KEY
-from .keys import TWIN_KEY, TWIN_KEYS, WAREHOUSE_KEY
+from ..resources import WriterLock
+from ..settings import ThreadSettings
+from .keys import RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
 LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
-CHANGES_KEY = dg.AssetKey(["twin", "changes"])
 FULL_REFRESH_TAG = "thread/full_refresh"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = False) -> tuple[list[dict], list[str]]:
+    """The twin runs to request now, as run tags (one partition range each), and the partitions
+    to add first. The one planner: the sensor, `thread build` and the benchmark all use it."""
+    known = list(instance.get_dynamic_partitions(UNITS.name))
+    pending = twins.pending(thread.lake_dir)
+    serials = pending["serial_number"].to_pylist() if pending is not None else []
+    ranges, new = twins.plan_runs(known, serials, thread.twin_units_per_partition, full)
+    tags = [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
+    return tags, new
 
 
 def register_units(context: dg.AssetExecutionContext, serials: list[str], units_per_partition: int = 1) -> int:
@@ -34,35 +47,42 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
 
 
 @dg.asset(
-    key=CHANGES_KEY,
+    key=TWIN_CHANGES_KEY,
     deps=[*LOGIC_KEYS, RUL_KEY],
     group_name="twin",
     kinds={"duckdb", "delta"},
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
-    "against those its twin was last computed from. Written to lake/twin/_pending.",
+    "against those its twin was last computed from. Written to lake/twin/_pending; new units get "
+    "their twin partition here.",
 )
-def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
-    changed = twins.changes(thread.build_db, thread.lake_dir)
+def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
+    changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
-    lake.write(thread.lake_dir / "twin" / "_pending", changed, "overwrite", batch_id=context.run_id)
-    new_units = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] == ["new unit"]]
-    added = register_units(context, new_units, thread.twin_units_per_partition)
-    by_reason: dict[str, int] = {}
-    for reasons in changed.column("reasons").to_pylist():
-        for r in reasons:
-            by_reason[r] = by_reason.get(r, 0) + 1
+    lake.write(twins.pending_table(thread.lake_dir), changed, "overwrite", batch_id=context.run_id)
+    # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
+    # elsewhere: a restored backup, a new instance).
+    live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
+    added = register_units(context, live, thread.twin_units_per_partition)
     return dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
         "partitions_added": added,
-        "by_reason": dg.MetadataValue.json(by_reason),
+        "by_reason": dg.MetadataValue.json(_count(changed.column("reasons").to_pylist())),
         "examples": dg.MetadataValue.json(changed.slice(0, 20).select(["serial_number", "reasons"]).to_pylist()),
     })
 
 
+def _count(reason_lists) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reasons in reason_lists:
+        for r in reasons:
+            counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
 @dg.asset(
     key=TWIN_KEY,
-    deps=[*LOGIC_KEYS, RUL_KEY, CHANGES_KEY],
+    deps=[*LOGIC_KEYS, RUL_KEY, TWIN_CHANGES_KEY],
     group_name="twin",
     kinds={"delta"},
     partitions_def=UNITS,
@@ -74,7 +94,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
         "partition range whose inputs changed; which ones and why is in lake/twin/_refresh_log."
     ),
 )
-def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: LakeLock) -> dg.MaterializeResult:
+def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
     keys = set(context.partition_keys)
     size = thread.twin_units_per_partition
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
@@ -87,16 +107,15 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     if full and size == 1:
         targets = sorted(keys)
     else:
-        candidates = (twins.units(thread.build_db) | set(reasons)) if full else set(reasons)
+        candidates = (twins.units(thread.build_db, memory_limit=thread.memory_limit) | set(reasons)) if full \
+            else set(reasons)
         targets = sorted(s for s in candidates if twins.partition_key(s, size) in keys)
     now = datetime.now(timezone.utc)
-    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now)
+    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
+                           memory_limit=thread.memory_limit)
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
-    by_reason: dict[str, int] = {}
-    for rs in why.values():
-        for r in rs:
-            by_reason[r] = by_reason.get(r, 0) + 1
+    by_reason = _count(why.values())
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
     # Kept small: in a run over many partitions this is stored once per partition.
     return dg.MaterializeResult(metadata={
@@ -109,7 +128,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
 
 @dg.sensor(
     name="twin_refresh",
-    asset_selection=dg.AssetSelection.assets(*TWIN_KEYS, WAREHOUSE_KEY),
+    asset_selection=dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY),
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests twin runs for the units in the current change set (lake/twin/_pending) "
@@ -120,20 +139,15 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
     if pending is None or pending.num_rows == 0:
         return dg.SkipReason("every twin is up to date")
     detected = pc.max(pending["detected_at"]).as_py().isoformat()
-    keys = list(context.instance.get_dynamic_partitions(UNITS.name))
-    size = thread.twin_units_per_partition
-    wanted = {twins.partition_key(s, size) for s in pending["serial_number"].to_pylist()}
-    new = sorted(wanted - set(keys))
-    ranges = twins.partition_ranges(keys + new, wanted)
+    runs, new = plan(context.instance, thread)
     requests = [
         dg.RunRequest(
-            run_key=f"twins:{detected}:{start}:{end}",
+            run_key=f"twins:{detected}:{tags[RANGE_START]}:{tags[RANGE_END]}",
             # Publishing in the same run saves a launch: the refreshed twins reach analysts at once.
-            asset_selection=[*TWIN_KEYS, WAREHOUSE_KEY],
-            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end,
-                  "thread/trigger": "twin_refresh"},
+            asset_selection=[TWIN_KEY, WAREHOUSE_KEY],
+            tags={RANGE_START: tags[RANGE_START], RANGE_END: tags[RANGE_END], "thread/trigger": "twin_refresh"},
         )
-        for start, end in ranges
+        for tags in runs
     ]
     return dg.SensorResult(
         run_requests=requests,

@@ -39,7 +39,7 @@ def test_ui_listens_on_loopback_only(served):
 
 
 def test_server_stops_cleanly(small_sources, tmp_path):
-    from tests.e2e.conftest import start_server, stop_server
+    from tests.helpers import start_server, stop_server
 
     server = start_server(small_sources, tmp_path / "data", tmp_path)
     stop_server(server)

@@ -22,8 +22,7 @@ import pytest
 
 from orchestration.simulate import simulate
 from orchestration.simulate.changes import release_eco
-from tests.conftest import SMALL
-from tests.e2e.conftest import start_server, stop_server
+from tests.helpers import SMALL, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 240

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import chromium_executable, start_server, stop_server
+from tests.helpers import chromium_executable, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 SHOTS = Path(os.environ.get("THREAD_SCREENSHOTS_DIR", "")) if os.environ.get("THREAD_SCREENSHOTS_DIR") else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.ask import QUESTIONS, AskError, ask
-from tests.conftest import query
+from tests.helpers import query
 
 
 def thread(data: Path, *args: str) -> subprocess.CompletedProcess:

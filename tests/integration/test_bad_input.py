@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestration import lake
-from tests.conftest import build, query, thread_env
+from tests.helpers import build, query, thread_env
 from tests.sources import every_system_example, write_sources, write_telemetry
 
 

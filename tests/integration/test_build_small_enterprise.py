@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 import contracts
 from orchestration import lake
-from tests.conftest import query
+from tests.helpers import query
 
 
 def _source_rows(sources, c) -> int:

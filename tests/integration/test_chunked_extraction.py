@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 import contracts
-from orchestration import extract, lake
-from orchestration.extract import Sources, extract_entity
+from orchestration import lake
+from orchestration.ingest import Sources, extract_entity, mes, readers
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -30,7 +30,7 @@ def test_chunked_and_whole_reads_land_the_same_rows(small_sources, tmp_path, mon
     con.commit()
     con.close()
     if chunked:
-        monkeypatch.setattr(extract, "CHUNK_ROWS", 1000)
+        monkeypatch.setattr(mes, "CHUNK_ROWS", 1000)
     c = contracts.entity("mes", "as_built_components")
     report = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="b")
     assert report.input_rows == total + 2
@@ -56,8 +56,8 @@ def test_big_json_lines_exports_are_read_in_chunks_with_the_same_result(small_so
         f.write(json.dumps({**first, "notes": "a different story"}) + "\n")  # conflicting copy of line 4
         f.write('{"event_id": "broken", \n')  # malformed
     if chunked:
-        monkeypatch.setattr(extract, "JSONL_CHUNK_BYTES", 0)
-        monkeypatch.setattr(extract, "JSONL_CHUNK_LINES", 50)
+        monkeypatch.setattr(readers, "JSONL_CHUNK_BYTES", 0)
+        monkeypatch.setattr(readers, "JSONL_CHUNK_LINES", 50)
     c = contracts.entity("service", "service_events")
     report = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="b")
     assert report.input_rows == total + 2

@@ -14,7 +14,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from tests.conftest import query
+from tests.helpers import query
 
 INF = pd.Timestamp.max.tz_localize("UTC")
 

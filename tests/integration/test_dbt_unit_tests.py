@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from orchestration.dbt_project import DBT_DIR, DBT_EXECUTABLE
-from orchestration.warehouse import prepare_build_db
+from orchestration.dbt_project import DBT_DIR, DBT_EXECUTABLE, prepare_build_db
 
 
 def dbt(*args: str, build_db, target) -> subprocess.CompletedProcess:
@@ -41,3 +40,27 @@ def test_every_rule_passes_its_dbt_unit_tests(tmp_path):
         "failures_attributed_before_and_after_a_retrofit",
     } <= names
     assert all(r["status"] == "pass" for r in results)
+
+
+def test_dbt_source_freshness_is_the_last_successful_extraction(built_small_copy, tmp_path):
+    """dbt's own freshness check reads the extraction log with each contract's limit: a build that
+    just ran is fresh everywhere; an extraction log from long ago makes every source stale."""
+    _, data = built_small_copy
+    build_db = data / "build" / "build.duckdb"
+    fresh = dbt("source", "freshness", build_db=build_db, target=tmp_path / "fresh")
+    assert fresh.returncode == 0, fresh.stdout[-3000:]
+    results = json.loads((tmp_path / "fresh" / "sources.json").read_text())["results"]
+    assert {r["unique_id"].split(".")[2] for r in results} == {"plm", "mes", "erp", "service"}
+    assert all(r["status"] == "pass" for r in results), [r["unique_id"] for r in results if r["status"] != "pass"]
+
+    import duckdb
+
+    con = duckdb.connect(str(build_db))
+    con.execute("CREATE OR REPLACE VIEW raw.audit__extractions AS SELECT * REPLACE "
+                "(extracted_at - INTERVAL 30 DAY AS extracted_at) FROM read_parquet('"
+                + str(data / "lake" / "audit" / "extractions" / "*.parquet") + "')")
+    con.close()
+    late = dbt("source", "freshness", build_db=build_db, target=tmp_path / "late")
+    assert late.returncode != 0
+    results = json.loads((tmp_path / "late" / "sources.json").read_text())["results"]
+    assert results and all(r["status"] == "error" for r in results)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import time
 import urllib.request
 
-from orchestration.docs import generate, make_server
-from tests.e2e.conftest import free_port
+import psutil
+
+from orchestration.docs import generate, serve_command
+from orchestration.settings import ThreadSettings
+from tests.helpers import free_port
 
 
-def test_docs_describe_every_thread_column_and_are_served(built_small):
-    site = generate(built_small)
+def test_docs_describe_every_thread_column_and_are_served(built_small, small_sources):
+    settings = ThreadSettings(sources_dir=str(small_sources), data_dir=str(built_small))
+    site = generate(settings)
     manifest = json.loads((site / "manifest.json").read_text())
     catalog = json.loads((site / "catalog.json").read_text())
     marts = [n for n in manifest["nodes"].values()
@@ -28,13 +33,21 @@ def test_docs_describe_every_thread_column_and_are_served(built_small):
         for column in built:
             assert node["columns"].get(column, {}).get("description"), f"{node['name']}.{column} has no description"
 
-    server = make_server(site, free_port())
-    assert server.server_address[0] == "127.0.0.1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    port = free_port()
+    server = subprocess.Popen(serve_command(settings, port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/index.html", timeout=10) as r:
-            assert r.status == 200 and b"dbt" in r.read()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
+                    assert r.status == 200 and b"dbt" in r.read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "dbt docs serve did not answer"
+                time.sleep(0.5)
+        listening = [c.laddr for c in psutil.Process(server.pid).net_connections() if c.status == "LISTEN"]
+        assert listening and all(a.ip == "127.0.0.1" for a in listening), listening
     finally:
-        server.shutdown()
-        server.server_close()
+        server.terminate()
+        server.wait(timeout=30)

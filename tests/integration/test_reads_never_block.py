@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from orchestration.simulate import advance
-from tests.conftest import build
+from tests.helpers import build
 
 STATE = ("select (select count(*) from thread.units), (select count(*) from twin.unit_twin), "
          "(select sum(hash(serial_number, configuration_hash)) from twin.unit_twin)::varchar, "

@@ -17,7 +17,7 @@ import pytest
 
 from orchestration import rul
 from orchestration.simulate import cmapss
-from tests.conftest import build, query
+from tests.helpers import build, query
 
 pytestmark = pytest.mark.slow
 ENGINES = 12

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 
 from orchestration import lake
-from orchestration.defs.mes.sensors import sensor as mes_sensor
-from orchestration.defs.plm.sensors import sensor as plm_sensor
-from orchestration.defs.service.sensors import sensor as service_sensor
+from orchestration.defs.sources import SENSORS
 from orchestration.defs.twins import UNITS, twin_refresh_sensor
-from orchestration.resources import ThreadSettings
+from orchestration.settings import ThreadSettings
 from tests.sources import write_telemetry
+
+plm_sensor, mes_sensor, service_sensor = SENSORS["plm"], SENSORS["mes"], SENSORS["service"]
 
 
 @pytest.fixture

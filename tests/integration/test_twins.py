@@ -14,9 +14,9 @@ from basyx.aas.adapter.json import read_aas_json_file
 from orchestration import lake, twins
 from orchestration.aas import UnknownSerial, export
 from orchestration.build import run_build
+from orchestration.publish import publish
 from orchestration.simulate import advance, simulate
-from orchestration.warehouse import publish
-from tests.conftest import SMALL, query, thread_env
+from tests.helpers import SMALL, query, thread_env
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,13 @@ def live(tmp_path_factory):
     from orchestration.definitions import defs
 
     with pytest.MonkeyPatch.context() as mp:
-        thread_env(mp, sources, data)
+        settings = thread_env(mp, sources, data)
         instance = dg.DagsterInstance.ephemeral()
-        first = run_build(defs, instance, lake_dir=data / "lake")
+        first = run_build(defs, instance, settings)
         assert first.ok, first.failed
         before = dict(query(data / "warehouse.duckdb", "select serial_number, refreshed_at from twin.unit_twin"))
         advance(sources, 2)
-        second = run_build(defs, instance, lake_dir=data / "lake")
+        second = run_build(defs, instance, settings)
         assert second.ok, second.failed
     yield {"instance": instance, "data": data, "sources": sources, "before": before, "second": second}
     instance.dispose()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import build, query
+from tests.helpers import build, query
 from tests.sources import worked_example as example
 from tests.sources import write_sources
+
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory):

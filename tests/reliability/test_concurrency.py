@@ -1,6 +1,6 @@
 """A sensor-triggered refresh while a manual `thread build` runs: the runs serialize.
 
-Every run that writes holds the writer lock (orchestration.resources.LakeLock) from start to end,
+Every run that writes holds the writer lock (orchestration.resources.WriterLock) from start to end,
 so the sensor's run waits while the manual build is inside its dbt run, then goes ahead. Nothing
 is torn or doubled, and the result equals a build from scratch on the same sources.
 """
@@ -14,11 +14,18 @@ import time
 import dagster as dg
 import pytest
 
-from orchestration.defs.plm.sensors import sensor as plm_sensor
-from orchestration.resources import ThreadSettings
-from tests.conftest import thread_env
-from tests.reliability.conftest import (
-    SALT, build_ok, published, raw_counts, read_every_delta_table, release_eco, start_from, start_paused,
+from orchestration.defs.sources import SENSORS
+from orchestration.settings import ThreadSettings
+from tests.helpers import (
+    SALT,
+    build_ok,
+    published,
+    raw_counts,
+    read_every_delta_table,
+    release_eco,
+    start_from,
+    start_paused,
+    thread_env,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,7 +41,7 @@ def test_a_sensor_refresh_waits_for_a_manual_build_and_nothing_is_corrupted(tiny
     with dg.DagsterInstance.ephemeral() as instance:
         def tick():
             ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"thread": settings})
-            return plm_sensor(ctx), ctx.cursor
+            return SENSORS["plm"](ctx), ctx.cursor
 
         cursor = None
         _, cursor = tick()  # the sensor's first look sets its cursor

@@ -13,8 +13,15 @@ import pytest
 
 from orchestration import lake
 from orchestration.simulate import advance
-from tests.reliability.conftest import (
-    build_ok, digest, kill, published, raw_counts, read_every_delta_table, start_from, start_paused,
+from tests.helpers import (
+    build_ok,
+    digest,
+    kill,
+    published,
+    raw_counts,
+    read_every_delta_table,
+    start_from,
+    start_paused,
 )
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from orchestration.simulate import SimConfig, advance, simulate
-from tests.conftest import build
-from tests.reliability.conftest import published, release_eco, retrofit
+from tests.helpers import build, published, release_eco, retrofit
 
 pytestmark = pytest.mark.slow
 

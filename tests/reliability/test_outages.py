@@ -13,8 +13,7 @@ import pytest
 
 from orchestration import lake
 from orchestration.simulate import advance
-from tests.conftest import build, query
-from tests.reliability.conftest import published, start_from
+from tests.helpers import build, published, query, start_from
 
 pytestmark = pytest.mark.slow
 UNREACHABLE = "postgresql+psycopg://thread:Outage-Pw-91@127.0.0.1:9/mes?connect_timeout=2"
@@ -65,13 +64,14 @@ def _build_keeping_env(sources, data, monkeypatch):
     import os
 
     url = os.environ["MES_DATABASE_URL"]
-    from orchestration.build import run_build
-    from orchestration.definitions import defs
     import dagster as dg
 
-    from tests.conftest import thread_env
+    from orchestration.build import run_build
+    from orchestration.definitions import defs
+    from orchestration.settings import ThreadSettings
+    from tests.helpers import thread_env
 
     thread_env(monkeypatch, sources, data)
     monkeypatch.setenv("MES_DATABASE_URL", url)
     with dg.DagsterInstance.ephemeral() as instance:
-        return run_build(defs, instance, lake_dir=data / "lake")
+        return run_build(defs, instance, ThreadSettings.from_env())

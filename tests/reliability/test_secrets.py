@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from orchestration import lake
-from tests.reliability.conftest import SALT, delta_tables, start_from, thread
+from tests.helpers import SALT, delta_tables, start_from, thread
 
 pytestmark = pytest.mark.slow
 PASSWORD = "Pw-Leak-4711"

@@ -194,3 +194,12 @@ def test_reasons_never_repeat_personal_data():
     reason = enforce(rows, c, "t").rejected.iloc[0].reason
     assert "grace" not in reason and "personal data" in reason
     assert "'12'" in reason  # values that are not personal data are shown, to help fix them
+
+
+def test_dbt_sources_are_generated_from_the_contracts():
+    """One fact in one place: dbt's source definitions are the contracts' (`python -m contracts.dbt`)."""
+    from contracts import dbt
+    from orchestration.dbt_project import DBT_DIR
+
+    for path, text in dbt.generated(DBT_DIR).items():
+        assert path.read_text() == text, f"{path} differs from the contracts: run `python -m contracts.dbt`"

@@ -13,19 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import contracts
-from orchestration.extract import Sources, read_csv, read_jsonl, read_parquet_file, read_table
+from orchestration.ingest import Sources, read_whole
 from orchestration.simulate import SimConfig, advance, simulate
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 
 def _export(c, root: Path):
-    if c.medium == "csv":
-        return [read_csv(c, root)]
-    if c.medium == "jsonl":
-        return [read_jsonl(c, root, None)]
-    if c.medium == "table":
-        return [read_table(c, Sources(root, Sources.default_mes_url(root)), None)]
-    return [read_parquet_file(c, root, p) for p in sorted(root.glob(c.location))]
+    return read_whole(c, Sources(root, Sources.default_mes_url(root)))
 
 
 @pytest.mark.parametrize("key", sorted(contracts.ENTITIES), ids=lambda k: ".".join(k))

@@ -39,15 +39,22 @@ def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
 @pytest.mark.parametrize("value", ["1GB'; DROP TABLE x; --", "lots", "4GB OR 1=1"])
 def test_a_memory_limit_that_is_not_a_size_is_refused_before_sql(monkeypatch, value):
     from orchestration import lake
+    from orchestration.settings import ThreadSettings
 
+    with pytest.raises(ValueError, match="THREAD_DUCKDB_MEMORY_LIMIT"):
+        lake.duck(memory_limit=value)
+    with pytest.raises(ValueError, match="THREAD_DUCKDB_MEMORY_LIMIT"):
+        ThreadSettings(sources_dir=".", data_dir=".", duckdb_memory_limit=value)
     monkeypatch.setenv("THREAD_DUCKDB_MEMORY_LIMIT", value)
     with pytest.raises(ValueError, match="THREAD_DUCKDB_MEMORY_LIMIT"):
-        lake.duck()
+        ThreadSettings(sources_dir=".", data_dir=".").dbt_vars()  # what dbt-duckdb would paste into SET
 
 
 def test_a_memory_limit_that_is_a_size_applies(monkeypatch):
     from orchestration import lake
+    from orchestration.settings import ThreadSettings
 
     monkeypatch.setenv("THREAD_DUCKDB_MEMORY_LIMIT", "512MiB")
-    con = lake.duck()
+    limit = ThreadSettings(sources_dir=".", data_dir=".").memory_limit
+    con = lake.duck(memory_limit=limit)
     assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("512")

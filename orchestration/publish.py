@@ -1,4 +1,4 @@
-"""The DuckDB side: the private build database dbt works in, and the published warehouse.
+"""Publishing: the analysts' warehouse.duckdb, built from the build database and the twin state.
 
 Analysts open `warehouse.duckdb` read-only while refreshes run. A refresh builds the next
 warehouse beside it and renames it into place (an atomic rename on one file system): open
@@ -13,83 +13,14 @@ from pathlib import Path
 
 import duckdb
 
-import contracts
-
-from . import freshness, lake
+from . import dbt_project, freshness, lake, twins
 from .faults import checkpoint
-from .extract import ARROW_TYPES, EXTRACTION_SCHEMA, FINDINGS_SCHEMA, arrow_schema, paths
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
-TWIN_TABLES = ("unit_twin", "unit_components", "unit_sensor_state")
-DUCK_TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
-
-
-def _arrow_to_duck(t) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    if pa.types.is_date(t):
-        return "DATE"
-    return "VARCHAR"
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _view_sql(path: Path, schema) -> str:
-    uris = lake.files(path)
-    if uris:
-        file_list = "[" + ", ".join("'" + u.replace("'", "''") + "'" for u in uris) + "]"
-        return f"SELECT * FROM read_parquet({file_list}, union_by_name = true)"
-    cols = ", ".join(f"CAST(NULL AS {_arrow_to_duck(f.type)}) AS {_q(f.name)}" for f in schema)
-    return f"SELECT {cols} WHERE false"
-
-
-def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
-    """Point schema `raw` of the build database at the current version of every raw Delta table."""
-    build_db.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(build_db))
-    try:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        for c in contracts.ENTITIES.values():
-            p = paths(lake_dir, c)["raw"]
-            sch = lake.schema(p) or arrow_schema(c)
-            con.execute(f"CREATE OR REPLACE VIEW raw.{c.system}__{c.entity} AS {_view_sql(p, sch)}")
-        audit = Path(lake_dir) / "audit"
-        for name, sch in (("contract_findings", FINDINGS_SCHEMA), ("extractions", EXTRACTION_SCHEMA)):
-            con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {_view_sql(audit / name, sch)}")
-        con.execute(
-            "CREATE OR REPLACE TABLE raw.audit__source_systems (system VARCHAR, title VARCHAR, "
-            "owner_team VARCHAR, contract_version VARCHAR, freshness_limit_hours DOUBLE)"
-        )
-        con.executemany(
-            "INSERT INTO raw.audit__source_systems VALUES (?, ?, ?, ?, ?)",
-            [(s.system, s.title, s.owner_team, s.contract_version, s.freshness_limit.total_seconds() / 3600)
-             for s in contracts.SYSTEMS.values()],
-        )
-        # The salt is bound as a parameter and only its hashes are stored: it never reaches a file,
-        # compiled SQL or a log. dbt joins these masks instead of hashing personal data itself.
-        con.execute(
-            "CREATE OR REPLACE TABLE raw.audit__pii_masks AS SELECT customer_id, "
-            "left(sha256(?::VARCHAR || '|name|' || name), 16) AS name_masked, "
-            "left(sha256(?::VARCHAR || '|email|' || lower(trim(email))), 16) AS email_masked "
-            "FROM raw.service__customers",
-            [pii_salt, pii_salt],
-        )
-    finally:
-        con.close()
 
 
 def thread_tables(build_db: Path) -> list[str]:
@@ -106,16 +37,13 @@ def thread_tables(build_db: Path) -> list[str]:
 
 def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
     """The published twin table: the per-unit twin state, plus is_stale on unit_twin."""
-    from . import twins
-
     state = lake.read(twins.state_dir(lake_dir) / table)
     if state is None:
-        empty = "SELECT * FROM build.twin_logic.{t} WHERE false".format(t=table)
+        empty = f"SELECT * FROM build.twin_logic.{table} WHERE false"
         if table != "unit_twin":
             return empty
-        return ("SELECT *, NULL::DOUBLE AS rul_hours, NULL::VARCHAR AS rul_model_version, "
-                "NULL::TIMESTAMPTZ AS refreshed_at, NULL::BOOLEAN AS is_stale, "
-                f"NULL::VARCHAR AS stale_reason FROM ({empty})")
+        extra = ", ".join(f"NULL::{kind} AS {name}" for name, (kind, _) in twins.EXTRA_COLUMNS.items())
+        return f"SELECT *, {extra} FROM ({empty})"
     con.register(f"state_{table}", state)
     if table != "unit_twin":
         return f"SELECT * FROM state_{table}"
@@ -132,7 +60,7 @@ def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
     return f"""
         SELECT t.*,
                {'true' if reasons else 'false'} OR p.serial_number IS NOT NULL AS is_stale,
-               nullif(concat_ws('; ', {_sql_text(source_text)},
+               nullif(concat_ws('; ', {lake.sql_literal(source_text)},
                                 CASE WHEN p.serial_number IS NOT NULL
                                      THEN 'refresh pending: ' || array_to_string(p.reasons, ', ') END), '')
                    AS stale_reason
@@ -147,11 +75,8 @@ def _empty_pending():
     return pa.table({"serial_number": pa.array([], pa.string()), "reasons": pa.array([], pa.list_(pa.string()))})
 
 
-def _sql_text(value: str | None) -> str:
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
-
-
-def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None) -> dict:
+def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict:
     """Build the next warehouse file beside the current one, swap it in, mirror it to Delta.
 
     `thread` comes from the build database; `twin` from the per-unit twin state in the lake, with
@@ -163,21 +88,21 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     for stale in warehouse.parent.glob(f".{warehouse.name}.next-*"):
         stale.unlink(missing_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
-    con = lake.duck(nxt)
+    con = lake.duck(nxt, memory_limit=memory_limit)
     counts = {}
     try:
-        con.execute(f"ATTACH {_literal(str(build_db))} AS build (READ_ONLY)")
+        con.execute(f"ATTACH {lake.sql_literal(str(build_db))} AS build (READ_ONLY)")
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"CREATE SCHEMA {schema}")
         sources = [("thread", t, f"SELECT * FROM build.thread.{t}") for t in thread_tables(build_db)]
-        sources += [("twin", t, _twin_sql(con, lake_dir, t, now)) for t in TWIN_TABLES]
+        sources += [("twin", t, _twin_sql(con, lake_dir, t, now)) for t in twins.TABLES]
         for schema, table, select in sources:
             con.execute(f"CREATE TABLE {schema}.{table} AS {select}")
             counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
             for col, text in (descriptions or {}).get(f"{schema}.{table}", {}).items():
                 target = f"{schema}.{table}" + (f".{_q(col)}" if col else "")
                 kind = "COLUMN" if col else "TABLE"
-                con.execute(f"COMMENT ON {kind} {target} IS '" + text.replace("'", "''") + "'")
+                con.execute(f"COMMENT ON {kind} {target} IS {lake.sql_literal(text)}")
         con.execute("DETACH build")
         con.execute("CHECKPOINT")
     finally:
@@ -195,10 +120,18 @@ def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
     try:
         for schema, table in tables:
             data = con.execute(f"SELECT * FROM {schema}.{table}").fetch_record_batch(200_000)
-            lake.write(Path(lake_dir) / schema / table, data, "overwrite", batch_id="publish")
+            lake.write(lake.published_table(lake_dir, schema, table), data, "overwrite", batch_id="publish")
             checkpoint("publish-mirror")
     finally:
         con.close()
 
 
-__all__ = ["ARROW_TYPES", "DUCK_TYPES", "prepare_build_db", "publish", "thread_tables"]
+
+def descriptions() -> dict[str, dict[str, str]]:
+    """Table and column comments of every published table: the dbt models' descriptions, and the
+    columns the twin state adds to the twin logic."""
+    out = dbt_project.model_descriptions({"thread": "thread", "twin_logic": "twin"})
+    twin = out.setdefault("twin.unit_twin", {})
+    twin.update({name: text for name, (_, text) in twins.EXTRA_COLUMNS.items()})
+    twin[""] = twins.TWIN_DESCRIPTION
+    return out

@@ -1,4 +1,4 @@
-"""`thread bench`: the whole thread at S, M or L, measured against the floor.
+"""The benchmark harness (`make bench`): the whole thread at S, M or L, measured against the floor.
 
 Every figure comes from one run on this machine: the floor (DuckDB scanning every source once),
 the full build per stage (wall time, rows per second, peak memory of the process tree), three
@@ -23,7 +23,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
-from .simulate.changes import release_eco
+from orchestration.settings import ThreadSettings
+from orchestration.simulate.changes import release_eco
 
 SCALES = {
     # units, parts, telemetry interval: M reaches ~5 M telemetry rows, L ~50 M.
@@ -110,7 +111,7 @@ def floor(sources: Path) -> tuple[float, int]:
 
 def enterprise(scale: str, seed: int, cache: Path) -> tuple[Path, float | None]:
     """The cached enterprise for a scale and seed, generated (and timed) the first time."""
-    from .simulate import SimConfig, simulate
+    from orchestration.simulate import SimConfig, simulate
 
     root = cache / f"{scale}-seed{seed}"
     sources = root / "sources"
@@ -133,17 +134,21 @@ class Stage:
     peak_mb: float = 0.0
 
 
-def _env(sources: Path, data: Path) -> None:
-    os.environ.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data),
-                       "MES_DATABASE_URL": "", "THREAD_PII_SALT": "bench-salt"})
-    os.environ.setdefault("THREAD_TWIN_UNITS_PER_PARTITION", "1")
+def _env(sources: Path, data: Path, units_per_partition: int = 1) -> ThreadSettings:
+    """The product configured as a user would: through its environment."""
+    settings = ThreadSettings(sources_dir=str(sources), data_dir=str(data), pii_salt="bench-salt",
+                              twin_units_per_partition=units_per_partition)
+    settings.export_env()
+    os.environ.pop("DAGSTER_HOME", None)  # the harness uses ephemeral instances
+    return settings
 
 
-def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = None) -> tuple[dict[str, Stage], object]:
-    from .build import run_build
-    from .definitions import defs
+def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = None,
+               units_per_partition: int = 1) -> tuple[dict[str, Stage], object]:
+    from orchestration.build import run_build
+    from orchestration.definitions import defs
 
-    _env(sources, data)
+    settings = _env(sources, data, units_per_partition)
     stages: dict[str, Stage] = {}
     clock = {"t": time.monotonic()}
 
@@ -156,36 +161,37 @@ def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = Non
         if mem is not None:
             s.peak_mb = max(s.peak_mb, mem.take_window())
 
-    result = run_build(defs, instance, progress, data / "logs" / "bench.log", lake_dir=data / "lake")
+    result = run_build(defs, instance, settings, progress, data / "logs" / "bench.log")
     return stages, result
 
 
-def refresh(changed: list[str], sources: Path, data: Path, instance) -> dict:
+def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_partition: int = 1) -> dict:
     """What the sensors and automation do for a change, in-process: extract the changed
     entities, rebuild only what depends on them, refresh the changed twins, publish."""
     import dagster as dg
 
-    from .build import QUIET, _captured, twin_runs
-    from .defs.keys import TWIN_KEYS, WAREHOUSE_KEY
-    from .definitions import defs
+    from orchestration.build import QUIET, _captured
+    from orchestration.definitions import defs
+    from orchestration.defs import twins as twin_defs
+    from orchestration.defs.keys import TWIN_KEY, WAREHOUSE_KEY
 
-    _env(sources, data)
+    settings = _env(sources, data, units_per_partition)
     keys = [dg.AssetKey(k.split("/")) for k in changed]
     assets, resources = list(defs.assets), defs.resources
     started = time.monotonic()
     runs = [dg.AssetSelection.assets(*keys),
             dg.AssetSelection.assets(*keys).downstream(include_self=False)
-            - dg.AssetSelection.assets(*TWIN_KEYS, WAREHOUSE_KEY)]
+            - dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY)]
     meta = {}
     log = data / "logs" / "bench.log"
     for selection in runs:
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
         assert r.success
-    for tags in twin_runs(instance, data / "lake", full=False):
+    for tags in twin_defs.plan(instance, settings)[0]:
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
-                               selection=dg.AssetSelection.assets(*TWIN_KEYS))
+                               selection=dg.AssetSelection.assets(TWIN_KEY))
         for e in r.get_asset_materialization_events():
             m = e.materialization.metadata
             if "refreshed_units" in m:
@@ -256,7 +262,7 @@ def scenario_retrofit(sources: Path, data: Path) -> tuple[list[str], int]:
 
 
 def queries(warehouse: Path, runs: int = 20, seed: int = 1) -> dict:
-    from .ask import ask
+    from orchestration.ask import ask
 
     rng = random.Random(seed)
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -303,7 +309,6 @@ def versions() -> dict:
 def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incremental_scenarios: bool = True) -> dict:
     import dagster as dg
 
-    os.environ["THREAD_TWIN_UNITS_PER_PARTITION"] = str(UNITS_PER_PARTITION[scale])
     # At 100,000 units the configuration replay (a recursive CTE and a window over 17 M as-built
     # rows) and unit_deviations (a full outer join and an ordered string_agg) do not spill in
     # DuckDB 1.5: they failed at 4 GB and at 6 GB. 10 GB lets L complete, above the 8 GiB target.
@@ -320,7 +325,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
         started = time.monotonic()
         mem.take_window()
-        stages, result = full_build(sources, data, instance, mem)
+        stages, result = full_build(sources, data, instance, mem, UNITS_PER_PARTITION[scale])
         full_s = time.monotonic() - started
     assert result.ok, result.failed
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
@@ -346,16 +351,16 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         changed, affected = make(s_dir, d_dir)
         with dg.DagsterInstance.ephemeral() as inst:
             # The copy has no Dagster history: register the partitions the full build made.
-            from .defs.twins import UNITS
+            from orchestration.defs.twins import UNITS
+            from orchestration.twins import partition_key
 
             con = duckdb.connect(str(d_dir / "warehouse.duckdb"), read_only=True)
-            from .twins import partition_key
 
             size = UNITS_PER_PARTITION[scale]
             inst.add_dynamic_partitions(UNITS.name, sorted({partition_key(r, size) for (r,) in con.execute(
                 "SELECT serial_number FROM twin.unit_twin").fetchall()}))
             con.close()
-            out = refresh(changed, s_dir, d_dir, inst)
+            out = refresh(changed, s_dir, d_dir, inst, size)
         incremental[name] = {"seconds": round(out["seconds"], 2), "over_full": round(out["seconds"] / full_s, 4),
                              "twins_refreshed": out["refreshed"], "twins_affected": affected}
         say(f"incremental {name}: {out['seconds']:.1f} s ({out['seconds'] / full_s:.3f} of full), "
@@ -415,13 +420,12 @@ def run_rul(workdir: Path, bench_dir: Path, say=print) -> Path:
     recorded failures; report the held-out RMSE and PHM08 score the model version carries."""
     import dagster as dg
 
-    from . import rul
-    from .simulate import cmapss
+    from orchestration import rul
+    from orchestration.simulate import cmapss
 
     shutil.rmtree(workdir, ignore_errors=True)
     sources, data = workdir / "sources", workdir / "data"
     cmapss.write(sources)
-    _env(sources, data)
     started = time.monotonic()
     with dg.DagsterInstance.ephemeral() as instance:
         stages, result = full_build(sources, data, instance)

@@ -1,0 +1,1 @@
+"""The benchmark: outside the product, driving it as a user would (`make bench`)."""

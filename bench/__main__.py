@@ -1,0 +1,38 @@
+"""`python -m bench` (`make bench SCALE=S|M|L`, `make bench-rul`): run the benchmark, write
+bench/results/<scale>.json and a row of bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--scale", choices=["S", "M", "L"], default="S", help="1k, 10k or 100k units (default S)")
+    parser.add_argument("--rul", action="store_true",
+                        help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
+                        help="where generated enterprises are kept between runs (outside the repository)")
+    parser.add_argument("--no-incremental", action="store_true",
+                        help="skip the incremental scenarios (each copies the whole lake)")
+    args = parser.parse_args(argv)
+
+    from orchestration.dbt_project import prepare
+
+    from .harness import run, run_rul, write
+
+    prepare()
+    if args.rul:
+        print(f"wrote {run_rul(args.cache / 'run-rul', HERE)}")
+        return
+    result = run(args.scale, args.seed, args.cache, args.cache / f"run-{args.scale}",
+                 incremental_scenarios=not args.no_incremental)
+    print(f"wrote {write(result, HERE / 'results', HERE / 'README.md')} and a row of bench/README.md")
+
+
+if __name__ == "__main__":
+    main()

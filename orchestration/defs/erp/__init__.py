@@ -1,1 +1,0 @@
-"""The erp source system: its raw assets (and, later, the sensors that watch its exports)."""

@@ -1,3 +1,0 @@
-from ..raw import raw_assets
-
-assets = raw_assets("erp")

@@ -1,1 +1,0 @@
-"""The mes source system: its raw assets (and, later, the sensors that watch its exports)."""

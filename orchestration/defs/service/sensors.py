@@ -1,3 +1,0 @@
-from ..sources import source_sensor
-
-sensor = source_sensor("service")

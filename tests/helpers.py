@@ -1,0 +1,310 @@
+"""Helpers the tests share: building enterprises, running `thread` as a real process, reading
+what a build published, editing sources the way engineering and service would, and the servers
+the end-to-end tests start. Fixtures live in the conftest files and use these; nothing here is a
+fixture, and no test imports a conftest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from orchestration import faults, lake
+from orchestration.settings import ThreadSettings
+from orchestration.simulate import SimConfig
+from orchestration.simulate.changes import release_eco as write_eco
+
+SMALL = SimConfig(seed=7, units=60, parts=120, start=date(2026, 1, 5), days=150, telemetry_every_h=12)
+TINY = SimConfig(seed=11, units=25, parts=80, start=date(2026, 1, 5), days=60, telemetry_every_h=24)
+THREAD = str(Path(sys.executable).parent / "thread")
+# Columns that say when something ran, not what the data is.
+VOLATILE = {"refreshed_at", "detected_at"}
+SALT = "reliability-salt-7f3a"
+
+
+# -- in-process builds ----------------------------------------------------------------------------
+
+
+def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> ThreadSettings:
+    """The environment `thread` would set up for these sources and data; its settings."""
+    mp.delenv("DAGSTER_HOME", raising=False)
+    mp.setenv("THREAD_SOURCES_DIR", str(sources))
+    mp.setenv("THREAD_DATA_DIR", str(data))
+    mp.setenv("MES_DATABASE_URL", "")
+    mp.setenv("THREAD_PII_SALT", "test-salt")
+    mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "1")
+    return ThreadSettings.from_env()
+
+
+def build(sources: Path, data: Path):
+    """The whole graph through Dagster, as `thread build` runs it, on an ephemeral instance."""
+    from orchestration.build import run_build
+    from orchestration.definitions import defs
+
+    with pytest.MonkeyPatch.context() as mp:
+        settings = thread_env(mp, sources, data)
+        with dg.DagsterInstance.ephemeral() as instance:
+            return run_build(defs, instance, settings)
+
+
+def query(warehouse: Path, sql: str, params=None):
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def copy_built(sources: Path, data: Path, dest: Path) -> tuple[Path, Path]:
+    """A private copy of built sources and data (every path inside them is relative)."""
+    shutil.copytree(sources, dest / "sources")
+    shutil.copytree(data, dest / "data")
+    return dest / "sources", dest / "data"
+
+
+def start_from(tiny_built, dest: Path) -> tuple[Path, Path]:
+    """A private copy of the tiny enterprise as its first build left it (Dagster history included)."""
+    return copy_built(tiny_built[0], tiny_built[1], dest)
+
+
+# -- `thread` as a real process --------------------------------------------------------------------
+
+
+def env_for(sources: Path, data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THREAD_", "DAGSTER_", "MES_"))}
+    env.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data), "MES_DATABASE_URL": "",
+                "THREAD_PII_SALT": SALT, "THREAD_TWIN_UNITS_PER_PARTITION": "1",
+                "DAGSTER_HOME": str(data / "dagster")})
+    (data / "dagster").mkdir(parents=True, exist_ok=True)
+    env.update(extra)
+    return env
+
+
+def thread(args: list[str], sources: Path, data: Path, timeout: float = 600, **extra: str):
+    return subprocess.run([THREAD, *args], env=env_for(sources, data, **extra), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def build_ok(sources: Path, data: Path, **extra: str) -> subprocess.CompletedProcess:
+    done = thread(["build"], sources, data, **extra)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def start_paused(point: str, sources: Path, data: Path, marker: Path) -> subprocess.Popen:
+    """`thread build` in its own process group, stopped at `point` (see orchestration.faults)."""
+    marker.unlink(missing_ok=True)
+    env = env_for(sources, data, **{faults.PAUSE_AT: point, faults.MARKER: str(marker)})
+    proc = subprocess.Popen([THREAD, "build"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the build never reached {point}:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            kill(proc)
+            raise AssertionError(f"timed out waiting for {point}")
+        time.sleep(0.1)
+    return proc
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole build: the CLI and whatever it started (dbt)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+
+
+# -- what a build left -----------------------------------------------------------------------------
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def delta_tables(lake_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in Path(lake_dir).rglob("_delta_log"))
+
+
+def read_every_delta_table(lake_dir: Path) -> dict[str, int]:
+    """Open and fully read every Delta table; a torn one raises."""
+    return {str(p.relative_to(lake_dir)): lake.read(p).num_rows for p in delta_tables(lake_dir)}
+
+
+def published(warehouse: Path) -> dict[str, list[tuple]]:
+    """Every published table as sorted rows, without the columns that only say when it ran."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                             "WHERE table_schema IN ('thread', 'twin') ORDER BY 1, 2").fetchall()
+        out = {}
+        for schema, name in tables:
+            cols = [c for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position", [schema, name]).fetchall() if c not in VOLATILE]
+            select = ", ".join(f'"{c}"' for c in cols)
+            out[f"{schema}.{name}"] = sorted(con.execute(f'SELECT {select} FROM {schema}."{name}"').fetchall(),
+                                             key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def raw_counts(lake_dir: Path) -> dict[str, tuple[int, int]]:
+    """Rows and distinct keys of every raw and quarantine table (duplicates show as a gap)."""
+    import contracts
+
+    out = {}
+    for c in contracts.ENTITIES.values():
+        for layer in ("raw", "quarantine"):
+            t = lake.read(Path(lake_dir) / layer / c.system / c.entity)
+            if t is None:
+                continue
+            if layer == "raw":
+                keys = {tuple(r.values()) for r in t.select(list(c.key)).to_pylist()}
+            else:
+                keys = {(r["source"], r["source_row"], r["rule"]) for r in
+                        t.select(["source", "source_row", "rule"]).to_pylist()}
+            out[f"{layer}/{c.system}/{c.entity}"] = (t.num_rows, len(keys))
+    return out
+
+
+# -- sources, edited as engineering and service would ---------------------------------------------
+
+
+def rows(path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def horizon(sources) -> str:
+    ts = [json.loads(x)["occurred_at"] for x in (sources / "service" / "service_events.jsonl").read_text().splitlines()]
+    return max(ts) if ts else "2026-01-01T00:00:00Z"
+
+
+def release_eco(sources, pick: int, n: int, action: str) -> None:
+    """Engineering releases ECO-77<n>: a new revision of a released component, effective by date."""
+    revisions = [r for r in rows(sources / "plm" / "part_revisions.csv")
+                 if r["state"] == "released" and r["part_number"].startswith("C-")]
+    part = revisions[pick % len(revisions)]
+    at = horizon(sources)
+    new_rev = part["revision"] + "Z" * n
+    eco = f"ECO-77{n:02d}"
+    effective = (date.fromisoformat(at[:10]) - timedelta(days=20)).isoformat()
+    write_eco(sources, eco, part["part_number"], part["revision"], new_rev, at, effective, action)
+
+
+def retrofit(sources, pick: int, n: int) -> None:
+    """Service swaps one fitted component of one unit for a new revision."""
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    fitted = con.execute("SELECT serial_number, part_number, revision FROM as_built_components "
+                         "WHERE part_number LIKE 'C-%' ORDER BY 1, 2, 3").fetchall()
+    con.close()
+    serial, part, rev = fitted[pick % len(fitted)]
+    at = horizon(sources)
+    event = {"event_id": f"SE-PROP-{n}", "serial_number": serial, "event_type": "retrofit", "occurred_at": at,
+             "closed_at": at, "removed_part_number": part, "removed_revision": rev, "installed_part_number": part,
+             "installed_revision": rev + "R", "installed_component_serial": f"R-{n}", "eco_number": None,
+             "notes": "property test"}
+    with (sources / "service" / "service_events.jsonl").open("a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, log: Path):
+        self.proc, self.port, self.log = proc, port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            data = json.load(r)
+        assert "errors" not in data, data["errors"]
+        return data["data"]
+
+
+def start_server(sources: Path, data: Path, tmp: Path) -> Server:
+    port = free_port()
+    log = tmp / "serve.log"
+    env = {**os.environ, "THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data),
+           "MES_DATABASE_URL": "", "THREAD_PII_SALT": "test-salt"}
+    env.pop("DAGSTER_HOME", None)
+    thread = str(Path(sys.executable).parent / "thread")
+    proc = subprocess.Popen([thread, "serve", "--port", str(port)], env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(proc, port, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"thread serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/server_info", timeout=2):
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        stop_server(server)
+        raise RuntimeError(f"thread serve did not answer in 120 s: {log.read_text()[-2000:]}")
+    # The code location loads after the webserver answers.
+    while time.monotonic() < deadline:
+        try:
+            nodes = server.graphql("{ assetNodes { id } }")["assetNodes"]
+            if nodes:
+                return server
+        except Exception:  # noqa: BLE001 - not loaded yet
+            pass
+        time.sleep(1)
+    stop_server(server)
+    raise RuntimeError("the code location did not load")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+
+
+def chromium_executable() -> str:
+    """Debian's chromium, installed here if missing (the test set-up is allowed to)."""
+    import shutil
+
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True)
+        found = shutil.which("chromium")
+        if found:
+            return found
+    pytest.skip("Debian's chromium package is not installed and cannot be installed here (no apt-get or not root)")
