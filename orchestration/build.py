@@ -19,8 +19,9 @@ import contracts
 
 from .settings import ThreadSettings
 
-# The CLI prints its own progress; Dagster's per-event console log would drown it (the UI keeps it).
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The CLI prints its own progress and one line per failure; Dagster's console log (a stack trace per
+# failed step) would drown it. The UI keeps every event; the build's log file gets the traces.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -43,7 +44,13 @@ class BuildResult:
         return not self.failed
 
 
-def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
+def _traces(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's full error, for the log file."""
+    return "\n".join(f"--- {e.step_key}\n{e.step_failure_data.error.to_string()}" for e in result.all_events
+                     if e.event_type_value == "STEP_FAILURE")
+
+
+def _outcomes(result: dg.ExecuteInProcessResult, data_dir: Path) -> list[StepOutcome]:
     out = []
     seen = set()
     for event in result.get_asset_materialization_events():
@@ -74,7 +81,7 @@ def _outcomes(result: dg.ExecuteInProcessResult) -> list[StepOutcome]:
             message = (error.message or "").strip().splitlines()
             user = event.step_failure_data.user_failure_data
             text = (user.description if user and user.description else (message[0] if message else "failed"))
-            out.append(StepOutcome(event.step_key.replace("__", "/"), False, text))
+            out.append(StepOutcome(event.step_key.replace("__", "/"), False, explain(text, data_dir)))
     return out
 
 
@@ -84,8 +91,25 @@ def _captured(log_path: Path | None):
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+    with log_path.open("a", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         yield
+
+
+DISK_FULL = ("no space left on device", "database or disk is full", "disk i/o error", "errno 28")
+
+
+def explain(text: str, data_dir: Path) -> str:
+    """A low-level failure in the words of what happened: a full disk says so, whoever noticed it
+    (Dagster's run storage reports "disk I/O error", DuckDB and Delta "No space left on device")."""
+    lowered = text.lower()
+    if any(m in lowered for m in DISK_FULL):
+        import shutil
+
+        free = shutil.disk_usage(data_dir if Path(data_dir).exists() else Path(data_dir).parent).free
+        if free < 64 * 2**20 or "no space" in lowered or "errno 28" in lowered:
+            return (f"No space left on device: the file system of {data_dir} has {free / 2**20:.1f} MiB free. "
+                    "Free space and run again; the last good warehouse is still served.")
+    return text
 
 
 PID_TAG = "thread/pid"
@@ -143,7 +167,10 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Thre
                 result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
                                         raise_on_error=False, tags={"thread/stage": name, PID_TAG: str(os.getpid()), **run_tags},
                                         run_config=QUIET)
-            outcomes = _outcomes(result)
+            outcomes = _outcomes(result, settings.data_root)
+            if log_path is not None and not result.success:
+                with log_path.open("a", encoding="utf-8") as f:
+                    f.write(_traces(result) + "\n")
             if not result.success and not any(not o.ok for o in outcomes):
                 outcomes.append(StepOutcome(name, False, "run failed"))
             build.steps += outcomes

@@ -103,7 +103,7 @@ def simulate_cmapss(ctx, out, file, live):
 def build(ctx, full):
     import dagster as dg
 
-    from .build import STAGES, run_build, summary
+    from .build import STAGES, explain, run_build, summary
     from .dbt_project import prepare
 
     env = ctx.obj
@@ -134,9 +134,21 @@ def build(ctx, full):
             models = [o for o in outcomes if o.ok and o.key.split("/")[0] in ("staging", "intermediate", "thread", "twin")]
             console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
 
+    if env.salt_is_generated:
+        console.print(f"[yellow bold]THREAD_PII_SALT is not set[/yellow bold]: customers are masked with a generated "
+                      f"secret salt kept in {env.generated_salt_file} (owner-only, never published). Set "
+                      "THREAD_PII_SALT in production so masks stay the same across data directories.")
     log_path = env.logs_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
-    with bar, dg.DagsterInstance.get() as instance:
-        result = run_build(defs, instance, env, show, log_path, full=full)
+    try:
+        with bar, dg.DagsterInstance.get() as instance:
+            result = run_build(defs, instance, env, show, log_path, full=full)
+    except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
+        import traceback
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a", encoding="utf-8") as f:
+            traceback.print_exc(file=f)
+        raise click.ClickException(f"{explain(f'{type(e).__name__}: {e}', env.data_root)} (full log: {log_path})")
     elapsed = time.monotonic() - started
     warehouse = env.warehouse
     if warehouse.exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
 
 # -- dbt's input: schema `raw` of the build database --------------------------------------------
 
+class BuildDatabaseLocked(RuntimeError):
+    """Someone holds the private build database open; dbt cannot write it."""
+
+
 def _view_sql(con, path: Path, schema) -> str:
     """A view over the table's current Parquet files, or an empty relation of its columns."""
     from . import lake
@@ -82,7 +87,16 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
     from .ingest.audit import AUDIT_TABLES, raw_schema
 
     build_db.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(build_db))
+    try:
+        con = duckdb.connect(str(build_db))
+    except duckdb.IOException as e:
+        if "lock" not in str(e).lower():
+            raise
+        holder = re.search(r"PID (\d+)", str(e))
+        raise BuildDatabaseLocked(
+            f"The build database {build_db} is open in another process"
+            + (f" (PID {holder.group(1)})" if holder else "")
+            + ": close it and rerun (analysts read warehouse.duckdb, which never blocks a refresh).") from None
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS raw")
         for c in contracts.ENTITIES.values():

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -132,6 +134,40 @@ def recent_batches(path: Path, commits: int = 50) -> set[str]:
     return {c[BATCH_KEY] for c in dt.history(commits) if BATCH_KEY in c}
 
 
+def row_count(path: Path) -> int:
+    """Rows in the table's current version, from the Delta log's file statistics (no data read)."""
+    dt = table(path)
+    if dt is None:
+        return 0
+    actions = dt.get_add_actions(flatten=True)
+    counts = pa.table(actions).column("num_records") if actions.num_rows else None
+    return int(pa.compute.sum(counts).as_py() or 0) if counts is not None else 0
+
+
+@dataclass(frozen=True)
+class Restricted:
+    """A table only its owner (or one named group) may read: personal data."""
+
+    group: str | None = None
+
+    def apply(self, path: Path) -> None:
+        import grp
+        import os
+
+        gid = grp.getgrnam(self.group).gr_gid if self.group else -1
+        dirs, files = (0o750, 0o640) if self.group else (0o700, 0o600)
+        for root, subdirs, names in os.walk(path):
+            for name, mode in [(root, dirs)] + [(os.path.join(root, f), files) for f in names]:
+                if gid != -1:
+                    os.chown(name, -1, gid)
+                os.chmod(name, mode)
+
+    def prepare(self, path: Path) -> None:
+        """Create the table's folder closed before the first file lands in it."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.apply(path)
+
+
 def delete(path: Path, predicate: str) -> None:
     dt = table(path)
     if dt is not None:
@@ -151,6 +187,7 @@ def write(
     cursor: dict | None = None,
     fingerprint: str | None = None,
     predicate: str | None = None,
+    restricted: Restricted | None = None,
 ) -> int:
     """Write one commit; overwrite keeps earlier versions (time travel = extraction history)."""
     meta = {BATCH_KEY: batch_id}
@@ -159,6 +196,8 @@ def write(
     if fingerprint is not None:
         meta[FINGERPRINT_KEY] = fingerprint
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if restricted is not None:
+        restricted.prepare(path)
     kwargs = {}
     if mode == "overwrite" and predicate is None:
         kwargs["schema_mode"] = "overwrite"
@@ -172,4 +211,6 @@ def write(
         commit_properties=CommitProperties(custom_metadata=meta),
         **kwargs,
     )
+    if restricted is not None:
+        restricted.apply(path)
     return DeltaTable(str(path)).version()

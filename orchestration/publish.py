@@ -88,6 +88,19 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     for stale in warehouse.parent.glob(f".{warehouse.name}.next-*"):
         stale.unlink(missing_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
+    try:
+        counts = _build_next(nxt, build_db, lake_dir, descriptions, now, memory_limit)
+    except BaseException:
+        nxt.unlink(missing_ok=True)  # a failed publish (a full disk) leaves nothing behind
+        raise
+    nxt.chmod(0o644)
+    checkpoint("publish-rename")
+    os.replace(nxt, warehouse)
+    mirror(warehouse, lake_dir, [k.split(".") for k in counts])
+    return {"tables": counts, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _build_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, memory_limit) -> dict[str, int]:
     con = lake.duck(nxt, memory_limit=memory_limit)
     counts = {}
     try:
@@ -107,11 +120,7 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    nxt.chmod(0o644)
-    checkpoint("publish-rename")
-    os.replace(nxt, warehouse)
-    mirror(warehouse, lake_dir, [k.split(".") for k in counts])
-    return {"tables": counts, "seconds": round(time.monotonic() - started, 3)}
+    return counts
 
 
 def mirror(warehouse: Path, lake_dir: Path, tables) -> None:

@@ -16,7 +16,6 @@ from pydantic import field_validator
 
 from .lake import validated_limit
 
-DEMO_PII_SALT = "digital-thread-demo-salt"
 DEFAULT_DBT_THREADS = 2
 
 DAGSTER_YAML = """\
@@ -45,7 +44,8 @@ class ThreadSettings(dg.ConfigurableResource):
     sources_dir: str
     data_dir: str
     mes_database_url: str = ""
-    pii_salt: str = DEMO_PII_SALT
+    # Empty: a secret salt generated once and kept owner-only in <data>/secrets/pii_salt.
+    pii_salt: str = ""
     # 1 = a twin partition per serial number. Past ~100,000 units (Dagster's guidance for
     # partitions per asset), group units into shards of 10, 100, ... consecutive serials.
     twin_units_per_partition: int = 1
@@ -53,6 +53,13 @@ class ThreadSettings(dg.ConfigurableResource):
     duckdb_memory_limit: str | None = None
     # None: THREAD_DBT_THREADS, else 2 (dbt models built at once; 1 when memory is the limit).
     dbt_threads: int | None = None
+    # None: THREAD_SNAPSHOT_SHRINK_LIMIT, else 0.5 (a snapshot below half the last one is refused).
+    snapshot_shrink_limit: float | None = None
+    # None: THREAD_ALLOW_EMPTY_SNAPSHOTS, comma-separated `system.entity` names (or `*`) whose
+    # snapshot may be empty although it had rows.
+    allow_empty_snapshots: str | None = None
+    # None: THREAD_RESTRICTED_GROUP; tables with personal data are owner-only, or for this group.
+    restricted_group: str | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -68,6 +75,46 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def threads(self) -> int:
         return int(self.dbt_threads or os.environ.get("THREAD_DBT_THREADS") or DEFAULT_DBT_THREADS)
+
+    def guards(self):
+        """What an extraction refuses besides broken rows, and how it protects personal data."""
+        from .ingest.landing import Guards
+
+        limit = self.snapshot_shrink_limit
+        if limit is None:
+            limit = float(os.environ.get("THREAD_SNAPSHOT_SHRINK_LIMIT") or 0.5)
+        allowed = self.allow_empty_snapshots
+        if allowed is None:
+            allowed = os.environ.get("THREAD_ALLOW_EMPTY_SNAPSHOTS") or ""
+        group = self.restricted_group or os.environ.get("THREAD_RESTRICTED_GROUP") or None
+        return Guards(shrink_limit=limit, allow_empty=frozenset(n.strip() for n in allowed.split(",") if n.strip()),
+                      restricted_group=group)
+
+    # -- the masking salt -------------------------------------------------------------------------
+
+    @property
+    def generated_salt_file(self) -> Path:
+        return self.data_root / "secrets" / "pii_salt"
+
+    @property
+    def salt_is_generated(self) -> bool:
+        return not self.pii_salt
+
+    def salt(self) -> str:
+        """THREAD_PII_SALT; without it, a random secret kept owner-only beside the data (never in
+        the lake, the warehouse or a log), so that nobody can recompute the masks from a known salt."""
+        if self.pii_salt:
+            return self.pii_salt
+        path = self.generated_salt_file
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
     # -- sources ------------------------------------------------------------------------------------
 
@@ -149,7 +196,7 @@ class ThreadSettings(dg.ConfigurableResource):
         units = os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION")
         return cls(sources_dir=str(sources), data_dir=str(data),
                    mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
-                   pii_salt=os.environ.get("THREAD_PII_SALT") or DEMO_PII_SALT,
+                   pii_salt=os.environ.get("THREAD_PII_SALT") or "",
                    twin_units_per_partition=int(units) if units else 1)
 
     def export_env(self) -> None:

@@ -94,7 +94,8 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
         now = datetime.now(timezone.utc)
         batch = new_batch_id(c, now, context.run_id)
         try:
-            report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now)
+            report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
+                                    guards=thread.guards())
         except ExportBreach as breach:
             _audited(context, c, batch, "failed")
             raise dg.Failure(

@@ -10,7 +10,7 @@ import json
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from ..dbt_project import DBT_EXECUTABLE, PROJECT, prepare_build_db
+from ..dbt_project import DBT_EXECUTABLE, PROJECT, BuildDatabaseLocked, prepare_build_db
 from ..faults import checkpoint
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -24,7 +24,13 @@ def dbt_resource() -> DbtCliResource:
 @dbt_assets(manifest=PROJECT.manifest_path, project=PROJECT, name="thread_dbt")
 def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: WriterLock):
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
-    prepare_build_db(thread.build_db, thread.lake_dir, thread.pii_salt)
+    if thread.salt_is_generated:
+        context.log.warning(f"THREAD_PII_SALT is not set: customers are masked with a generated secret salt kept in "
+                            f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
+    try:
+        prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
+    except BuildDatabaseLocked as e:
+        raise dg.Failure(str(e), allow_retries=False) from None
     for key in AUDIT_WRITTEN_BY_DBT_STEP:
         context.log_event(dg.AssetMaterialization(asset_key=key, metadata={"build_db": str(thread.build_db)}))
     args = [

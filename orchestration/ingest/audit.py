@@ -8,6 +8,7 @@ carries its batch, extraction time, source and row in that source.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def raw_schema(c: EntityContract, extra: list[str] = ()) -> pa.Schema:
     fields = [pa.field(n, KINDS[k].arrow) for n, k in c.columns.items()]
     fields += [pa.field(n, pa.string()) for n in extra]
     return pa.schema(fields + META_FIELDS)
+
+
+def masked(findings_rows: pd.DataFrame, c: EntityContract) -> pd.DataFrame:
+    """Findings with the entity's personal data replaced by *** in their records: findings are read
+    by whoever reads the thread; the clear record stays in the restricted quarantine only."""
+    if not c.personal_data or not len(findings_rows):
+        return findings_rows
+
+    def mask(record: str | None) -> str | None:
+        try:
+            obj = json.loads(record) if record else None
+        except ValueError:
+            return "***"  # an unreadable line of a personal-data export: not shown at all
+        if not isinstance(obj, dict):
+            return record
+        return json.dumps({k: ("***" if k in c.personal_data and v is not None else v) for k, v in obj.items()})
+
+    return findings_rows.assign(record=findings_rows["record"].map(mask))
 
 
 def log_extraction(lake_dir: Path, c: EntityContract, batch_id: str, now: datetime, status: str, *,

@@ -36,6 +36,23 @@ BROKEN_SHARE = 0.5
 BROKEN_MIN = 10
 
 
+@dataclass(frozen=True)
+class Guards:
+    """What an extraction refuses besides broken rows (from the settings).
+
+    A snapshot with fewer than `shrink_limit` of the rows the last one had is refused (a file cut
+    short, a half-rewritten export, an emptied table); an empty snapshot of an entity that had rows
+    is refused unless its name (`plm.ecos`) or `*` is in `allow_empty`. Tables holding personal
+    data are created owner-only, or for `restricted_group`."""
+
+    shrink_limit: float = 0.5
+    allow_empty: frozenset[str] = frozenset()
+    restricted_group: str | None = None
+
+    def may_be_empty(self, c: EntityContract) -> bool:
+        return "*" in self.allow_empty or c.name in self.allow_empty
+
+
 @dataclass(kw_only=True)
 class ExtractionReport:
     system: str
@@ -81,7 +98,10 @@ class Spill:
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0 and self.files:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only: parked rows of a personal-data export are as restricted as its raw table.
+        self.dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.parent.chmod(0o700)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
         path = self.dir / f"part-{len(self.files):05d}.parquet"
         pq.write_table(table, path)
         self.files.append(path)
@@ -165,25 +185,51 @@ def _refuse_broken(c: EntityContract, location: str, rejected: pd.DataFrame, tot
 class _Landing:
     """One extraction of one entity: what has been read, kept, held back and found so far."""
 
-    def __init__(self, c: EntityContract, reader: Reader, lake_dir: Path, batch_id: str, now: datetime):
+    def __init__(self, c: EntityContract, reader: Reader, lake_dir: Path, batch_id: str, now: datetime,
+                 guards: Guards):
         self.c, self.reader, self.lake_dir, self.batch_id, self.now = c, reader, Path(lake_dir), batch_id, now
+        self.guards = guards
         self.raw = lake.raw_table(lake_dir, c.system, c.entity)
+        self.quarantine = lake.quarantine_table(lake_dir, c.system, c.entity)
         self.spill = Spill(lake_dir, batch_id)
+        if c.mode == "events":
+            reader.known = self.known_keys
         self.rejected: list[pd.DataFrame] = []
         self.warnings: list[pd.DataFrame] = []
         self.held: list[tuple[pd.DataFrame, pd.Series]] = []
         self.input_rows = self.already = 0
 
+    def known_keys(self) -> set[str]:
+        """Keys of this event entity the lake holds: landed, or quarantined (never read twice)."""
+        known: set[str] = set()
+        if len(self.c.key) == 1:
+            landed = lake.read(self.raw, columns=list(self.c.key))
+            if landed is not None:
+                known |= set(landed.column(0).cast("string").to_pylist())
+        held = lake.read(self.quarantine, columns=["record_key"])
+        if held is not None:
+            known |= {k for k in held.column(0).to_pylist() if k}
+        return known
+
     def keep(self, enf: Enforcement, location: str) -> None:
         """Park a checked chunk's accepted rows (minus events already landed), collect its findings."""
-        acc = enf.accepted
+        acc, rejected = enf.accepted, enf.rejected
         acc["_source"] = location
         if self.c.mode == "events":
             acc, dup = _drop_loaded(acc, self.c, self.raw)
-            self.already += dup
+            rejected, held = self.not_yet_quarantined(rejected)
+            self.already += dup + held
         self.spill.add(_to_arrow(acc, self.c, self.batch_id, self.now))
-        self.rejected.append(enf.rejected.assign(source=location))
+        self.rejected.append(rejected.assign(source=location))
         self.warnings.append(enf.warnings.assign(source=location))
+
+    def not_yet_quarantined(self, rejected: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        """Event rows read again (a rewritten export) that are already in quarantine: not twice."""
+        if not len(rejected) or not lake.exists(self.quarantine):
+            return rejected, 0
+        held = lake.read(self.quarantine, columns=["record"]).column(0).to_pylist()
+        again = rejected["record"].isin(set(held)).to_numpy()
+        return rejected[~again], int(again.sum())
 
     def report(self, *, changed: bool, version: int | None, accepted: int | None = None) -> ExtractionReport:
         rejected, warnings = _frames(self.rejected), _frames(self.warnings)
@@ -192,6 +238,11 @@ class _Landing:
             input_rows=self.input_rows, accepted_rows=self.spill.rows if accepted is None else accepted,
             quarantined_rows=len(rejected), warning_rows=len(warnings), already_loaded_rows=self.already,
             changed=changed, raw_version=version, raw_path=str(self.raw), rejected=rejected, warnings=warnings)
+
+    @property
+    def restricted(self) -> lake.Restricted | None:
+        """Tables with personal data are readable by their owner (or one group) only."""
+        return lake.Restricted(self.guards.restricted_group) if self.c.personal_data else None
 
     def unchanged(self) -> bool:
         return self.c.mode == "snapshot" and self.reader.fingerprint is not None and (
@@ -203,7 +254,11 @@ class _Landing:
         keys = list(c.key)
         for chunk in reader.chunks():
             self.input_rows += chunk.input_rows
-            self.rejected.append(chunk.unreadable.assign(source=chunk.location))
+            unreadable = chunk.unreadable
+            if c.mode == "events":
+                unreadable, held = self.not_yet_quarantined(unreadable)
+                self.already += held
+            self.rejected.append(unreadable.assign(source=chunk.location))
             if dup_keys is None and self.unchanged():
                 # The whole export in one chunk, identical to what is landed: nothing to check.
                 return self.report(changed=False, version=lake.table(self.raw).version(), accepted=len(chunk.frame))
@@ -224,7 +279,23 @@ class _Landing:
         if self.unchanged():
             return self.report(changed=False, version=lake.table(self.raw).version())
         _refuse_broken(c, reader.location, _frames(self.rejected), self.input_rows)
+        if c.mode == "snapshot":
+            self.refuse_implausible_shrinkage()
         return self.land()
+
+    def refuse_implausible_shrinkage(self) -> None:
+        before, now = lake.row_count(self.raw), self.spill.rows
+        if not before or now >= self.guards.shrink_limit * before:
+            return
+        if now == 0 and self.guards.may_be_empty(self.c):
+            return
+        c = self.c
+        what = ("is empty" if now == 0 else f"holds {now:,} rows") + f" where the last snapshot had {before:,}"
+        hint = (f"if it really is empty now, allow it: THREAD_ALLOW_EMPTY_SNAPSHOTS={c.name}" if now == 0 else
+                f"a snapshot may not shrink below {self.guards.shrink_limit:.0%} of the last one "
+                "(THREAD_SNAPSHOT_SHRINK_LIMIT)")
+        raise ExportBreach(c.system, c.entity, self.reader.location,
+                           f"{what}: cut short or half written? Nothing was loaded, the last good data stays; {hint}")
 
     def land(self) -> ExtractionReport:
         """Findings, quarantine, then the raw commit. Quarantine first: if the raw commit then
@@ -232,33 +303,45 @@ class _Landing:
         advance the cursor past rows never quarantined."""
         c, reader = self.c, self.reader
         rejected, warnings = _frames(self.rejected), _frames(self.warnings)
-        found = audit.findings(rejected, warnings, reader.location, c, self.batch_id, self.now)
+        # Findings are read by analysts: personal data appears only in the restricted quarantine.
+        found = audit.findings(audit.masked(rejected, c), audit.masked(warnings, c), reader.location, c,
+                               self.batch_id, self.now)
         if found.num_rows:
             lake.write(lake.audit_table(self.lake_dir, "contract_findings"), found, "append", batch_id=self.batch_id)
         if len(rejected):
-            q = found.filter(pc.field("is_rejected")).drop_columns(["system", "entity", "mode", "is_rejected"])
-            lake.write(lake.quarantine_table(self.lake_dir, c.system, c.entity), q, "append", batch_id=self.batch_id)
+            q = audit.findings(rejected, rejected.iloc[:0], reader.location, c, self.batch_id, self.now)
+            q = q.drop_columns(["system", "entity", "mode", "is_rejected"])
+            lake.write(self.quarantine, q, "append", batch_id=self.batch_id, restricted=self.restricted)
         if c.mode == "events" and not self.spill.rows and lake.exists(self.raw) and (
                 reader.cursor == lake.cursor(self.raw)):
             # Nothing new since the last extraction: no empty commit, nothing downstream to refresh.
             return self.report(changed=False, version=lake.table(self.raw).version())
         checkpoint(f"raw-commit:{c.system}/{c.entity}")
         version = lake.write(self.raw, self.spill.reader(), "overwrite" if c.mode == "snapshot" else "append",
-                             batch_id=self.batch_id, cursor=reader.cursor, fingerprint=reader.fingerprint)
+                             batch_id=self.batch_id, cursor=reader.cursor, fingerprint=reader.fingerprint,
+                             restricted=self.restricted)
         return self.report(changed=c.mode == "snapshot" or self.spill.rows > 0, version=version)
 
 
 def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id: str,
-                   now: datetime | None = None) -> ExtractionReport:
-    """Extract one entity; on a whole-export breach record it and re-raise (nothing landed)."""
+                   now: datetime | None = None, guards: Guards = Guards()) -> ExtractionReport:
+    """Extract one entity; on a whole-export breach record it and re-raise (nothing landed).
+
+    Any failure to read the export (not only a contract breach) is recorded as a failed
+    extraction with a message naming system, entity and file, and raised as a breach."""
     now = now or datetime.now(timezone.utc)
     lake_dir = Path(lake_dir)
     try:
         discard_crashed_batches(c, lake_dir)
         cursor = lake.cursor(lake.raw_table(lake_dir, c.system, c.entity)) if c.mode == "events" else None
-        landing = _Landing(c, open_reader(c, src, cursor), lake_dir, batch_id, now)
+        landing = _Landing(c, open_reader(c, src, cursor), lake_dir, batch_id, now, guards)
         try:
             report = landing.run()
+        except (ExportBreach, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 - a reader's surprise must still be recorded as a breach
+            raise ExportBreach(c.system, c.entity, landing.reader.location,
+                               f"could not be read: {type(e).__name__}: {str(e)[:300]}") from e
         finally:
             landing.spill.close()
     except ExportBreach as breach:

@@ -19,9 +19,6 @@ from .readers import Chunk, Reader, Sources
 
 # Tables larger than this are read, checked and landed chunk by chunk (memory stays bounded).
 CHUNK_ROWS = 500_000
-# Event sources can deliver late rows with an earlier timestamp; re-read this much below the
-# high-water mark and drop what is already loaded by key.
-EVENT_OVERLAP = pd.Timedelta(days=1)
 
 
 def redact(url: str) -> str:
@@ -114,15 +111,14 @@ def table_fingerprints(entities: Iterable[EntityContract], url: str) -> dict[str
 # -- reading tables ------------------------------------------------------------------------------
 
 class TableReader(Reader):
-    """A table of the MES database. Snapshots are fingerprinted by their content; events are read
-    from a day below the high-water mark of their event time on. Big snapshots come in chunks."""
+    """A table of the MES database. Snapshots are fingerprinted by their content (big ones come in
+    chunks); of an event table, the rows whose key the lake has not seen are read."""
 
     def __init__(self, c: EntityContract, src: Sources, cursor: dict | None):
         super().__init__(c, src)
         self.start_cursor = cursor
         self.location = f"{redact(src.mes_url)} table {c.location}"
         self.chunked = c.mode == "snapshot" and (table_rows(src.mes_url, c.location) or 0) > CHUNK_ROWS
-        self._dup_keys: set[tuple] | None = None
 
     def _breach(self, problem: str, column: str | None = None) -> ExportBreach:
         return ExportBreach(self.c.system, self.c.entity, self.location, problem, column=column)
@@ -180,19 +176,20 @@ class TableReader(Reader):
     def _whole(self) -> Iterator[Chunk]:
         import sqlalchemy as sa
 
-        c, cursor = self.c, self.start_cursor
+        c = self.c
         eng = None
         try:
             eng = engine(self.src.mes_url)
             with eng.connect() as conn:
                 if not sa.inspect(conn).has_table(c.location):
                     raise self._breach("table missing")
-                query, params = f"SELECT * FROM {quote(eng, c.location)}", {}
-                if c.mode == "events" and cursor and cursor.get("hwm"):
-                    since = (pd.Timestamp(cursor["hwm"]) - EVENT_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    query += f" WHERE {quote(eng, c.event_time)} >= :since"
-                    params["since"] = since
-                frame = pd.read_sql_query(sa.text(query), conn, params=params, dtype_backend="numpy_nullable")
+                if c.mode == "events" and self.known is not None and len(c.key) == 1:
+                    frame, rows = self._new_events(eng, conn)
+                else:
+                    frame = pd.read_sql_query(sa.text(f"SELECT * FROM {quote(eng, c.location)}"), conn,
+                                              dtype_backend="numpy_nullable")
+                    rows = pd.Series(range(1, len(frame) + 1), dtype="int64")
+                    self.cursor = {"rows": len(frame)}
         except ExportBreach:
             raise
         except sa.exc.SQLAlchemyError as e:
@@ -202,19 +199,30 @@ class TableReader(Reader):
                 eng.dispose()
         frame = frame.astype({col: "object" for col in frame.columns if str(frame[col].dtype) in ("string", "str")})
         if c.mode == "snapshot":
+            self.cursor = None
             self.fingerprint = str(int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum())
                                    & (2**63 - 1)) + f"-{len(frame)}"
-        else:
-            self.cursor = self._next_cursor(frame)
-        yield Chunk(frame, pd.Series(range(1, len(frame) + 1), dtype="int64"), self.location)
+        yield Chunk(frame, rows, self.location)
 
-    def _next_cursor(self, frame: pd.DataFrame) -> dict:
-        c, cursor = self.c, self.start_cursor
-        if len(frame) and c.event_time in frame:
-            ts = pd.to_datetime(frame[c.event_time].astype("object"), utc=True, errors="coerce", format="ISO8601")
-        else:
-            ts = pd.Series([], dtype="datetime64[ns, UTC]")
-        hwm = ts.max() if len(ts) and ts.notna().any() else None
-        old = pd.Timestamp(cursor["hwm"]) if cursor and cursor.get("hwm") else None
-        best = max([t for t in (hwm, old) if t is not None], default=None)
-        return {"hwm": best.strftime("%Y-%m-%dT%H:%M:%SZ") if best is not None else None}
+    def _new_events(self, eng, conn) -> tuple[pd.DataFrame, pd.Series]:
+        """The event rows whose key is neither landed nor quarantined yet, whatever their time:
+        an event that arrives late, out of order or dated in the future is read exactly once."""
+        import sqlalchemy as sa
+
+        c = self.c
+        table, key = quote(eng, c.location), c.key[0]
+        keys = pd.read_sql_query(sa.text(f"SELECT {quote(eng, key)} FROM {table}"), conn)[key].astype(str)
+        self.cursor = {"rows": len(keys)}
+        position = pd.Series(range(1, len(keys) + 1), index=keys.to_numpy())
+        new = keys[~keys.isin(self.known())].unique().tolist()
+        query = sa.text(f"SELECT * FROM {table} WHERE {quote(eng, key)} IN :keys").bindparams(
+            sa.bindparam("keys", expanding=True))
+        parts = [pd.read_sql_query(query, conn, params={"keys": new[i:i + 500]}, dtype_backend="numpy_nullable")
+                 for i in range(0, len(new), 500)]
+        if not parts:
+            parts = [pd.read_sql_query(sa.text(f"SELECT * FROM {table} WHERE 1 = 0"), conn)]
+        frame = pd.concat(parts, ignore_index=True)
+        # Where each row sits in the table's key listing (a duplicated key: its first place).
+        first = position[~position.index.duplicated()]
+        rows = pd.Series(first.reindex(frame[key].astype(str)).fillna(0).astype("int64").to_numpy(), dtype="int64")
+        return frame, rows

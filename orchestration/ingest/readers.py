@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +61,10 @@ class Reader:
     location: str
     fingerprint: str | None = None
     cursor: dict | None = None
+    # Event readers that can ask: the keys (as text) the lake already holds, landed or quarantined.
+    known: Callable[[], set[str]] | None = None
+    # True when an event export was rewritten since the cursor and is read again from the start.
+    rewritten: bool = False
 
     def __init__(self, c: EntityContract, src: Sources):
         self.c, self.src = c, src
@@ -93,12 +97,45 @@ def _export_file(c: EntityContract, root: Path) -> Path:
     return path
 
 
+def _signature(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def unchanged_while_read(c: EntityContract, location: str, path: Path, before: tuple[int, int, int]) -> None:
+    """A snapshot rewritten while it was read would be published as a part of itself: refuse it
+    (nothing is loaded; the next extraction, which the change itself triggers, reads it again)."""
+    after = _signature(path)
+    if after != before:
+        raise ExportBreach(c.system, c.entity, location, f"the file changed while it was being read ({before[1]:,} "
+                           f"bytes, then {after[1]:,}); nothing was loaded, the next extraction reads it again")
+
+
 # -- text lines ----------------------------------------------------------------------------------
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
 
 def _decode(data: bytes) -> str:
     """Text of an export; bytes that are not UTF-8 are kept (as surrogates) to be reported."""
     text = data.decode("utf-8", errors="surrogateescape")
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def _decode_file(c: EntityContract, data: bytes) -> str:
+    """A whole text export: UTF-8 (a BOM allowed), or UTF-16 when its byte-order mark declares it;
+    anything else with NUL bytes is not text this interface can carry."""
+    if data.startswith(UTF16_BOMS):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise ExportBreach(c.system, c.entity, c.location, f"declares UTF-16 (byte-order mark) but is not "
+                               f"valid UTF-16 at byte {e.start}") from None
+    if data.count(b"\x00") > len(data) // 10:
+        # A stray NUL is one broken line (quarantined by the reader); this many is another encoding.
+        raise ExportBreach(c.system, c.entity, c.location, "is mostly NUL bytes: not UTF-8 text (UTF-16 without a "
+                           "byte-order mark?); export it as UTF-8")
+    return _decode(data)
 
 
 def _bad_utf8(value: str) -> bool:
@@ -122,17 +159,28 @@ class CsvReader(Reader):
     def chunks(self) -> Iterator[Chunk]:
         c = self.c
         path = _export_file(c, self.src.root)
+        before = _signature(path)
         try:
             data = path.read_bytes()
         except OSError as e:
             raise ExportBreach(c.system, c.entity, c.location, f"file unreadable: {e}") from e
+        unchanged_while_read(c, c.location, path, before)
         if not data.strip():
             raise ExportBreach(c.system, c.entity, c.location, "file is empty: not even a header line")
-        reader = csv.reader(io.StringIO(_decode(data), newline=""))
+        reader = csv.reader(io.StringIO(_decode_file(c, data), newline=""))
         header = [h.strip() for h in next(reader)]
         records, lines, rejects = [], [], []
         start = reader.line_num + 1
-        for values in reader:
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                # The csv module recovers at the next line: this one is quarantined, not the file.
+                rejects.append(_reject(start, "csv syntax", f"line {start} is not valid CSV ({e})", ""))
+                start = reader.line_num + 1
+                continue
             line = start
             start = reader.line_num + 1
             if not values or all(v == "" for v in values):
@@ -165,14 +213,21 @@ class JsonlReader(Reader):
     def __init__(self, c: EntityContract, src: Sources, cursor: dict | None):
         super().__init__(c, src)
         self.start_cursor = cursor
+        self.rewritten = False
         self.chunk_lines = JSONL_CHUNK_LINES if self.unread_bytes() > JSONL_CHUNK_BYTES else None
 
     def _start(self, path: Path) -> tuple[int, int]:
-        """Where to start reading: after the cursor for a file that only grows, else the beginning."""
+        """Where to start reading: after the cursor for a file that only grew since, else from the
+        beginning (a snapshot, or an event file rewritten since: the landing loop then drops what
+        is already loaded by key)."""
         cursor = self.start_cursor
-        if self.c.mode == "events" and cursor and path.stat().st_size >= cursor.get("offset", 0):
-            return cursor.get("offset", 0), cursor.get("line", 0) + 1
-        return 0, 1
+        if self.c.mode != "events" or not cursor:
+            return 0, 1
+        offset = cursor.get("offset", 0)
+        if path.stat().st_size < offset or cursor.get("prefix", _prefix_hash(path, offset)) != _prefix_hash(path, offset):
+            self.rewritten = True
+            return 0, 1
+        return offset, cursor.get("line", 0) + 1
 
     def unread_bytes(self) -> int:
         path = Path(self.src.root) / self.c.location
@@ -200,13 +255,18 @@ class JsonlReader(Reader):
         c = self.c
         path = _export_file(c, self.src.root)
         offset, first_line = self._start(path)
+        before = _signature(path)
+        with path.open("rb") as f:
+            if f.read(2).startswith(UTF16_BOMS):
+                raise ExportBreach(c.system, c.entity, c.location, "is UTF-16: JSON Lines are UTF-8 text; export it "
+                                   "as UTF-8")
         digest = hashlib.sha256()
         consumed, n = 0, first_line - 1
         records, lines, rejects = [], [], []
         with path.open("rb") as f:
             f.seek(offset)
             for raw in f:
-                if c.mode == "events" and not raw.endswith(b"\n"):
+                if c.mode == "events" and not raw.endswith(b"\n") and not _complete_json(raw):
                     break  # a line still being written is left for the next extraction
                 consumed += len(raw)
                 digest.update(raw)
@@ -223,6 +283,10 @@ class JsonlReader(Reader):
                 except json.JSONDecodeError as e:
                     rejects.append(_reject(n, "valid json", f"line {n} is not valid JSON ({e.msg})", shown))
                     continue
+                except RecursionError:
+                    rejects.append(_reject(n, "valid json", f"line {n} is not valid JSON (nested too deeply)",
+                                           shown[:1000]))
+                    continue
                 if not isinstance(obj, dict):
                     rejects.append(_reject(n, "json object", f"line {n} is not a JSON object", shown))
                     continue
@@ -232,9 +296,11 @@ class JsonlReader(Reader):
                     yield self._chunk(records, lines, rejects)
                     records, lines, rejects = [], [], []
         if c.mode == "snapshot":
+            unchanged_while_read(c, c.location, path, before)
             self.fingerprint = digest.hexdigest()
         else:
-            self.cursor = {"offset": offset + consumed, "line": n}
+            end = offset + consumed
+            self.cursor = {"offset": end, "line": n, "prefix": _prefix_hash(path, end)}
         yield self._chunk(records, lines, rejects)
 
     def _chunk(self, records, lines, rejects) -> Chunk:
@@ -246,6 +312,29 @@ class JsonlReader(Reader):
             if col not in frame.columns and (not records or c.nullable(col)):
                 frame[col] = pd.Series([None] * len(frame), dtype="object")
         return Chunk(frame, pd.Series(lines, dtype="int64"), c.location, pd.DataFrame(rejects, columns=REJECT_COLUMNS))
+
+
+def _complete_json(raw: bytes) -> bool:
+    """A last line without its newline is still a record once it parses (JSON Lines allows it);
+    one that does not parse is still being written."""
+    try:
+        return isinstance(json.loads(raw), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+PREFIX_BYTES = 64 * 1024
+
+
+def _prefix_hash(path: Path, offset: int) -> str:
+    """What the part already read looks like: its first and last 64 KiB. An event file that only
+    grows keeps it; one rewritten or with a line inserted before the offset does not."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        digest.update(f.read(min(offset, PREFIX_BYTES)))
+        f.seek(max(0, offset - PREFIX_BYTES))
+        digest.update(f.read(min(offset, PREFIX_BYTES)))
+    return digest.hexdigest()
 
 
 # -- Parquet files -------------------------------------------------------------------------------
@@ -278,10 +367,12 @@ class ParquetReader(Reader):
     def read_file(self, path: Path) -> Chunk:
         c, root = self.c, self.src.root
         location = str(path.relative_to(root))
+        before = _signature(path)
         try:
             tbl = pq.read_table(path)
         except Exception as e:  # noqa: BLE001 - any reader failure means the file is unreadable
             raise ExportBreach(c.system, c.entity, location, f"file unreadable as Parquet: {e}") from e
+        unchanged_while_read(c, location, path, before)
         for name, kind in c.columns.items():
             if name in tbl.column_names and not KINDS[kind].parquet_accepts(tbl.schema.field(name).type):
                 raise ExportBreach(c.system, c.entity, location, f"column has the wrong type: "
