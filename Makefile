@@ -7,7 +7,7 @@ PORT   ?= 3000
 SCALE  ?= S
 BENCH_ARGS ?=
 
-.PHONY: setup demo test serve docs bench lock clean bench-rul
+.PHONY: setup demo test serve docs bench lock clean bench-rul bench-quarantine
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ docs: setup
 
 bench: setup
 	$(BIN)/python -m bench --scale $(SCALE) $(BENCH_ARGS)
+
+bench-quarantine: setup  # quarantining 1,000,000 rejected rows
+	$(BIN)/python -m bench --quarantine
 
 bench-rul: setup  # the remaining-useful-life model on NASA C-MAPSS FD001, through the pipeline
 	$(BIN)/python -m bench --rul

@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", choices=["S", "M", "L"], default="S", help="1k, 10k or 100k units (default S)")
     parser.add_argument("--rul", action="store_true",
                         help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
+    parser.add_argument("--quarantine", action="store_true",
+                        help="quarantining 1,000,000 rejected rows instead (results/quarantine.json)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")
@@ -23,9 +25,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from orchestration.dbt_project import prepare
 
-    from .harness import run, run_rul, write
+    from .harness import run, run_quarantine, run_rul, write
 
     prepare()
+    if args.quarantine:
+        print(f"wrote {run_quarantine(HERE)}")
+        return
     if args.rul:
         print(f"wrote {run_rul(args.cache / 'run-rul', HERE)}")
         return

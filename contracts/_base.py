@@ -309,7 +309,7 @@ def _texts(s: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         f = s.astype("float64")
         out = pd.Series(None, index=s.index, dtype=object)
-        integral = f.notna() & (f == np.floor(f))
+        integral = np.isfinite(f) & (f == np.floor(f))
         out[integral] = f[integral].astype("int64").astype(str)
         other = f.notna() & ~integral
         out[other] = f[other].astype(str)

@@ -102,6 +102,29 @@ def _signature(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
+# A snapshot file modified less than this long ago may still be being written: wait until it has
+# been quiet this long (at most WRITE_WAIT_S) before reading it.
+QUIET_S = 1.0
+WRITE_WAIT_S = 30.0
+
+
+def quiet(c: EntityContract, location: str, path: Path) -> tuple[int, int, int]:
+    """Wait until nobody has written the file for QUIET_S; its signature then. A writer that is
+    still at it after WRITE_WAIT_S makes the export a breach for now (read again next time)."""
+    import time
+
+    deadline = time.monotonic() + WRITE_WAIT_S
+    while True:
+        sig = _signature(path)
+        idle = time.time() - sig[2] / 1e9
+        if idle >= QUIET_S:
+            return sig
+        if time.monotonic() > deadline:
+            raise ExportBreach(c.system, c.entity, location, f"is still being written ({WRITE_WAIT_S:.0f} s without "
+                               f"a pause of {QUIET_S:g} s); nothing was loaded, the next extraction reads it again")
+        time.sleep(min(QUIET_S - idle, 0.5) + 0.01)
+
+
 def unchanged_while_read(c: EntityContract, location: str, path: Path, before: tuple[int, int, int]) -> None:
     """A snapshot rewritten while it was read would be published as a part of itself: refuse it
     (nothing is loaded; the next extraction, which the change itself triggers, reads it again)."""
@@ -159,7 +182,7 @@ class CsvReader(Reader):
     def chunks(self) -> Iterator[Chunk]:
         c = self.c
         path = _export_file(c, self.src.root)
-        before = _signature(path)
+        before = quiet(c, c.location, path)
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -194,6 +217,11 @@ class CsvReader(Reader):
             if bad:
                 rejects.append(_reject(line, "utf-8", f"line {line}: column {bad[0]} holds bytes that are not UTF-8",
                                        raw))
+                continue
+            nul = [h for h, v in zip(header, values) if "\x00" in v]
+            if nul:
+                rejects.append(_reject(line, "text", f"line {line}: column {nul[0]} holds a NUL byte", raw.replace(
+                    "\x00", "\\0")))
                 continue
             records.append(values)
             lines.append(line)
@@ -255,7 +283,7 @@ class JsonlReader(Reader):
         c = self.c
         path = _export_file(c, self.src.root)
         offset, first_line = self._start(path)
-        before = _signature(path)
+        before = quiet(c, c.location, path) if c.mode == "snapshot" else _signature(path)
         with path.open("rb") as f:
             if f.read(2).startswith(UTF16_BOMS):
                 raise ExportBreach(c.system, c.entity, c.location, "is UTF-16: JSON Lines are UTF-8 text; export it "

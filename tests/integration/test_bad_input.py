@@ -120,6 +120,20 @@ def telemetry_file(name: str, rows: list[dict]):
     return go
 
 
+def csv_keep_lines(rel: str, n: int):
+    """The export cut after its header and n lines (a writer stopped half way)."""
+    def go(src: Path):
+        lines = (src / rel).read_text().splitlines()
+        (src / rel).write_text("\n".join(lines[:1 + n]) + "\n")
+    return go
+
+
+def recode_utf16(rel: str):
+    def go(src: Path):
+        (src / rel).write_bytes((src / rel).read_text(encoding="utf-8").encode("utf-16"))
+    return go
+
+
 def telemetry_value_as_text(src: Path):
     table = pa.table({"serial_number": ["U-001"], "ts": pa.array([0], pa.timestamp("us", tz="UTC")),
                       "sensor": ["vibration_mm_s"], "value": ["high"]})
@@ -226,6 +240,33 @@ CASES = [
          message=("SERVICE customers", "service/customers.jsonl", "outside the sources root")),
     Case("telemetry-symlink-outside-root", "service", "telemetry", telemetry_link_outside,
          message=("SERVICE telemetry", "2026-03-04.parquet", "outside the sources root")),
+    # Snapshots that shrank implausibly are refused; the last good data stays (issue 16).
+    Case("header-only-csv", "plm", "parts", csv_keep_lines("plm/parts.csv", 0),
+         message=("PLM parts", "plm/parts.csv", "is empty where the last snapshot had 4", "THREAD_ALLOW_EMPTY")),
+    Case("header-only-csv-allowed", "plm", "ecos", csv_keep_lines("plm/ecos.csv", 0),
+         env={"THREAD_ALLOW_EMPTY_SNAPSHOTS": "plm.ecos"}, accepted=0),
+    Case("csv-cut-short", "plm", "bom_lines", csv_keep_lines("plm/bom_lines.csv", 1),
+         message=("PLM bom_lines", "holds 1 rows where the last snapshot had 3", "cut short")),
+    Case("empty-jsonl-snapshot", "service", "customers", write_file("service/customers.jsonl", b""),
+         message=("SERVICE customers", "service/customers.jsonl", "is empty where the last snapshot had 1")),
+    Case("emptied-mes-table", "mes", "units", sql("DELETE FROM units"),
+         message=("MES units", "table units", "is empty where the last snapshot had 3")),
+    # Non-finite numbers are broken values wherever a number is expected.
+    Case("telemetry-minus-infinity", "service", "telemetry", telemetry_file("2026-03-02.parquet", [
+        {"serial_number": "U-001", "ts": "2026-03-02T00:00:00Z", "sensor": "vibration_mm_s", "value": float("-inf")},
+        {"serial_number": "U-001", "ts": "2026-03-02T06:00:00Z", "sensor": "vibration_mm_s", "value": 2.0}]),
+         rejected=1, reason=("value", "is not a finite number"), accepted=1),
+    Case("csv-infinite-quantity", "plm", "bom_lines", csv_append("plm/bom_lines.csv", "A-1,A,30,C-1,inf"),
+         rejected=1, reason=("quantity", "'inf' is not a finite number"), accepted=3),
+    # A bad value never crashes extraction: a row is quarantined, or the export refused clearly.
+    Case("deeply-nested-json", "service", "service_events",
+         jsonl_append("service/service_events.jsonl", '{"event_id": "S-9", "notes": ' + "[" * 200_000 + "]" * 200_000
+                      + "}"), rejected=1, reason=("line 3 is not valid JSON", "nested too deeply"), accepted=0),
+    Case("utf16-csv-with-bom", "erp", "item_master", recode_utf16("erp/item_master.csv"), accepted=4),
+    Case("utf16-jsonl", "service", "service_bulletins", recode_utf16("service/service_bulletins.jsonl"),
+         message=("SERVICE service_bulletins", "is UTF-16", "UTF-8")),
+    Case("nul-byte-in-a-csv-line", "plm", "parts", csv_append_bytes("plm/parts.csv", b"C-4,Null\x00part,component,buy,ea,\n"),
+         rejected=1, reason=("line 6",), accepted=4),
 ]
 
 
