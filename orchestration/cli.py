@@ -115,7 +115,7 @@ def build(ctx, full):
 
     started = time.monotonic()
 
-    shown_stages = set()
+    shown_stages, unchanged = set(), set()
     stages = list(STAGES)
     bar = output.progress()
     task = bar.add_task("build", total=len(stages))
@@ -125,14 +125,22 @@ def build(ctx, full):
         if stage not in shown_stages:
             console.print(f"[bold]{stage}[/bold]")
             shown_stages.add(stage)
-        shown = outcomes if stage != "thread" else [o for o in outcomes if not o.ok or "/" not in o.key
-                                                    or o.key.startswith(("audit/", "health/"))]
+        # The audit tables are recorded by each extraction; dbt models are counted, not listed.
+        shown = [o for o in outcomes if not o.key.startswith("audit/") and (
+            stage != "thread" or not o.ok or "/" not in o.key or o.key.startswith("health/"))]
         for o in shown:
             mark = "[green]✓[/green]" if o.ok else "[red]✗[/red]"
             console.print(f"  {mark} {o.key:<40} {o.detail}")
         if stage == "thread":
             models = [o for o in outcomes if o.ok and o.key.split("/")[0] in ("staging", "intermediate", "thread", "twin")]
-            console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
+            if models:
+                console.print(f"  [green]✓[/green] {'dbt':<40} {len(models)} models built and tested")
+            elif not any(not o.ok for o in outcomes):
+                unchanged.add("thread")
+                console.print(f"  [green]=[/green] {'dbt':<40} unchanged: no model run (inputs as at the last build)")
+        if stage == "publish" and not outcomes:
+            unchanged.add("publish")
+            console.print(f"  [green]=[/green] {'warehouse':<40} unchanged: not rewritten")
 
     if env.salt_is_generated:
         console.print(f"[yellow bold]THREAD_PII_SALT is not set[/yellow bold]: customers are masked with a generated "
@@ -152,7 +160,8 @@ def build(ctx, full):
     elapsed = time.monotonic() - started
     warehouse = env.warehouse
     if warehouse.exists():
-        output.print_summary(summary(warehouse), warehouse, elapsed)
+        output.print_summary(summary(warehouse), warehouse, elapsed,
+                             unchanged={"thread", "publish"} <= unchanged)
     if not result.ok:
         console.print(f"[red]{len(result.failed)} step(s) failed[/red]: " + "; ".join(
             f"{s.key}: {s.detail}" for s in result.failed))

@@ -40,10 +40,14 @@ def print_counts(result, seconds: float) -> None:
     console.print(f"Done in {seconds:.1f} s.")
 
 
-def print_summary(s: dict, warehouse: Path, elapsed: float) -> None:
+def print_summary(s: dict, warehouse: Path, elapsed: float, unchanged: bool = False) -> None:
     health = ", ".join(f"{k} {v}" for k, v in s["health"].items())
     console.print()
-    console.print(f"[bold]Digital thread built in {elapsed:.0f} s[/bold] -> {warehouse}")
+    if unchanged:
+        console.print(f"[bold]Digital thread unchanged[/bold] (checked in {elapsed:.0f} s: no source changed, "
+                      f"nothing rebuilt) -> {warehouse}")
+    else:
+        console.print(f"[bold]Digital thread built in {elapsed:.0f} s[/bold] -> {warehouse}")
     console.print(f"  units                 {s['units']:,}")
     console.print(f"  twins                 {s['twins']:,}  (health: {health})")
     console.print(f"  deviations            {s['deviations']:,} on {s['units_with_deviations']:,} units")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import dbt_project, freshness, lake, twins
+from . import dbt_project, fingerprints, freshness, lake, twins
 from .faults import checkpoint
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
@@ -134,6 +134,15 @@ def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
     finally:
         con.close()
 
+
+
+def inputs(lake_dir: Path, generation: str, now=None) -> str:
+    """What a publish is made of: the build database's state, the twin state and change set, and
+    which sources are late or failing right now (is_stale is decided at publish)."""
+    systems = freshness.sources(lake_dir, now)
+    state = [fingerprints.version(twins.state_dir(lake_dir) / t) for t in (*twins.TABLES, "inputs")]
+    return fingerprints.digest([generation, state, fingerprints.version(twins.pending_table(lake_dir)),
+                                [(f.system, f.is_late, f.failing_entities) for f in systems]])
 
 
 def descriptions() -> dict[str, dict[str, str]]:

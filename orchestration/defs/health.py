@@ -13,7 +13,9 @@ import dagster as dg
 from .. import rul
 from ..resources import WriterLock
 from ..settings import ThreadSettings
+from ..fingerprints import Ledger
 from .keys import RUL_KEY
+from .thread import generation
 
 
 @dg.asset(
@@ -26,8 +28,13 @@ from .keys import RUL_KEY
     "(hours from each reading to the next failure, capped at 125 reading intervals), retrained when the "
     "failures change. Versions with RMSE and PHM08 score on held-out units: lake/health/rul_versions; the "
     "estimate at each unit's latest reading: lake/health/rul_estimates (twin.unit_twin.rul_hours).",
+    output_required=False,
 )
-def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
+def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
+    ledger, inputs = Ledger(thread.build_db), generation(thread, context.run_id)
+    if ledger.unchanged("rul", inputs):
+        context.log.info("The thread is as it was at the last estimate: nothing to do.")
+        return
     report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id,
                          memory_limit=thread.memory_limit)
     versions = {}
@@ -43,7 +50,8 @@ def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     for row in report["trained"]:
         context.log.info(f"Trained {row['version']} on {row['training_units']} units: RMSE "
                          f"{row['rmse_hours']} h on {row['held_out_units']} held-out units")
-    return dg.MaterializeResult(metadata={
+    ledger.record("rul", inputs)
+    yield dg.MaterializeResult(metadata={
         "models": dg.MetadataValue.json(versions),
         "retrained": len(report["trained"]),
         "products_without_failures": ", ".join(report["without_failures"]) or "none",

@@ -6,7 +6,9 @@ import duckdb
 from .. import publish, report
 from ..resources import WriterLock
 from ..settings import ThreadSettings
+from ..fingerprints import Ledger
 from .keys import TWIN_KEY, WAREHOUSE_KEY
+from .thread import generation
 from .thread import published_keys
 
 
@@ -17,8 +19,14 @@ from .thread import published_keys
     kinds={"duckdb", "delta"},
     description="The analyst warehouse (`$THREAD_DATA_DIR/warehouse.duckdb`, schemas `thread` and `twin`), "
     "built beside the old one and renamed into place; every table also as Delta under lake/thread, lake/twin.",
+    output_required=False,
 )
-def warehouse(thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
+def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
+    ledger = Ledger(thread.build_db)
+    inputs = publish.inputs(thread.lake_dir, generation(thread, context.run_id))
+    if thread.warehouse.exists() and ledger.unchanged("publish", inputs):
+        context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
+        return
     result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
                              memory_limit=thread.memory_limit)
     con = duckdb.connect(str(thread.warehouse), read_only=True)
@@ -27,7 +35,8 @@ def warehouse(thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResul
         chart = report.chart_health_over_time(con)
     finally:
         con.close()
-    return dg.MaterializeResult(metadata={
+    ledger.record("publish", inputs)
+    yield dg.MaterializeResult(metadata={
         "path": str(thread.warehouse),
         "seconds": result["seconds"],
         **{name: dg.MetadataValue.int(int(n)) for name, n in figures.items()},

@@ -11,7 +11,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from ..dbt_project import DBT_EXECUTABLE, PROJECT, BuildDatabaseLocked, prepare_build_db
+from .. import fingerprints
 from ..faults import checkpoint
+from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import AUDIT_WRITTEN_BY_DBT_STEP
@@ -27,10 +29,16 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     if thread.salt_is_generated:
         context.log.warning(f"THREAD_PII_SALT is not set: customers are masked with a generated secret salt kept in "
                             f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
+    ledger = Ledger(thread.build_db)
+    inputs = fingerprints.thread_inputs(thread.lake_dir, PROJECT.manifest_path, thread.salt())
+    if ledger.unchanged("thread", inputs):
+        context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
+        return
     try:
         prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
+    ledger.forget("thread")  # from here on the build database no longer matches any fingerprint
     for key in AUDIT_WRITTEN_BY_DBT_STEP:
         context.log_event(dg.AssetMaterialization(asset_key=key, metadata={"build_db": str(thread.build_db)}))
     args = [
@@ -47,6 +55,13 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         if i == 1:
             checkpoint("dbt-run")
         yield event
+    if context.selected_asset_keys >= set(thread_dbt.keys):
+        ledger.record("thread", inputs)
+
+
+def generation(thread: ThreadSettings, run_id: str) -> str:
+    """The build database's state: the thread's fingerprint, or (after a partial dbt run) unique."""
+    return Ledger(thread.build_db).get("thread") or f"run:{run_id}"
 
 
 def published_keys() -> list[dg.AssetKey]:

@@ -14,10 +14,12 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import lake, twins
+from .. import fingerprints, lake, twins
+from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
+from .thread import generation
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
 LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
@@ -54,8 +56,14 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
     "against those its twin was last computed from. Written to lake/twin/_pending; new units get "
     "their twin partition here.",
+    output_required=False,
 )
-def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
+def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
+    ledger = Ledger(thread.build_db)
+    inputs = fingerprints.digest([generation(thread, context.run_id), ledger.get("rul")])
+    if ledger.unchanged("twin_changes", inputs):
+        context.log.info("The thread and the estimates are as they were at the last change set: nothing to do.")
+        return
     changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
@@ -64,7 +72,8 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
     added = register_units(context, live, thread.twin_units_per_partition)
-    return dg.MaterializeResult(metadata={
+    ledger.record("twin_changes", inputs)
+    yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
         "partitions_added": added,
         "by_reason": dg.MetadataValue.json(_count(changed.column("reasons").to_pylist())),
