@@ -88,6 +88,11 @@ class Ledger:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         tmp.replace(self.path)
 
+    def generation(self, run_id: str) -> str:
+        """The build database's state: the thread's fingerprint, or (after a partial or failed dbt
+        run) something no later run will match."""
+        return self.get("thread") or f"run:{run_id}"
+
     def forget(self, step: str) -> None:
         data = self._read()
         if data.pop(step, None) is not None:

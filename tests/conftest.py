@@ -11,10 +11,10 @@ from orchestration.simulate import simulate
 from tests.helpers import SMALL, build, copy_built
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest():
-    # `make setup` builds it; this only covers running pytest directly after editing models.
-    return prepare()
+def pytest_configure(config):
+    # `make setup` builds the dbt manifest; this covers pytest run directly (a fresh clone, edited
+    # models) before any test module imports the definitions, which load it.
+    prepare()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from ..resources import WriterLock
 from ..settings import ThreadSettings
 from ..fingerprints import Ledger
 from .keys import RUL_KEY
-from .thread import generation
 
 
 @dg.asset(
@@ -31,7 +30,7 @@ from .thread import generation
     output_required=False,
 )
 def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
-    ledger, inputs = Ledger(thread.build_db), generation(thread, context.run_id)
+    ledger, inputs = Ledger(thread.build_db), Ledger(thread.build_db).generation(context.run_id)
     if ledger.unchanged("rul", inputs):
         context.log.info("The thread is as it was at the last estimate: nothing to do.")
         return

@@ -8,7 +8,6 @@ from ..resources import WriterLock
 from ..settings import ThreadSettings
 from ..fingerprints import Ledger
 from .keys import TWIN_KEY, WAREHOUSE_KEY
-from .thread import generation
 from .thread import published_keys
 
 
@@ -23,7 +22,7 @@ from .thread import published_keys
 )
 def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
     ledger = Ledger(thread.build_db)
-    inputs = publish.inputs(thread.lake_dir, generation(thread, context.run_id))
+    inputs = publish.inputs(thread.lake_dir, Ledger(thread.build_db).generation(context.run_id))
     if thread.warehouse.exists() and ledger.unchanged("publish", inputs):
         context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
         return

@@ -15,15 +15,13 @@ by name); MES tables by row count, timestamp high-water marks and status mix.
 import hashlib
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 
 import contracts
 from contracts import KINDS, EntityContract, ExportBreach
 
-from .. import lake
-from ..ingest import extract_entity, mes, new_batch_id
+from ..ingest import extract_entity, new_batch_id, watch
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import AUDIT_WRITTEN_BY_EXTRACTION, raw_key
@@ -93,9 +91,11 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
     def _raw(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
         now = datetime.now(timezone.utc)
         batch = new_batch_id(c, now, context.run_id)
+        # Taken before reading: a change made during the extraction is seen as a change next time.
+        signature = watch.signatures([c], thread.sources())[c.entity]
         try:
             report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
-                                    guards=thread.guards())
+                                    guards=thread.guards(), source_signature=signature)
         except ExportBreach as breach:
             _audited(context, c, batch, "failed")
             raise dg.Failure(
@@ -119,17 +119,6 @@ def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, s
 
 # -- sensors ------------------------------------------------------------------------------------
 
-def _file_fingerprint(c: EntityContract, root: Path) -> str:
-    if c.medium == "parquet":
-        files = sorted(Path(root).glob(c.location))
-        return hashlib.sha1(json.dumps([(f.name, f.stat().st_size) for f in files]).encode()).hexdigest()
-    path = Path(root) / c.location
-    if not path.exists():
-        return "missing"
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def source_sensor(system: str) -> dg.SensorDefinition:
     entities = [c for c in contracts.ENTITIES.values() if c.system == system]
     keys = [raw_key(c) for c in entities]
@@ -144,16 +133,11 @@ def source_sensor(system: str) -> dg.SensorDefinition:
                     "and extracts only the entities that changed.",
     )
     def _sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
-        if on_database:
-            now = mes.table_fingerprints(entities, thread.mes_url)
-        else:
-            now = {c.entity: _file_fingerprint(c, thread.sources_root) for c in entities}
-        before = json.loads(context.cursor) if context.cursor else None
-        if before is None:
-            # First look: extract only what was never landed; the rest is current (thread build).
-            changed = [c for c in entities if not lake.exists(lake.raw_table(thread.lake_dir, c.system, c.entity))]
-        else:
-            changed = [c for c in entities if before.get(c.entity) != now[c.entity]]
+        now = watch.signatures(entities, thread.sources())
+        # First look (a new `thread serve`): compare with what the lake last extracted, so a change
+        # written while nothing was watching is extracted now, not at the next daily refresh.
+        before = json.loads(context.cursor) if context.cursor else watch.last_extracted(thread.lake_dir, system)
+        changed = [c for c in entities if before.get(c.entity) != now[c.entity]]
         context.update_cursor(json.dumps(now, sort_keys=True))
         if not changed:
             return dg.SkipReason(f"no change in {system}")

@@ -59,10 +59,5 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         ledger.record("thread", inputs)
 
 
-def generation(thread: ThreadSettings, run_id: str) -> str:
-    """The build database's state: the thread's fingerprint, or (after a partial dbt run) unique."""
-    return Ledger(thread.build_db).get("thread") or f"run:{run_id}"
-
-
 def published_keys() -> list[dg.AssetKey]:
     return sorted((k for k in thread_dbt.keys if k.path[0] == "thread"), key=lambda k: k.path)

@@ -19,7 +19,6 @@ from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
-from .thread import generation
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
 LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
@@ -60,7 +59,7 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
 )
 def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
     ledger = Ledger(thread.build_db)
-    inputs = fingerprints.digest([generation(thread, context.run_id), ledger.get("rul")])
+    inputs = fingerprints.digest([Ledger(thread.build_db).generation(context.run_id), ledger.get("rul")])
     if ledger.unchanged("twin_changes", inputs):
         context.log.info("The thread and the estimates are as they were at the last change set: nothing to do.")
         return

@@ -52,6 +52,8 @@ EXTRACTION_SCHEMA = pa.schema([
     pa.field("quarantined_rows", pa.int64()),
     pa.field("is_changed", pa.bool_()),
     pa.field("message", pa.string()),
+    # What the export looked like from outside when the extraction started (ingest.watch).
+    pa.field("source_signature", pa.string()),
 ])
 AUDIT_TABLES = {"contract_findings": FINDINGS_SCHEMA, "extractions": EXTRACTION_SCHEMA}
 
@@ -83,11 +85,12 @@ def masked(findings_rows: pd.DataFrame, c: EntityContract) -> pd.DataFrame:
 
 def log_extraction(lake_dir: Path, c: EntityContract, batch_id: str, now: datetime, status: str, *,
                    input_rows: int | None = None, accepted_rows: int | None = None,
-                   quarantined_rows: int | None = None, changed: bool = False, message: str | None = None) -> None:
+                   quarantined_rows: int | None = None, changed: bool = False, message: str | None = None,
+                   signature: str | None = None) -> None:
     row = {
         "batch_id": batch_id, "system": c.system, "entity": c.entity, "extracted_at": now, "status": status,
         "input_rows": input_rows, "accepted_rows": accepted_rows, "quarantined_rows": quarantined_rows,
-        "is_changed": changed, "message": message,
+        "is_changed": changed, "message": message, "source_signature": signature,
     }
     tbl = pa.table({f.name: pa.array([row[f.name]], f.type) for f in EXTRACTION_SCHEMA}, schema=EXTRACTION_SCHEMA)
     lake.write(lake.audit_table(lake_dir, "extractions"), tbl, "append", batch_id=batch_id)

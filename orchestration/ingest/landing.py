@@ -324,7 +324,8 @@ class _Landing:
 
 
 def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id: str,
-                   now: datetime | None = None, guards: Guards = Guards()) -> ExtractionReport:
+                   now: datetime | None = None, guards: Guards = Guards(),
+                   source_signature: str | None = None) -> ExtractionReport:
     """Extract one entity; on a whole-export breach record it and re-raise (nothing landed).
 
     Any failure to read the export (not only a contract breach) is recorded as a failed
@@ -346,9 +347,9 @@ def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id:
             landing.spill.close()
     except ExportBreach as breach:
         audit.record_breach(lake_dir, c, breach, batch_id, now)
-        audit.log_extraction(lake_dir, c, batch_id, now, "failed", message=str(breach))
+        audit.log_extraction(lake_dir, c, batch_id, now, "failed", message=str(breach), signature=source_signature)
         raise
     audit.log_extraction(lake_dir, c, batch_id, now, "ok", input_rows=report.input_rows,
                          accepted_rows=report.accepted_rows, quarantined_rows=report.quarantined_rows,
-                         changed=report.changed)
+                         changed=report.changed, signature=source_signature)
     return report

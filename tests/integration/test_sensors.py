@@ -77,6 +77,24 @@ def test_first_look_extracts_what_was_never_landed(world, tmp_path):
     assert len(requested(first)) == 6
 
 
+def test_a_change_made_before_the_sensor_first_looks_is_not_lost(world):
+    """`thread build`, then a change to the exports, then `thread serve` starts: its sensors'
+    first look compares with what the lake last extracted, so the change is extracted now."""
+    sources, _, thread = world
+    with (sources / "plm" / "ecos.csv").open("a") as f:
+        f.write("ECO-9998,t,r,draft,2026-06-01T00:00:00Z,,date,2026-07-01,none\n")
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    con.execute("INSERT INTO production_events VALUES ('PE-GAP', 'X', 'ST', 'op', 'start', '2026-01-01T00:00:00Z')")
+    con.commit()
+    con.close()
+    plm, _ = tick(plm_sensor, thread)
+    mes, _ = tick(mes_sensor, thread)
+    service, _ = tick(service_sensor, thread)
+    assert requested(plm) == {"plm/ecos"}
+    assert requested(mes) == {"mes/production_events"}
+    assert requested(service) == set()
+
+
 def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
     _, data, thread = world
     state = lake.read(data / "lake" / "twin" / "_state" / "inputs")

@@ -1,0 +1,48 @@
+"""What an export looks like from outside, without reading its rows: the signature sensors compare.
+
+Files: size and modification time (the telemetry folder: its files' names and sizes); MES tables:
+row count, timestamp high-water marks and status mix. Each extraction records the signature it
+started from, so a sensor's first look compares the exports with what the lake last extracted,
+not with whatever it happens to find when `thread serve` starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from contracts import EntityContract
+
+from .. import lake
+from . import mes
+from .readers import Sources
+
+
+def _file_signature(c: EntityContract, root: Path) -> str:
+    if c.medium == "parquet":
+        files = sorted(Path(root).glob(c.location))
+        return hashlib.sha1(json.dumps([(f.name, f.stat().st_size) for f in files]).encode()).hexdigest()
+    path = Path(root) / c.location
+    if not path.exists():
+        return "missing"
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def signatures(entities: list[EntityContract], src: Sources) -> dict[str, str]:
+    """Per entity (of one system), its export's signature now."""
+    tables = [c for c in entities if c.medium == "table"]
+    out = mes.table_fingerprints(tables, src.mes_url) if tables else {}
+    out.update({c.entity: _file_signature(c, src.root) for c in entities if c.medium != "table"})
+    return out
+
+
+def last_extracted(lake_dir: Path, system: str) -> dict[str, str | None]:
+    """Per entity of the system, the signature its latest extraction started from."""
+    log = lake.read(lake.audit_table(lake_dir, "extractions"))
+    if log is None or "source_signature" not in log.column_names:
+        return {}
+    rows = sorted((r for r in log.select(["system", "entity", "extracted_at", "source_signature"]).to_pylist()
+                   if r["system"] == system), key=lambda r: r["extracted_at"])
+    return {r["entity"]: r["source_signature"] for r in rows}
