@@ -1,7 +1,9 @@
 """The Dagster code location: every asset of the thread, from source exports to the warehouse.
 
-Policies are applied here, in one place: sources are extracted when their sensors see a change,
-everything downstream follows by declarative automation, twins by the twin-refresh sensor.
+Policies are applied here, in one place: sources are extracted when their sensors see a change;
+the thread (dbt, estimates, twin change set) is rebuilt in one run after any source lands; the
+twins whose inputs changed, and the warehouse, follow through the twin-refresh sensor; a daily
+schedule re-extracts everything; freshness policies on sources (their contracts') and twins.
 """
 
 import warnings
@@ -17,7 +19,7 @@ from .defs.health import rul_model
 from .defs.keys import TWIN_KEY
 from .defs.publish import warehouse
 from .defs.sources import RAW_ASSETS, SENSORS
-from .defs.thread import dbt_resource, thread_dbt
+from .defs.thread import dbt_resource, thread_dbt, thread_refresh_sensor
 from .defs.twins import twin_changes, twin_refresh_sensor, twin_units
 from .resources import writer_lock_resource
 from .settings import settings_resource
@@ -29,14 +31,6 @@ PROJECT.prepare_if_dev()
 SOURCES = dg.AssetSelection.groups(*contracts.SYSTEMS)
 TWINS = dg.AssetSelection.assets(TWIN_KEY)
 
-# "eager" without its missing-dependency guard: the warehouse must publish even while a new
-# unit's twin partition has never been materialized (that twin is simply marked stale).
-FOLLOWS_UPSTREAM = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("follows_upstream")
-FOLLOWERS = dg.AssetSelection.all() - SOURCES - TWINS
 # A twin should reflect its unit within hours even when nothing else happens (daily full refresh).
 TWIN_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=6))
 
@@ -55,16 +49,7 @@ _settings = settings_resource()
 _defs = dg.Definitions(
     assets=[*RAW_ASSETS, *AUDIT_SPECS, thread_dbt, rul_model, twin_changes, twin_units, warehouse],
     schedules=[DAILY_FULL_REFRESH],
-    sensors=[
-        *SENSORS.values(), twin_refresh_sensor,
-        dg.AutomationConditionSensorDefinition(
-            "thread_automation",
-            target=FOLLOWERS,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=5,
-            description="Refreshes the thread, the twin change set and the warehouse after the sources land.",
-        ),
-    ],
+    sensors=[*SENSORS.values(), thread_refresh_sensor, twin_refresh_sensor],
     resources={"thread": _settings, "writer": writer_lock_resource(_settings), "dbt": dbt_resource()},
     # One process per run, not per step: re-importing the code location costs ~3 s a step here,
     # and the steps of a refresh are sequential anyway (one writer of the build database).
@@ -73,7 +58,5 @@ _defs = dg.Definitions(
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)
     defs = _defs.map_resolved_asset_specs(
-        func=lambda spec: spec.replace_attributes(automation_condition=FOLLOWS_UPSTREAM), selection=FOLLOWERS
-    ).map_resolved_asset_specs(
         func=lambda spec: spec.replace_attributes(freshness_policy=TWIN_FRESHNESS), selection=TWINS,
     )

@@ -16,7 +16,7 @@ from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from .keys import AUDIT_WRITTEN_BY_DBT_STEP
+from .keys import AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS, RUL_KEY, TWIN_CHANGES_KEY
 
 
 def dbt_resource() -> DbtCliResource:
@@ -61,3 +61,27 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
 
 def published_keys() -> list[dg.AssetKey]:
     return sorted((k for k in thread_dbt.keys if k.path[0] == "thread"), key=lambda k: k.path)
+
+
+
+# The thread, the remaining-useful-life estimates and the twin change set: one run after sources
+# land, so the change set is always computed from one whole build of the thread (never from a new
+# configuration beside a stale ECO impact, which a model-by-model cascade could produce).
+THREAD_STEPS = dg.AssetSelection.assets(thread_dbt, RUL_KEY, TWIN_CHANGES_KEY)
+
+
+@dg.sensor(
+    name="thread_refresh",
+    asset_selection=THREAD_STEPS,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After any source lands, rebuilds the thread, the estimates and the twin change set in one run "
+    "(each step does nothing when its inputs are unchanged).",
+)
+def thread_refresh_sensor(context: dg.SensorEvaluationContext):
+    landed = [context.instance.get_latest_materialization_event(k) for k in (*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION)]
+    newest = max((e.storage_id for e in landed if e is not None), default=0)
+    if newest <= int(context.cursor or 0):
+        return dg.SkipReason("no source landed since the last thread run")
+    context.update_cursor(str(newest))
+    return dg.RunRequest(run_key=f"thread:{newest}", tags={"thread/trigger": "thread_refresh"})

@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import fingerprints, lake, twins
+from .. import fingerprints, lake, publish, twins
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -145,7 +145,15 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
 def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
     pending = twins.pending(thread.lake_dir)
     if pending is None or pending.num_rows == 0:
-        return dg.SkipReason("every twin is up to date")
+        # No twin to refresh, but the thread (or a source's staleness) may have changed: publish it.
+        ledger = Ledger(thread.build_db)
+        if ledger.get("thread") is None:
+            return dg.SkipReason("every twin is up to date; the thread is being rebuilt")
+        inputs = publish.inputs(thread.lake_dir, ledger.get("thread"))
+        if ledger.unchanged("publish", inputs) and thread.warehouse.exists():
+            return dg.SkipReason("every twin is up to date and published")
+        return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
+                             tags={"thread/trigger": "twin_refresh"})
     detected = pc.max(pending["detected_at"]).as_py().isoformat()
     runs, new = plan(context.instance, thread)
     requests = [

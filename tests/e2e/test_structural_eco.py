@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import pytest
 
 from orchestration.simulate import simulate
 from orchestration.simulate.changes import release_eco
-from tests.helpers import SMALL, start_server, stop_server
+from tests.helpers import SMALL, published, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 240
@@ -92,9 +93,15 @@ def test_an_eco_reaches_the_twins_without_anyone_touching_them(tmp_path):
     before = dict(ask(warehouse, "select serial_number, pending_retrofits from twin.unit_twin"))
     hashes = dict(ask(warehouse, "select serial_number, configuration_hash from twin.unit_twin"))
     old_unit = holders[0]
+    # Written after the build and before `thread serve` starts, while nothing watches: not lost.
+    with (sources / "plm" / "ecos.csv").open("a") as f:
+        f.write("ECO-GAP,Written while nobody watched,test,draft,2026-06-01T00:00:00Z,,date,2026-07-01,none\n")
 
     server = start_server(sources, data, tmp_path)
     try:
+        started = time.monotonic()
+        wait_for(lambda: bool(ask(warehouse, "select 1 from thread.ecos where eco_number = 'ECO-GAP'")),
+                 "the change made before the server started", started)
         wait_for_sensors(server, {"plm_exports", "service_exports", "mes_exports"})
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         started = time.monotonic()
@@ -134,8 +141,19 @@ def test_an_eco_reaches_the_twins_without_anyone_touching_them(tmp_path):
             return bool(rows) and rows[0][0] != hashes[old_unit] and rows[0][1] == before[old_unit] and not rows[0][2]
 
         retrofit_latency = wait_for(retrofit_reached_twin, "the retrofit's new configuration", started)
+        # The refreshes converge: once nothing is pending, the published twins are what a build from
+        # scratch of the same sources gives (no mix of thread versions left anywhere).
+        wait_for(lambda: ask(warehouse, "select count(*) from twin.unit_twin where is_stale") == [(0,)],
+                 "every twin refreshed", time.monotonic())
     finally:
         stop_server(server)
+    scratch_sources, scratch = tmp_path / "scratch-sources", tmp_path / "scratch"
+    shutil.copytree(sources, scratch_sources)
+    subprocess.run([thread, "build"], check=True, capture_output=True,
+                   env={**env, "THREAD_SOURCES_DIR": str(scratch_sources), "THREAD_DATA_DIR": str(scratch)})
+    mine, theirs = published(warehouse), published(scratch / "warehouse.duckdb")
+    for table in ("twin.unit_twin", "twin.unit_components", "thread.eco_impact", "thread.unit_configuration"):
+        assert mine[table] == theirs[table], table
 
     print(f"\nECO file change -> published twins: {eco_latency:.1f} s; "
           f"retrofit event -> published twin: {retrofit_latency:.1f} s (goal <= 60 s each)")
