@@ -17,6 +17,7 @@ from .dbt_project import PROJECT
 from .defs.audit import AUDIT_SPECS
 from .defs.health import rul_model
 from .defs.keys import TWIN_KEY
+from .defs.maintenance import LAKE_RETENTION
 from .defs.publish import warehouse
 from .defs.sources import RAW_ASSETS, SENSORS
 from .defs.thread import dbt_resource, thread_dbt, thread_refresh_sensor
@@ -48,7 +49,7 @@ DAILY_FULL_REFRESH = dg.ScheduleDefinition(
 _settings = settings_resource()
 _defs = dg.Definitions(
     assets=[*RAW_ASSETS, *AUDIT_SPECS, thread_dbt, rul_model, twin_changes, twin_units, warehouse],
-    schedules=[DAILY_FULL_REFRESH],
+    schedules=[DAILY_FULL_REFRESH, LAKE_RETENTION],
     sensors=[*SENSORS.values(), thread_refresh_sensor, twin_refresh_sensor],
     resources={"thread": _settings, "writer": writer_lock_resource(_settings), "dbt": dbt_resource()},
     # One process per run, not per step: re-importing the code location costs ~3 s a step here,

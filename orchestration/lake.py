@@ -168,6 +168,24 @@ class Restricted:
         self.apply(path)
 
 
+def tables(lake_dir: Path) -> list[Path]:
+    """Every Delta table under the lake."""
+    return sorted(p.parent for p in Path(lake_dir).rglob("_delta_log"))
+
+
+def retain(path: Path, hours: int) -> int:
+    """Keep the versions of the last `hours` (and the current one): a checkpoint, then vacuum of
+    files no such version reads, then old log entries. Returns the files removed. Readers of a
+    current or recent version never notice; time travel further back than `hours` ends here."""
+    dt = table(path)
+    if dt is None:
+        return 0
+    dt.create_checkpoint()
+    removed = dt.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+    dt.cleanup_metadata()
+    return len(removed)
+
+
 def delete(path: Path, predicate: str) -> None:
     dt = table(path)
     if dt is not None:

@@ -60,6 +60,8 @@ class ThreadSettings(dg.ConfigurableResource):
     allow_empty_snapshots: str | None = None
     # None: THREAD_RESTRICTED_GROUP; tables with personal data are owner-only, or for this group.
     restricted_group: str | None = None
+    # None: THREAD_RETENTION_DAYS, else 7 (table versions kept by the daily retention).
+    retention_days: float | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -75,6 +77,12 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def threads(self) -> int:
         return int(self.dbt_threads or os.environ.get("THREAD_DBT_THREADS") or DEFAULT_DBT_THREADS)
+
+    @property
+    def retention_hours(self) -> int:
+        days = self.retention_days if self.retention_days is not None else float(
+            os.environ.get("THREAD_RETENTION_DAYS") or 7)
+        return int(days * 24)
 
     def guards(self):
         """What an extraction refuses besides broken rows, and how it protects personal data."""
