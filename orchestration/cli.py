@@ -147,13 +147,15 @@ def build(ctx, full):
                       f"secret salt kept in {env.generated_salt_file} (owner-only, never published). Set "
                       "THREAD_PII_SALT in production so masks stay the same across data directories.")
     log_path = env.logs_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with bar, dg.DagsterInstance.get() as instance:
+        # Whatever a library writes to stderr (warnings, a storage driver's own traceback) goes to
+        # the log file: the terminal shows progress and one line per failure.
+        with _stderr_to(log_path), bar, dg.DagsterInstance.get() as instance:
             result = run_build(defs, instance, env, show, log_path, full=full)
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
         import traceback
 
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as f:
             traceback.print_exc(file=f)
         raise click.ClickException(f"{explain(f'{type(e).__name__}: {e}', env.data_root)} (full log: {log_path})")
@@ -167,6 +169,20 @@ def build(ctx, full):
             f"{s.key}: {s.detail}" for s in result.failed))
         console.print(f"Full log: {log_path}")
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    sys.stderr.flush()
+    saved, target = os.dup(2), os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
 
 
 # -- contracts ----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def code_version(manifest: Path) -> str:
     return digest(sorted((k, n.get("checksum", {}).get("checksum")) for k, n in nodes.items()))
 
 
-def thread_inputs(lake_dir: Path, manifest: Path, salt: str) -> str:
+def thread_inputs(lake_dir: Path, manifest: Path, salt: str, layout: dict | None = None) -> str:
     raw = [(c.name, version(lake.raw_table(lake_dir, c.system, c.entity))) for c in contracts.ENTITIES.values()]
     return digest({
         "raw": raw,
@@ -59,6 +59,7 @@ def thread_inputs(lake_dir: Path, manifest: Path, salt: str) -> str:
         "contracts": [(s.system, s.contract_version, s.freshness_limit.total_seconds()) for s in contracts.SYSTEMS.values()],
         "code": code_version(manifest),
         "salt": hashlib.sha256(salt.encode()).hexdigest(),
+        "layout": layout or {},
     })
 
 

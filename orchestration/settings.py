@@ -62,6 +62,8 @@ class ThreadSettings(dg.ConfigurableResource):
     restricted_group: str | None = None
     # None: THREAD_RETENTION_DAYS, else 7 (table versions kept by the daily retention).
     retention_days: float | None = None
+    # None: THREAD_SHARD_DIGITS, else 3: unit shards of 10**3 consecutive serial numbers.
+    shard_digits: int | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -77,6 +79,10 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def threads(self) -> int:
         return int(self.dbt_threads or os.environ.get("THREAD_DBT_THREADS") or DEFAULT_DBT_THREADS)
+
+    @property
+    def shard_size_digits(self) -> int:
+        return int(self.shard_digits or os.environ.get("THREAD_SHARD_DIGITS") or 3)
 
     @property
     def retention_hours(self) -> int:
@@ -192,7 +198,8 @@ class ThreadSettings(dg.ConfigurableResource):
 
     def dbt_vars(self) -> dict:
         """What dbt's profile takes from us (profiles.yml reads no environment of its own)."""
-        return {"build_db": str(self.build_db), "memory_limit": self.memory_limit}
+        return {"build_db": str(self.build_db), "memory_limit": self.memory_limit,
+                "shard_digits": self.shard_size_digits}
 
     # -- the process ------------------------------------------------------------------------------
 

@@ -172,15 +172,22 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
 
 
 def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
-            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> pa.Table:
-    """Units whose twin inputs differ from those their twin was computed from, with the reasons."""
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None) -> pa.Table:
+    """Units whose twin inputs differ from those their twin was computed from, with the reasons;
+    only among the units `where` selects (a filter on serial_number: the shards that changed)."""
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
-        current = _scan(con, "unit_twin_inputs", size)  # noqa: F841
+        if where is None:
+            current = _scan(con, "unit_twin_inputs", size)
+        else:
+            current = con.execute(f"SELECT * FROM unit_twin_inputs WHERE {where}").fetch_arrow_table()
         stored = lake.read(state_dir(lake_dir) / "inputs")
         if stored is None:
             stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))
+        elif where is not None:
+            con.register("stored_all", stored)
+            stored = con.execute(f"SELECT * FROM stored_all WHERE {where}").fetch_arrow_table()
         diffs = " || ".join(
             f"CASE WHEN c.{a}_hash IS DISTINCT FROM s.{a}_hash THEN ['{a}'] ELSE [] END" for a in ASPECTS)
         return con.execute(f"""

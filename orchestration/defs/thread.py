@@ -11,7 +11,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from ..dbt_project import DBT_EXECUTABLE, PROJECT, BuildDatabaseLocked, prepare_build_db
-from .. import fingerprints
+from .. import fingerprints, lake, shards
 from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
@@ -30,7 +30,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         context.log.warning(f"THREAD_PII_SALT is not set: customers are masked with a generated secret salt kept in "
                             f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
     ledger = Ledger(thread.build_db)
-    inputs = fingerprints.thread_inputs(thread.lake_dir, PROJECT.manifest_path, thread.salt())
+    inputs = fingerprints.thread_inputs(thread.lake_dir, PROJECT.manifest_path, thread.salt(),
+                                        layout={"shard_digits": thread.shard_size_digits})
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
         return
@@ -41,22 +42,59 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     ledger.forget("thread")  # from here on the build database no longer matches any fingerprint
     for key in AUDIT_WRITTEN_BY_DBT_STEP:
         context.log_event(dg.AssetMaterialization(asset_key=key, metadata={"build_db": str(thread.build_db)}))
-    args = [
-        "build",
-        # The memory limit is validated here, before dbt-duckdb pastes it into SET.
-        "--vars", json.dumps(thread.dbt_vars()),
-        "--threads", str(thread.threads),
-        "--log-path", str(thread.dbt_log_dir),
-        # dbt unit tests check the SQL rules on fixed inputs: they run in the test suite, not on
-        # every refresh of the data.
-        "--exclude", "test_type:unit",
-    ]
-    for i, event in enumerate(dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()):
-        if i == 1:
-            checkpoint("dbt-run")
-        yield event
+    whole = context.selected_asset_keys >= set(thread_dbt.keys)
+    runs = 0
+
+    def build(*selection: str, dbt_vars: dict, own_selection: bool = False):
+        nonlocal runs
+        args = ["build", *selection, "--vars", json.dumps(dbt_vars), "--threads", str(thread.threads),
+                "--log-path", str(thread.dbt_log_dir),
+                # dbt unit tests check the SQL rules on fixed inputs: they run in the test suite,
+                # not on every refresh of the data.
+                "--exclude", "test_type:unit"]
+        if own_selection:
+            # dagster-dbt would add the run's selection after ours (and dbt takes the last
+            # --select): run dbt on our selection and report its models as this step's outputs.
+            invocation = dbt.cli(args, manifest=PROJECT.manifest_path, target_path=thread.dbt_target_dir)
+            events = (_as_output(context, e) for e in invocation.stream())
+        else:
+            events = dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
+        for event in events:
+            runs += 1
+            if runs == 2:
+                checkpoint("dbt-run")
+            yield event
+
+    # The memory limit is validated here (dbt_vars), before dbt-duckdb pastes it into SET.
+    if not whole:  # a hand-picked subset (the UI): those models, every shard
+        yield from build(dbt_vars=thread.dbt_vars())
+        return
+    # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-level
+    # marts), then the per-unit models for just the shards whose inputs changed.
+    yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+    store = shards.Store(thread.build_db)
+    code = f"{fingerprints.code_version(PROJECT.manifest_path)}|{thread.shard_size_digits}"
+    con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
+    try:
+        digests = shards.thread_digests(con, thread.shard_size_digits)
+    finally:
+        con.close()
+    changed = shards.changed(store.get("thread", code), digests)
+    store.forget("thread")
+    context.log.info("Rebuilding every unit shard" if changed is None else
+                     f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
+    sharded = thread.dbt_vars() | ({} if changed is None else {"shards": changed})
+    yield from build("--select", "tag:sharded+", dbt_vars=sharded, own_selection=True)
+    store.put("thread", digests, code, rebuilt=changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
+
+
+def _as_output(context: dg.AssetExecutionContext, event):
+    if isinstance(event, dg.AssetMaterialization):
+        return dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(event.asset_key),
+                         metadata=event.metadata)
+    return event
 
 
 def published_keys() -> list[dg.AssetKey]:

@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import fingerprints, lake, publish, twins
+from .. import fingerprints, lake, publish, rul, shards, twins
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -63,10 +63,28 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     if ledger.unchanged("twin_changes", inputs):
         context.log.info("The thread and the estimates are as they were at the last change set: nothing to do.")
         return
-    changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit)
+    # Only the shards whose twins' inputs changed are compared unit by unit.
+    digits, store = thread.shard_size_digits, shards.Store(thread.build_db)
+    thread_digests = store.get("thread")
+    con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
+    try:
+        now_digests = shards.twin_digests(con, thread_digests or {}, rul.estimates(thread.lake_dir), digits)
+    finally:
+        con.close()
+    dirty = None if thread_digests is None else shards.changed(store.get("twins", str(digits)), now_digests)
+    store.forget("twins")
+    changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit,
+                            where=None if dirty is None else shards.sql_where(dirty, digits=digits))
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
+    if dirty is not None:
+        # Units still waiting from an earlier change set, in shards not looked at now, stay pending.
+        earlier = lake.read(twins.pending_table(thread.lake_dir))
+        if earlier is not None and earlier.num_rows:
+            keep = [shards.shard_of(s, digits) not in set(dirty) for s in earlier["serial_number"].to_pylist()]
+            changed = pa.concat_tables([earlier.filter(pa.array(keep)).select(changed.column_names), changed])
     lake.write(twins.pending_table(thread.lake_dir), changed, "overwrite", batch_id=context.run_id)
+    store.put("twins", now_digests, str(digits), rebuilt=dirty)
     # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]

@@ -159,7 +159,9 @@ def _drop_loaded(accepted: pd.DataFrame, c: EntityContract, raw_path: Path) -> t
         return accepted, 0
     keys = list(c.key)
     flt = None
-    if c.event_time:
+    # Only when the event time is part of the key can the lookup be limited to recent rows: an
+    # event id seen before may come again with another time.
+    if c.event_time and c.event_time in keys:
         low = accepted[c.event_time].min()
         if pd.notna(low):
             flt = pc.field(c.event_time) >= pa.scalar(low.to_pydatetime(), pa.timestamp("us", tz="UTC"))

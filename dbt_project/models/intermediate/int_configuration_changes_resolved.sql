@@ -8,12 +8,15 @@
     removal takes depends on what came before, so (unit, part) pairs touched by a removal are
     replayed step by step; all other pairs only ever add and pass straight through.
 -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with recursive
 
 units as (
 
     select serial_number, product_part_number, product_revision, build_started_at
     from {{ ref('stg_mes__units') }}
+    where {{ in_shards('serial_number') }}
 
 ),
 

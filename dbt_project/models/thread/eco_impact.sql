@@ -1,4 +1,6 @@
 {#- Every released ECO against every unit (not scrapped) that holds one of its parts. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with ecos as (
 
     select eco_number, effectivity_type, effective_from, field_action,
@@ -22,25 +24,28 @@ units as (
     select c.serial_number, c.effectivity_date, c.serial_prefix
     from {{ ref('int_units_classified') }} c
     join {{ ref('stg_mes__units') }} u using (serial_number)
-    where u.status <> 'scrapped'
+    where u.status <> 'scrapped' and {{ in_shards('c.serial_number') }}
 
 ),
 
 built as (
 
     select serial_number, part_number, revision from {{ ref('unit_as_built') }}
+    where {{ in_shards('serial_number') }}
 
 ),
 
 current_config as (
 
-    select serial_number, part_number, revision from {{ ref('unit_configuration') }} where quantity > 0
+    select serial_number, part_number, revision from {{ ref('unit_configuration') }}
+    where quantity > 0 and {{ in_shards('serial_number') }}
 
 ),
 
 designed as (
 
     select serial_number, part_number from {{ ref('unit_as_designed') }}
+    where {{ in_shards('serial_number') }}
 
 ),
 

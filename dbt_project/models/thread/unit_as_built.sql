@@ -1,7 +1,10 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with components as (
 
     select serial_number, part_number, revision, quantity, is_substitute
     from {{ ref('stg_mes__as_built_components') }}
+    where {{ in_shards('serial_number') }}
 
 ),
 
@@ -10,6 +13,7 @@ products as (
     select serial_number, product_part_number as part_number, product_revision as revision,
            1.0::double as quantity, false as is_substitute
     from {{ ref('stg_mes__units') }}
+    where {{ in_shards('serial_number') }}
 
 )
 

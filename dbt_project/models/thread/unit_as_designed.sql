@@ -1,6 +1,9 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with units as (
 
     select serial_number, class_id from {{ ref('int_units_classified') }}
+    where {{ in_shards('serial_number') }}
 
 ),
 

@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 select
     serial_number,
     part_number,
@@ -7,4 +9,4 @@ select
     valid_to,
     changed_by
 from {{ ref('unit_configuration_history') }}
-where valid_to is null
+where valid_to is null and {{ in_shards('serial_number') }}

@@ -1,5 +1,7 @@
 {#- Periods during which a unit held a quantity of one part revision. A change at the same
     instant by the same source is one change; a period ends when the quantity changes again. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with changes as (
 
     select
@@ -7,7 +9,7 @@ with changes as (
         sum(delta) as delta,
         min(step) as step
     from {{ ref('int_configuration_changes_resolved') }}
-    where delta <> 0
+    where delta <> 0 and {{ in_shards('serial_number') }}
     group by serial_number, part_number, revision, changed_at, changed_by
 
 ),

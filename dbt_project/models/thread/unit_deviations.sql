@@ -1,7 +1,10 @@
 {#- Designed vs built, per unit and part, for units that are completed or shipped. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
 with compared_units as (
 
-    select serial_number from {{ ref('stg_mes__units') }} where status in ('completed', 'shipped')
+    select serial_number from {{ ref('stg_mes__units') }}
+    where status in ('completed', 'shipped') and {{ in_shards('serial_number') }}
 
 ),
 

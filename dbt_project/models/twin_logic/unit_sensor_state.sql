@@ -26,7 +26,9 @@ latest as not materialized (
 
 window_24h as not materialized (
 
-    select r.serial_number, r.sensor, avg(r.value) as mean_24h, max(r.value) as max_24h
+    -- Rounded: a parallel sum adds in varying order, and a twin's input hash must not change
+    -- with the last bit of a float (its twin would look changed when nothing changed).
+    select r.serial_number, r.sensor, round(avg(r.value), 9) as mean_24h, max(r.value) as max_24h
     from readings r
     join latest l using (serial_number, sensor)
     where r.ts >= l.last_ts - interval 24 hours and r.ts <= l.last_ts

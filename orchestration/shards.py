@@ -1,0 +1,154 @@
+"""Unit shards: which runs of consecutive serial numbers a change reaches.
+
+A shard is a serial number without its last SHARD_DIGITS characters (HX200-000123 is in shard
+HX200-000: HX200-000000 .. HX200-000999). For every shard, a digest of everything the thread's
+per-unit models read about its units: their MES rows, as-built rows, service events and
+installations, the designed structure of their effectivity class, and the revisions and ECOs of
+every part they were designed with, built with or fitted. A shard whose digest differs from the
+one stored at the last successful build is rebuilt (dbt, `--vars shards`); the others are kept.
+
+Digests, not change events: a shard is rebuilt exactly when something its rows are computed from
+is different, whatever sequence of extractions led there, so an incremental build equals a build
+from scratch by construction. For the twins, the same per shard plus the unit's telemetry, its
+remaining-useful-life estimate and the design limits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SHARD_DIGITS = 3
+
+
+def shard_of(serial: str, digits: int = SHARD_DIGITS) -> str:
+    return serial[:max(len(serial) - digits, 0)]
+
+
+def sql_shard(column: str, digits: int = SHARD_DIGITS) -> str:
+    """The same in SQL (dbt's `shard_of` macro says it once more, for the models)."""
+    return f"left({column}, greatest(length({column}) - {int(digits)}, 0))"
+
+
+def sql_where(shards: list[str], column: str = "serial_number", digits: int = SHARD_DIGITS) -> str:
+    """A filter on these shards that DuckDB can push down to the scans (a range per shard)."""
+    from .lake import sql_literal
+
+    if not shards:
+        return "false"
+    ranges = " OR ".join(f"({column} >= {sql_literal(s)} AND {column} < {sql_literal(s + chr(0x10FFFF))})"
+                         for s in sorted(shards))
+    listed = ", ".join(sql_literal(s) for s in sorted(shards))
+    return f"(({ranges}) AND {sql_shard(column, digits)} IN ({listed}))"
+
+
+def _digests(con, sql: str) -> dict[str, str]:
+    rows = con.execute(f"""
+        SELECT shard, md5(string_agg(src || ':' || n || ':' || h, '|' ORDER BY src)) FROM (
+            SELECT shard, src, count(*) AS n, sum(h::HUGEINT) AS h FROM ({sql}) GROUP BY shard, src)
+        GROUP BY shard""").fetchall()
+    return dict(rows)
+
+
+def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
+    """Per shard, the digest of every input of the per-unit models (on the build database, after
+    the models those read that are not per unit: staging, classes, explosions)."""
+    def s(column: str) -> str:
+        return sql_shard(column, digits)
+
+    return _digests(con, f"""
+        WITH classes AS (
+            SELECT class_id, sum(hash(x)::HUGEINT) AS h FROM intermediate.int_structures_exploded x GROUP BY 1),
+        parts AS (
+            SELECT part_number, sum(h::HUGEINT) AS h FROM (
+                SELECT part_number, hash(r) AS h FROM staging.stg_plm__part_revisions r
+                UNION ALL
+                SELECT i.part_number, hash(i, e) FROM staging.stg_plm__eco_affected_items i
+                JOIN staging.stg_plm__ecos e USING (eco_number)) GROUP BY 1),
+        used AS (
+            SELECT DISTINCT {s('serial_number')} AS shard, part_number FROM (
+                SELECT serial_number, part_number FROM staging.stg_mes__as_built_components
+                UNION ALL SELECT serial_number, product_part_number FROM staging.stg_mes__units
+                UNION ALL SELECT serial_number, removed_part_number FROM staging.stg_service__service_events
+                UNION ALL SELECT serial_number, installed_part_number FROM staging.stg_service__service_events
+                UNION ALL SELECT c.serial_number, x.part_number FROM intermediate.int_units_classified c
+                          JOIN (SELECT DISTINCT class_id, part_number FROM intermediate.int_structures_exploded) x
+                          USING (class_id))
+            WHERE part_number IS NOT NULL)
+        SELECT {s('serial_number')} AS shard, 'units' AS src, hash(t) AS h FROM staging.stg_mes__units t
+        UNION ALL SELECT {s('serial_number')}, 'as_built', hash(t) FROM staging.stg_mes__as_built_components t
+        UNION ALL SELECT {s('serial_number')}, 'events', hash(t) FROM staging.stg_service__service_events t
+        UNION ALL SELECT {s('serial_number')}, 'installations', hash(t) FROM staging.stg_service__installations t
+        UNION ALL SELECT {s('c.serial_number')}, 'designed', hash(c.serial_number, c.effectivity_date,
+                         c.serial_prefix, k.h) FROM intermediate.int_units_classified c LEFT JOIN classes k USING (class_id)
+        UNION ALL SELECT u.shard, 'parts', hash(u.part_number, p.h) FROM used u LEFT JOIN parts p USING (part_number)
+    """)
+
+
+def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD_DIGITS) -> dict[str, str]:
+    """Per shard, what its twins are computed from: the thread's digest, the units' telemetry and
+    remaining-useful-life estimates, and the design limits of their products."""
+    con.register("rul_estimates_now", rul_estimates)
+    con.register("thread_digests_now", _table(thread))
+
+    def s(column: str) -> str:
+        return sql_shard(column, digits)
+
+    return _digests(con, f"""
+        WITH limits AS (SELECT product_part_number, sum(hash(l)::HUGEINT) AS h FROM staging.stg_plm__sensor_limits l
+                        GROUP BY 1)
+        SELECT shard, 'thread' AS src, hash(digest) AS h FROM thread_digests_now
+        UNION ALL SELECT {s('serial_number')}, 'telemetry', hash(t) FROM staging.stg_service__telemetry t
+        UNION ALL SELECT {s('serial_number')}, 'rul', hash(r) FROM rul_estimates_now r
+        UNION ALL SELECT {s('u.serial_number')}, 'limits', hash(l.h) FROM staging.stg_mes__units u
+                  JOIN limits l USING (product_part_number)
+    """)
+
+
+def _table(digests: dict[str, str]):
+    import pyarrow as pa
+
+    return pa.table({"shard": pa.array(list(digests), pa.string()), "digest": pa.array(list(digests.values()),
+                                                                                          pa.string())})
+
+
+def changed(before: dict[str, str] | None, now: dict[str, str]) -> list[str] | None:
+    """Shards whose digest differs (appeared, changed or gone); None when there is nothing to
+    compare with (everything is to be built)."""
+    if before is None:
+        return None
+    return sorted(s for s in set(before) | set(now) if before.get(s) != now.get(s))
+
+
+class Store:
+    """The digests of the last successful build of each layer (build/shards.json, beside the build
+    database they describe)."""
+
+    def __init__(self, build_db: Path):
+        self.path = Path(build_db).with_name("shards.json")
+        self.build_db = Path(build_db)
+
+    def _read(self) -> dict:
+        if not self.build_db.exists() or not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def get(self, layer: str, code: str | None = None) -> dict[str, str] | None:
+        entry = self._read().get(layer)
+        if entry is None or (code is not None and entry.get("code") != code):
+            return None
+        return entry["digests"]
+
+    def put(self, layer: str, digests: dict[str, str], code: str | None = None,
+            rebuilt: list[str] | None = None) -> None:
+        """`rebuilt`: the shards the build just recomputed (None: all), kept for the record."""
+        data = self._read()
+        data[layer] = {"code": code, "digests": digests, "rebuilt": sorted(digests) if rebuilt is None else rebuilt}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        tmp.replace(self.path)
+
+    def forget(self, layer: str) -> None:
+        data = self._read()
+        if data.pop(layer, None) is not None:
+            self.path.write_text(json.dumps(data, sort_keys=True))
