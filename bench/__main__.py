@@ -4,6 +4,7 @@ bench/results/<scale>.json and a row of bench/README.md."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -16,6 +17,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
     parser.add_argument("--quarantine", action="store_true",
                         help="quarantining 1,000,000 rejected rows instead (results/quarantine.json)")
+    parser.add_argument("--live", action="store_true",
+                        help="also measure ECO file change -> published twin with `thread serve` running")
+    parser.add_argument("--live-default", action="store_true",
+                        help="the default enterprise with `thread serve`: advance 1 day -> every twin published")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")
@@ -25,9 +30,15 @@ def main(argv: list[str] | None = None) -> None:
 
     from orchestration.dbt_project import prepare
 
-    from .harness import run, run_quarantine, run_rul, write
+    from .harness import run, run_live_default, run_quarantine, run_rul, write
 
     prepare()
+    if args.live_default:
+        out = run_live_default(args.cache / "run-live-default")
+        path = HERE / "results" / "live_default.json"
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
     if args.quarantine:
         print(f"wrote {run_quarantine(HERE)}")
         return
@@ -35,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {run_rul(args.cache / 'run-rul', HERE)}")
         return
     result = run(args.scale, args.seed, args.cache, args.cache / f"run-{args.scale}",
-                 incremental_scenarios=not args.no_incremental)
+                 incremental_scenarios=not args.no_incremental, live_scenarios=args.live)
     print(f"wrote {write(result, HERE / 'results', HERE / 'README.md')} and a row of bench/README.md")
 
 

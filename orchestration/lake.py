@@ -206,6 +206,7 @@ def write(
     fingerprint: str | None = None,
     predicate: str | None = None,
     restricted: Restricted | None = None,
+    row_group_rows: int | None = None,
 ) -> int:
     """Write one commit; overwrite keeps earlier versions (time travel = extraction history)."""
     meta = {BATCH_KEY: batch_id}
@@ -217,6 +218,10 @@ def write(
     if restricted is not None:
         restricted.prepare(path)
     kwargs = {}
+    if row_group_rows:
+        from deltalake import WriterProperties
+
+        kwargs["writer_properties"] = WriterProperties(max_row_group_size=row_group_rows)
     if mode == "overwrite" and predicate is None:
         kwargs["schema_mode"] = "overwrite"
     elif exists(path):

@@ -8,12 +8,14 @@ connections keep reading the old file, new ones see the new one, nobody sees hal
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from . import dbt_project, fingerprints, freshness, lake, twins
+from . import dbt_project, fingerprints, freshness, lake, shards, twins
 from .faults import checkpoint
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
@@ -75,12 +77,30 @@ def _empty_pending():
     return pa.table({"serial_number": pa.array([], pa.string()), "reasons": pa.array([], pa.list_(pa.string()))})
 
 
+# The published tables that are stored per unit shard in the build database (dbt tag `sharded`).
+SHARDED = ("unit_as_built", "unit_as_designed", "unit_configuration_history", "unit_configuration",
+           "unit_deviations", "eco_impact")
+
+
+@dataclass
+class Changes:
+    """What changed since the last publish: the unit shards rebuilt in the thread (None: all of
+    them), the units whose twins were refreshed (None: all), and the other tables' digests then."""
+
+    shards: list[str] | None
+    twin_units: list[str] | None
+    digests: dict[str, str]
+
+
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
-            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict:
-    """Build the next warehouse file beside the current one, swap it in, mirror it to Delta.
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, changes: Changes | None = None) -> dict:
+    """Write the next warehouse file beside the current one, swap it in, mirror it to Delta.
 
     `thread` comes from the build database; `twin` from the per-unit twin state in the lake, with
     is_stale decided now (a late source, or a twin whose inputs changed but not yet refreshed).
+    With `changes` and a current warehouse, the next one starts as a copy of it and only what
+    changed is written: whole tables whose digest changed, the rebuilt shards of per-unit tables,
+    the refreshed units' twins; the Delta copies get a version only where that happened.
     """
     started = time.monotonic()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -88,48 +108,99 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     for stale in warehouse.parent.glob(f".{warehouse.name}.next-*"):
         stale.unlink(missing_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
+    incremental = changes is not None and warehouse.exists()
     try:
-        counts = _build_next(nxt, build_db, lake_dir, descriptions, now, memory_limit)
+        if incremental:
+            shutil.copyfile(warehouse, nxt)
+        plan = _write_next(nxt, build_db, lake_dir, descriptions, now, memory_limit, changes if incremental else None)
     except BaseException:
         nxt.unlink(missing_ok=True)  # a failed publish (a full disk) leaves nothing behind
         raise
     nxt.chmod(0o644)
     checkpoint("publish-rename")
     os.replace(nxt, warehouse)
-    mirror(warehouse, lake_dir, [k.split(".") for k in counts])
-    return {"tables": counts, "seconds": round(time.monotonic() - started, 3)}
+    mirror(warehouse, lake_dir, plan)
+    return {"tables": {k: p.rows for k, p in plan.items()}, "digests": {k: p.digest for k, p in plan.items()},
+            "written": {k: p.what for k, p in plan.items() if p.what != "kept"},
+            "seconds": round(time.monotonic() - started, 3)}
 
 
-def _build_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, memory_limit) -> dict[str, int]:
+@dataclass
+class Written:
+    rows: int
+    digest: str
+    what: str  # "whole", "kept", or "part" (the rows `where` selects were replaced)
+    where: str | None = None
+
+
+def _digest(con, relation: str) -> str:
+    n, h = con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {relation} t").fetchone()
+    return f"{n}:{h}"
+
+
+def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, memory_limit,
+                changes: Changes | None) -> dict[str, Written]:
     con = lake.duck(nxt, memory_limit=memory_limit)
-    counts = {}
+    plan: dict[str, Written] = {}
     try:
         con.execute(f"ATTACH {lake.sql_literal(str(build_db))} AS build (READ_ONLY)")
         for schema in PUBLISHED_SCHEMAS:
-            con.execute(f"CREATE SCHEMA {schema}")
-        sources = [("thread", t, f"SELECT * FROM build.thread.{t}") for t in thread_tables(build_db)]
-        sources += [("twin", t, _twin_sql(con, lake_dir, t, now)) for t in twins.TABLES]
-        for schema, table, select in sources:
-            con.execute(f"CREATE TABLE {schema}.{table} AS {select}")
-            counts[f"{schema}.{table}"] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
-            for col, text in (descriptions or {}).get(f"{schema}.{table}", {}).items():
-                target = f"{schema}.{table}" + (f".{_q(col)}" if col else "")
-                kind = "COLUMN" if col else "TABLE"
-                con.execute(f"COMMENT ON {kind} {target} IS {lake.sql_literal(text)}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        sources = [("thread", t, f"build.thread.{t}") for t in thread_tables(build_db)]
+        for t in twins.TABLES:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW next_twin_{t} AS {_twin_sql(con, lake_dir, t, now)}")
+            sources.append(("twin", t, f"next_twin_{t}"))
+        existing = {f"{a}.{b}" for a, b in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+        for schema, table, relation in sources:
+            name = f"{schema}.{table}"
+            where = _part(changes, schema, table) if changes is not None and name in existing else None
+            if where is not None:
+                con.execute(f"DELETE FROM {name} WHERE {where}")
+                con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}")
+                written = Written(0, "", "part", where)
+            else:
+                digest = _digest(con, relation) if schema == "thread" else ""
+                if changes is not None and name in existing and digest and changes.digests.get(name) == digest:
+                    written = Written(0, digest, "kept")
+                else:
+                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {relation}")
+                    for col, text in (descriptions or {}).get(name, {}).items():
+                        target = name + (f".{_q(col)}" if col else "")
+                        con.execute(f"COMMENT ON {'COLUMN' if col else 'TABLE'} {target} IS {lake.sql_literal(text)}")
+                    written = Written(0, digest, "whole")
+            written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            plan[name] = written
         con.execute("DETACH build")
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    return counts
+    return plan
 
 
-def mirror(warehouse: Path, lake_dir: Path, tables) -> None:
-    """Every published table also as a Delta table, for engines that do not speak DuckDB."""
+def _part(changes: Changes, schema: str, table: str) -> str | None:
+    """Which rows of a table a partial write replaces (None: the whole table is considered)."""
+    if schema == "thread" and table in SHARDED and changes.shards is not None:
+        return shards.sql_ranges(changes.shards)
+    if schema == "twin" and table != "unit_twin" and changes.twin_units is not None:
+        listed = ", ".join(lake.sql_literal(u) for u in sorted(changes.twin_units))
+        return f"serial_number IN ({listed})" if listed else "false"
+    return None
+
+
+def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
+    """Every published table also as a Delta table, for engines that do not speak DuckDB: a new
+    version only where the warehouse changed, and only the rows that changed."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        for schema, table in tables:
-            data = con.execute(f"SELECT * FROM {schema}.{table}").fetch_record_batch(200_000)
-            lake.write(lake.published_table(lake_dir, schema, table), data, "overwrite", batch_id="publish")
+        for name, written in plan.items():
+            path = lake.published_table(lake_dir, *name.split("."))
+            if written.what == "kept" and lake.exists(path):
+                continue
+            part = written.what == "part" and lake.exists(path)
+            where = f" WHERE {written.where}" if part else ""
+            data = con.execute(f"SELECT * FROM {name}{where}").fetch_record_batch(200_000)
+            lake.write(path, data, "overwrite", batch_id="publish", predicate=written.where if part else None)
             checkpoint("publish-mirror")
     finally:
         con.close()

@@ -42,6 +42,17 @@ def sql_where(shards: list[str], column: str = "serial_number", digits: int = SH
     return f"(({ranges}) AND {sql_shard(column, digits)} IN ({listed}))"
 
 
+def sql_ranges(shards: list[str], column: str = "serial_number") -> str:
+    """The serial-number ranges of these shards, in SQL both DuckDB and Delta's predicates read
+    (serial numbers are letters, digits and dashes: '~' sorts after all of them)."""
+    from .lake import sql_literal
+
+    if not shards:
+        return "false"
+    return "(" + " OR ".join(f"({column} >= {sql_literal(s)} AND {column} < {sql_literal(s + '~')})"
+                             for s in sorted(shards)) + ")"
+
+
 def _digests(con, sql: str) -> dict[str, str]:
     rows = con.execute(f"""
         SELECT shard, md5(string_agg(src || ':' || n || ':' || h, '|' ORDER BY src)) FROM (
@@ -144,6 +155,33 @@ class Store:
         """`rebuilt`: the shards the build just recomputed (None: all), kept for the record."""
         data = self._read()
         data[layer] = {"code": code, "digests": digests, "rebuilt": sorted(digests) if rebuilt is None else rebuilt}
+        self._write(data)
+
+    # -- what the next publish must carry over --------------------------------------------------
+
+    def pending_publish(self, kind: str) -> list[str] | None:
+        """Shards (`shards`) or units (`twins`) rewritten since the last publish; None: all."""
+        entry = self._read().get("unpublished", {}).get(kind, [])
+        return None if entry is None else list(entry)
+
+    def add_pending_publish(self, kind: str, items: list[str] | None) -> None:
+        data = self._read()
+        pending = data.setdefault("unpublished", {})
+        current = pending.get(kind, [])
+        pending[kind] = None if items is None or current is None else sorted(set(current) | set(items))
+        self._write(data)
+
+    def published(self, digests: dict[str, str]) -> None:
+        """A publish succeeded: remember its tables' digests, nothing is waiting any more."""
+        data = self._read()
+        data["unpublished"] = {"shards": [], "twins": []}
+        data["published_digests"] = digests
+        self._write(data)
+
+    def published_digests(self) -> dict[str, str]:
+        return self._read().get("published_digests", {})
+
+    def _write(self, data: dict) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, sort_keys=True))
         tmp.replace(self.path)
@@ -151,4 +189,4 @@ class Store:
     def forget(self, layer: str) -> None:
         data = self._read()
         if data.pop(layer, None) is not None:
-            self.path.write_text(json.dumps(data, sort_keys=True))
+            self._write(data)

@@ -198,8 +198,9 @@ def horizon(sources) -> str:
     return max(ts) if ts else "2026-01-01T00:00:00Z"
 
 
-def release_eco(sources, pick: int, n: int, action: str) -> None:
-    """Engineering releases ECO-77<n>: a new revision of a released component, effective by date."""
+def release_eco(sources, pick: int, n: int, action: str, from_serial: str | None = None) -> None:
+    """Engineering releases ECO-77<n>: a new revision of a released component, effective by date
+    (or from a serial number)."""
     revisions = [r for r in rows(sources / "plm" / "part_revisions.csv")
                  if r["state"] == "released" and r["part_number"].startswith("C-")]
     part = revisions[pick % len(revisions)]
@@ -207,7 +208,29 @@ def release_eco(sources, pick: int, n: int, action: str) -> None:
     new_rev = part["revision"] + "Z" * n
     eco = f"ECO-77{n:02d}"
     effective = (date.fromisoformat(at[:10]) - timedelta(days=20)).isoformat()
-    write_eco(sources, eco, part["part_number"], part["revision"], new_rev, at, effective, action)
+    if from_serial:
+        write_eco(sources, eco, part["part_number"], part["revision"], new_rev, at, from_serial, action,
+                  effectivity_type="serial")
+    else:
+        write_eco(sources, eco, part["part_number"], part["revision"], new_rev, at, effective, action)
+
+
+def scrap(sources, pick: int) -> None:
+    """MES scraps a unit (it moves between states: no twin any more)."""
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    serials = [s for (s,) in con.execute("SELECT serial_number FROM units WHERE status <> 'scrapped' ORDER BY 1")]
+    con.execute("UPDATE units SET status = 'scrapped' WHERE serial_number = ?", (serials[pick % len(serials)],))
+    con.commit()
+    con.close()
+
+
+def mid_shard_serial(sources, pick: int, digits: int) -> str:
+    """A serial number in the middle of a shard (not its first), to start an effectivity at."""
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    serials = [s for (s,) in con.execute("SELECT serial_number FROM units ORDER BY 1")]
+    con.close()
+    middle = [s for s in serials if int(s[-digits:]) % 10**digits not in (0, 10**digits - 1)] or serials
+    return middle[pick % len(middle)]
 
 
 def retrofit(sources, pick: int, n: int) -> None:

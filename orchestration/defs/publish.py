@@ -3,7 +3,7 @@
 import dagster as dg
 import duckdb
 
-from .. import publish, report
+from .. import publish, report, shards
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from ..fingerprints import Ledger
@@ -26,8 +26,12 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     if thread.warehouse.exists() and ledger.unchanged("publish", inputs):
         context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
         return
+    store = shards.Store(thread.build_db)
+    changes = publish.Changes(shards=store.pending_publish("shards"), twin_units=store.pending_publish("twins"),
+                              digests=store.published_digests())
     result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
-                             memory_limit=thread.memory_limit)
+                             memory_limit=thread.memory_limit, changes=changes)
+    store.published(result["digests"])
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:
         figures = report.figures(con)
@@ -41,4 +45,5 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         **{name: dg.MetadataValue.int(int(n)) for name, n in figures.items()},
         "fleet_health": dg.MetadataValue.md(f"![Fleet health over time](data:image/png;base64,{chart})"),
         **{f"rows {name}": n for name, n in result["tables"].items()},
+        "written": dg.MetadataValue.json(result["written"]),
     })

@@ -86,6 +86,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     sharded = thread.dbt_vars() | ({} if changed is None else {"shards": changed})
     yield from build("--select", "tag:sharded+", dbt_vars=sharded, own_selection=True)
     store.put("thread", digests, code, rebuilt=changed)
+    store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
 

@@ -141,6 +141,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
                            memory_limit=thread.memory_limit)
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
+    shards.Store(thread.build_db).add_pending_publish("twins", targets)
     by_reason = _count(why.values())
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
     # Kept small: in a run over many partitions this is stored once per partition.

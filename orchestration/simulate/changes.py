@@ -6,15 +6,16 @@ from pathlib import Path
 
 
 def release_eco(sources: Path, eco: str, part: str, from_revision: str, to_revision: str, released_at: str,
-                effective_from: str, field_action: str = "retrofit", title: str | None = None) -> list[str]:
-    """Engineering releases an ECO: PLM's export gains the new revision, the ECO (date
-    effectivity) and its affected item. Returns the entities that changed."""
+                effective_from: str, field_action: str = "retrofit", title: str | None = None,
+                effectivity_type: str = "date") -> list[str]:
+    """Engineering releases an ECO: PLM's export gains the new revision, the ECO (effective from a
+    date, or from a serial number) and its affected item. Returns the entities that changed."""
     plm = Path(sources) / "plm"
     with (plm / "part_revisions.csv").open("a") as f:
         f.write(f"{part},{to_revision},released,{released_at},{eco},Revision {to_revision} per {eco}\n")
     with (plm / "ecos.csv").open("a") as f:
-        f.write(f"{eco},{title or f'Change {part}'},Engineering change,released,{released_at},{released_at},date,"
-                f"{effective_from},{field_action}\n")
+        f.write(f"{eco},{title or f'Change {part}'},Engineering change,released,{released_at},{released_at},"
+                f"{effectivity_type},{effective_from},{field_action}\n")
     with (plm / "eco_affected_items.csv").open("a") as f:
         f.write(f"{eco},{part},{from_revision},{to_revision}\n")
     return ["plm/part_revisions", "plm/ecos", "plm/eco_affected_items"]

@@ -1,13 +1,17 @@
 """Property: whatever happened to the sources, refreshing incrementally gives the same thread and
 twins as building from scratch on the final sources.
 
-Random small enterprises, then a random sequence of new days of activity, ECO releases and
-retrofits, each followed by the ordinary incremental `thread build`. CI runs one fixed sequence
-(new days, an ECO, a retrofit); `HYPOTHESIS_PROFILE=thorough` explores 25 random cases.
+Random small enterprises, then a random sequence of new days of activity, ECO releases (by date,
+or from a serial number in the middle of a unit shard), retrofits and scrapped units, each followed
+by the ordinary incremental `thread build`. Shards are 10 serial numbers here
+(THREAD_SHARD_DIGITS=1), so every enterprise has units on both sides of shard boundaries and a
+change reaches some shards and not others. CI runs one fixed sequence (new days, a mid-shard ECO,
+a retrofit, a scrapped unit); `HYPOTHESIS_PROFILE=thorough` explores 25 random cases.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from datetime import date
@@ -17,7 +21,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from orchestration.simulate import SimConfig, advance, simulate
-from tests.helpers import build, published, release_eco, retrofit
+from tests.helpers import build, mid_shard_serial, published, release_eco, retrofit, scrap
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +38,22 @@ START = date(2026, 1, 5)
 STEP = st.one_of(
     st.tuples(st.just("advance"), st.integers(1, 15)),
     st.tuples(st.just("eco"), st.integers(0, 10_000), st.sampled_from(["retrofit", "none", "inspect"])),
+    st.tuples(st.just("serial_eco"), st.integers(0, 10_000), st.sampled_from(["retrofit", "none", "inspect"])),
     st.tuples(st.just("retrofit"), st.integers(0, 10_000)),
+    st.tuples(st.just("scrap"), st.integers(0, 10_000)),
 )
 
 
 # Always exercised, whatever the random draw: new days, an ECO and a retrofit, in one sequence.
-@example(seed=3, units=10, steps=[("advance", 6), ("eco", 5, "retrofit"), ("retrofit", 7)])
-@given(seed=st.integers(1, 10_000), units=st.integers(8, 20), steps=st.lists(STEP, min_size=1, max_size=2))
+@example(seed=3, units=24, steps=[("advance", 6), ("serial_eco", 5, "retrofit"), ("retrofit", 7), ("scrap", 2)])
+@given(seed=st.integers(1, 10_000), units=st.integers(8, 30), steps=st.lists(STEP, min_size=1, max_size=3))
 def test_incremental_refresh_equals_a_build_from_scratch(tmp_path_factory, seed, units, steps):
-    root = tmp_path_factory.mktemp("prop")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("THREAD_SHARD_DIGITS", "1")
+        _incremental_equals_scratch(tmp_path_factory.mktemp("prop"), seed, units, steps)
+
+
+def _incremental_equals_scratch(root, seed, units, steps):
     sources, data = root / "sources", root / "data"
     simulate(sources, SimConfig(seed=seed, units=units, parts=60, start=START, days=45, telemetry_every_h=24))
     assert build(sources, data).ok
@@ -51,10 +62,17 @@ def test_incremental_refresh_equals_a_build_from_scratch(tmp_path_factory, seed,
             advance(sources, step[1])
         elif step[0] == "eco":
             release_eco(sources, step[1], n + 1, step[2])
+        elif step[0] == "serial_eco":
+            release_eco(sources, step[1], n + 1, step[2], from_serial=mid_shard_serial(sources, step[1], 1))
+        elif step[0] == "scrap":
+            scrap(sources, step[1])
         else:
             retrofit(sources, step[1], n + 1)
         result = build(sources, data)
         assert result.ok, result.failed
+        if step[0] in ("retrofit", "scrap"):  # one unit changed: one shard rebuilt, the others kept
+            rebuilt = json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
+            assert len(rebuilt) == 1, rebuilt
 
     scratch_sources, scratch = root / "scratch_sources", root / "scratch"
     shutil.copytree(sources, scratch_sources)
