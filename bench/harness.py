@@ -555,12 +555,20 @@ def write(result: dict, results_dir: Path, readme: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{result['scale']}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    eco = result["eco_incremental_s"]
+    inc = result.get("incremental", {})
+
+    def share(name: str) -> str:
+        x = inc.get(name) or {}
+        return f"{x['over_full']:.3f}" if x.get("over_full") is not None else "—"
+
+    eco = inc.get("eco") or {}
+    live = (result.get("live") or {}).get("eco_file_to_published_twin_s")
     row = (f"| {result['measured_at'][:10]} | {result['scale']} | {result['units']:,} | {result['telemetry_rows']:,} | "
            f"{result['full_build_s']:.0f} | {result['floor_s']:.1f} | {result['full_over_floor']:.1f} | "
-           + (f"{eco:.1f} | {result['eco_incremental_over_full']:.3f} | "
-              f"{result['twins_refreshed']}/{result['twins_affected']} | " if eco is not None else "not run | | | ")
-           + f"{result['query_p50_ms']:.0f} | {result['query_p95_ms']:.0f} | {result['peak_rss_mb']:,.0f} |")
+           f"{share('eco')} | {eco.get('twins_refreshed', '—')}/{eco.get('twins_affected', '—')} | "
+           f"{share('unchanged')} | {share('telemetry_day')} | {share('retrofit')} | "
+           f"{f'{live:.1f}' if live is not None else '—'} | "
+           f"{result['query_p50_ms']:.0f} | {result['query_p95_ms']:.0f} | {result['peak_rss_mb']:,.0f} |")
     # The results table closes bench/README.md: a new run is a new last row.
     text = readme.read_text().rstrip("\n") + "\n" + row + "\n"
     readme.write_text(with_targets(text, results_dir))

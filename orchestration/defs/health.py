@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from .. import rul
+from .. import fingerprints, lake, rul
+from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from ..fingerprints import Ledger
 from .keys import RUL_KEY
+
+RUL_READS = (("service", "telemetry"), ("service", "service_events"), ("mes", "units"))
 
 
 @dg.asset(
@@ -30,7 +32,11 @@ from .keys import RUL_KEY
     output_required=False,
 )
 def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
-    ledger, inputs = Ledger(thread.build_db), Ledger(thread.build_db).generation(context.run_id)
+    # What the models and estimates read: telemetry, failures (service events) and units. An ECO or
+    # a new PLM revision changes the thread but not these: no retraining, no new estimates.
+    ledger = Ledger(thread.build_db)
+    inputs = f"run:{context.run_id}" if ledger.get("thread") is None else fingerprints.digest(
+        [fingerprints.version(lake.raw_table(thread.lake_dir, s, e)) for s, e in RUL_READS])
     if ledger.unchanged("rul", inputs):
         context.log.info("The thread is as it was at the last estimate: nothing to do.")
         return
