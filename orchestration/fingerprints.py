@@ -63,18 +63,35 @@ def thread_inputs(lake_dir: Path, manifest: Path, salt: str, layout: dict | None
     })
 
 
-class Ledger:
-    """The fingerprint each step last completed with (build/fingerprints.json, beside the build
-    database it describes: a new build database starts a new ledger)."""
+class BuildState:
+    """A small JSON file beside the build database, describing it: it means nothing without that
+    database (a new build database starts empty), and is replaced atomically."""
 
-    def __init__(self, build_db: Path):
-        self.path = Path(build_db).with_name("fingerprints.json")
+    def __init__(self, build_db: Path, name: str):
+        self.path = Path(build_db).with_name(name)
         self.build_db = Path(build_db)
 
     def _read(self) -> dict:
         if not self.build_db.exists() or not self.path.exists():
             return {}
         return json.loads(self.path.read_text())
+
+    def _write(self, data: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    def forget(self, key: str) -> None:
+        data = self._read()
+        if data.pop(key, None) is not None:
+            self._write(data)
+
+
+class Ledger(BuildState):
+    """The fingerprint each step last completed with (build/fingerprints.json)."""
+
+    def __init__(self, build_db: Path):
+        super().__init__(build_db, "fingerprints.json")
 
     def get(self, step: str) -> str | None:
         return self._read().get(step)
@@ -85,16 +102,9 @@ class Ledger:
     def record(self, step: str, fingerprint: str) -> None:
         data = self._read()
         data[step] = fingerprint
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        self._write(data)
 
     def generation(self, run_id: str) -> str:
         """The build database's state: the thread's fingerprint, or (after a partial or failed dbt
         run) something no later run will match."""
         return self.get("thread") or f"run:{run_id}"
-
-    def forget(self, step: str) -> None:
-        data = self._read()
-        if data.pop(step, None) is not None:
-            self.path.write_text(json.dumps(data, indent=1, sort_keys=True))

@@ -15,8 +15,9 @@ remaining-useful-life estimate and the design limits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .fingerprints import BuildState
 
 SHARD_DIGITS = 3
 
@@ -131,18 +132,12 @@ def changed(before: dict[str, str] | None, now: dict[str, str]) -> list[str] | N
     return sorted(s for s in set(before) | set(now) if before.get(s) != now.get(s))
 
 
-class Store:
-    """The digests of the last successful build of each layer (build/shards.json, beside the build
-    database they describe)."""
+class Store(BuildState):
+    """The digests of the last successful build of each layer, and what the next publish must
+    carry over (build/shards.json)."""
 
     def __init__(self, build_db: Path):
-        self.path = Path(build_db).with_name("shards.json")
-        self.build_db = Path(build_db)
-
-    def _read(self) -> dict:
-        if not self.build_db.exists() or not self.path.exists():
-            return {}
-        return json.loads(self.path.read_text())
+        super().__init__(build_db, "shards.json")
 
     def get(self, layer: str, code: str | None = None) -> dict[str, str] | None:
         entry = self._read().get(layer)
@@ -180,13 +175,3 @@ class Store:
 
     def published_digests(self) -> dict[str, str]:
         return self._read().get("published_digests", {})
-
-    def _write(self, data: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        tmp.replace(self.path)
-
-    def forget(self, layer: str) -> None:
-        data = self._read()
-        if data.pop(layer, None) is not None:
-            self._write(data)
