@@ -151,7 +151,7 @@ def build(ctx, full):
     try:
         # Whatever a library writes to stderr (warnings, a storage driver's own traceback) goes to
         # the log file: the terminal shows progress and one line per failure.
-        with _stderr_to(log_path), bar, dg.DagsterInstance.get() as instance:
+        with _terminal_only_for_us(log_path), bar, dg.DagsterInstance.get() as instance:
             result = run_build(defs, instance, env, show, log_path, full=full)
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
         import traceback
@@ -172,17 +172,29 @@ def build(ctx, full):
 
 
 @contextlib.contextmanager
-def _stderr_to(path: Path):
+def _terminal_only_for_us(path: Path):
+    """Everything any library writes to stdout or stderr goes to the log file; our console keeps
+    the terminal (progress, one line per failure)."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved, target = os.dup(2), os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = os.dup(1), os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8", errors="replace")
+    before = console.file
+    os.dup2(target, 1)
     os.dup2(target, 2)
+    console.file = terminal
     try:
         yield
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(target)
+        console.file = before
+        terminal.close()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
 
 
 # -- contracts ----------------------------------------------------------------------------------

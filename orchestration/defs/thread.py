@@ -69,26 +69,36 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     if not whole:  # a hand-picked subset (the UI): those models, every shard
         yield from build(dbt_vars=thread.dbt_vars())
         return
-    # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-level
-    # marts), then the per-unit models for just the shards whose inputs changed.
-    yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
     store = shards.Store(thread.build_db)
     code = f"{fingerprints.code_version(PROJECT.manifest_path)}|{thread.shard_size_digits}"
-    con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
-    try:
-        digests = shards.thread_digests(con, thread.shard_size_digits)
-    finally:
-        con.close()
-    changed = shards.changed(store.get("thread", code), digests)
+    before = store.get("thread", code)
     store.forget("thread")
-    context.log.info("Rebuilding every unit shard" if changed is None else
-                     f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
-    sharded = thread.dbt_vars() | ({} if changed is None else {"shards": changed})
-    yield from build("--select", "tag:sharded+", dbt_vars=sharded, own_selection=True)
+    if before is None:
+        # Nothing to compare with (a new build database, new code): every model, every shard, in
+        # one dbt invocation; the digests are for the next build.
+        yield from build(dbt_vars=thread.dbt_vars())
+        digests, changed = _thread_digests(thread), None
+    else:
+        # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-
+        # level marts), then the per-unit models for just the shards whose inputs changed.
+        yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+        digests = _thread_digests(thread)
+        changed = shards.changed(before, digests)
+        context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
+        yield from build("--select", "tag:sharded+", dbt_vars=thread.dbt_vars() | {"shards": changed},
+                         own_selection=True)
     store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
+
+
+def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
+    con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
+    try:
+        return shards.thread_digests(con, thread.shard_size_digits)
+    finally:
+        con.close()
 
 
 def _as_output(context: dg.AssetExecutionContext, event):
