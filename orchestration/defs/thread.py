@@ -129,8 +129,9 @@ THREAD_STEPS = dg.AssetSelection.assets(thread_dbt, RUL_KEY, TWIN_CHANGES_KEY)
 )
 def thread_refresh_sensor(context: dg.SensorEvaluationContext):
     landed = [context.instance.get_latest_materialization_event(k) for k in (*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION)]
-    newest = max((e.storage_id for e in landed if e is not None), default=0)
-    if newest <= int(context.cursor or 0):
+    newest = max((e.timestamp for e in landed if e is not None), default=0.0)
+    if newest <= float(context.cursor or 0):
         return dg.SkipReason("no source landed since the last thread run")
-    context.update_cursor(str(newest))
-    return dg.RunRequest(run_key=f"thread:{newest}", tags={"thread/trigger": "thread_refresh"})
+    context.update_cursor(repr(newest))
+    return dg.RunRequest(run_key=f"thread:{newest}", asset_selection=[*thread_dbt.keys, RUL_KEY, TWIN_CHANGES_KEY],
+                         tags={"thread/trigger": "thread_refresh"})

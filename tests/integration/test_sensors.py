@@ -120,6 +120,20 @@ def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
         lake.write(data / "lake" / "twin" / "_pending", saved, "overwrite", batch_id="test")
 
 
+def test_the_thread_is_rebuilt_once_after_sources_land(world):
+    from orchestration.defs.thread import thread_refresh_sensor
+
+    _, _, thread = world
+    with dg.DagsterInstance.ephemeral() as instance:
+        nothing, cursor = tick(thread_refresh_sensor, thread, instance=instance)
+        assert isinstance(nothing, dg.SkipReason)
+        instance.report_runless_asset_event(dg.AssetMaterialization(dg.AssetKey(["plm", "ecos"])))
+        first, cursor = tick(thread_refresh_sensor, thread, cursor, instance=instance)
+        assert {k.to_user_string() for k in first.asset_selection} >= {"thread/units", "twin/changes", "health/rul_model"}
+        again, _ = tick(thread_refresh_sensor, thread, cursor, instance=instance)
+        assert isinstance(again, dg.SkipReason)
+
+
 def test_nothing_pending_means_no_twin_run(world):
     _, _, thread = world
     result, _ = tick(twin_refresh_sensor, thread)
