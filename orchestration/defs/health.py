@@ -38,7 +38,9 @@ def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     inputs = f"run:{context.run_id}" if ledger.get("thread") is None else fingerprints.digest(
         [fingerprints.version(lake.raw_table(thread.lake_dir, s, e)) for s, e in RUL_READS])
     if ledger.unchanged("rul", inputs):
-        context.log.info("The thread is as it was at the last estimate: nothing to do.")
+        # Reported, not recomputed: the twin change set after it must still run (the thread
+        # changed even though what the estimates read did not).
+        yield dg.MaterializeResult(metadata={"unchanged": True, "estimated_units": 0})
         return
     report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id,
                          memory_limit=thread.memory_limit)
