@@ -19,8 +19,8 @@ from .defs.health import rul_model
 from .defs.keys import TWIN_KEY
 from .defs.maintenance import LAKE_RETENTION
 from .defs.publish import warehouse
-from .defs.sources import RAW_ASSETS, SENSORS
-from .defs.thread import dbt_resource, thread_dbt, thread_refresh_sensor
+from .defs.sources import RAW_ASSETS, source_sensor
+from .defs.thread import THREAD_STEP_KEYS, WITH_THREAD_TAG, dbt_resource, thread_dbt, thread_refresh_sensor
 from .defs.twins import twin_changes, twin_refresh_sensor, twin_units
 from .resources import writer_lock_resource
 from .settings import settings_resource
@@ -30,6 +30,10 @@ from .settings import settings_resource
 PROJECT.prepare_if_dev()
 
 SOURCES = dg.AssetSelection.groups(*contracts.SYSTEMS)
+# A source sensor's run extracts what changed and rebuilds the thread right after, in the same run
+# (one run launch less between an export change and its twins); thread_refresh covers the rest.
+SENSORS = {system: source_sensor(system, then=THREAD_STEP_KEYS, tags={WITH_THREAD_TAG: "true"})
+           for system in contracts.SYSTEMS}
 TWINS = dg.AssetSelection.assets(TWIN_KEY)
 
 # A twin should reflect its unit within hours even when nothing else happens (daily full refresh).

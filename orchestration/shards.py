@@ -54,6 +54,19 @@ def sql_ranges(shards: list[str], column: str = "serial_number") -> str:
                              for s in sorted(shards)) + ")"
 
 
+def to_build(build_db: Path, shards: list[str]) -> None:
+    """Tell the sharded dbt models which shards to rebuild (main.shards_to_build, see
+    dbt_project/macros/shards.sql)."""
+    import duckdb
+
+    con = duckdb.connect(str(build_db))
+    try:
+        con.execute("CREATE OR REPLACE TABLE main.shards_to_build (shard VARCHAR)")
+        con.executemany("INSERT INTO main.shards_to_build VALUES (?)", [(s,) for s in shards])
+    finally:
+        con.close()
+
+
 def _digests(con, sql: str) -> dict[str, str]:
     rows = con.execute(f"""
         SELECT shard, md5(string_agg(src || ':' || n || ':' || h, '|' ORDER BY src)) FROM (

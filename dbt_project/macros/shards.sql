@@ -1,29 +1,27 @@
 {#-
     Unit shards: every model the size of the as-built fleet is stored as shards of consecutive
     serial numbers (a shard is a serial without its last `shard_digits` characters: HX200-000123
-    is in shard HX200-000, with HX200-000000 .. HX200-000999). The orchestration passes the shards
-    whose inputs changed as `--vars '{"shards": [...]}'`; a sharded model then deletes and rebuilds
-    just those. Without the variable (the first build, a code change, `dbt build` by hand) every
-    shard is rebuilt.
+    is in shard HX200-000, with HX200-000000 .. HX200-000999). Before an incremental run the
+    orchestration writes the shards whose inputs changed into `main.shards_to_build` of the build
+    database (a table, not a variable: a variable that changes every run would make dbt parse the
+    whole project again each time); a sharded model then deletes and rebuilds just those. A first
+    build, or `--full-refresh`, builds every shard.
 -#}
 
 {% macro shard_of(column) -%}
     left({{ column }}, greatest(length({{ column }}) - {{ var('shard_digits', 3) }}, 0))
 {%- endmacro %}
 
-{#- Rows of these shards only, on an incremental run with a shard list; every row otherwise. -#}
+{#- Rows of the shards to build only, on an incremental run; every row otherwise. -#}
 {% macro in_shards(column) -%}
-    {%- set shards = var('shards', none) -%}
-    {%- if not is_incremental() or shards is none -%}
+    {%- if not is_incremental() -%}
         true
-    {%- elif shards | length == 0 -%}
-        false
     {%- else -%}
-        {{ shard_of(column) }} in ({% for s in shards %}'{{ s | replace("'", "''") }}'{{ "," if not loop.last }}{% endfor %})
+        {{ shard_of(column) }} in (select shard from main.shards_to_build)
     {%- endif -%}
 {%- endmacro %}
 
-{#- The pre-hook of a sharded model: drop the shards about to be rebuilt (all, without a list). -#}
+{#- The pre-hook of a sharded model: drop the shards about to be rebuilt. -#}
 {% macro delete_shards() -%}
     {%- if is_incremental() -%}
         delete from {{ this }} where {{ in_shards('serial_number') }}

@@ -119,7 +119,9 @@ def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, s
 
 # -- sensors ------------------------------------------------------------------------------------
 
-def source_sensor(system: str) -> dg.SensorDefinition:
+def source_sensor(system: str, then: list[dg.AssetKey] = (), tags: dict | None = None) -> dg.SensorDefinition:
+    """The sensor of one system's exports; its runs extract what changed, then materialize `then`
+    (what follows every landing: the thread), tagged `tags`."""
     entities = [c for c in contracts.ENTITIES.values() if c.system == system]
     keys = [raw_key(c) for c in entities]
     on_database = entities[0].medium == "table"
@@ -127,7 +129,7 @@ def source_sensor(system: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{system}_exports",
         asset_selection=dg.AssetSelection.assets(*keys),
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=2,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches the {contracts.SYSTEMS[system].title} {'database' if on_database else 'export files'} "
                     "and extracts only the entities that changed.",
@@ -144,12 +146,12 @@ def source_sensor(system: str) -> dg.SensorDefinition:
         run_key = hashlib.sha1(json.dumps([now[c.entity] for c in changed]).encode()).hexdigest()[:16]
         return dg.RunRequest(
             run_key=f"{system}:{run_key}",
-            asset_selection=[raw_key(c) for c in changed],
-            tags={"thread/trigger": f"{system}_exports", "thread/entities": ",".join(c.entity for c in changed)},
+            asset_selection=[raw_key(c) for c in changed] + list(then),
+            tags={"thread/trigger": f"{system}_exports", "thread/entities": ",".join(c.entity for c in changed),
+                  **(tags or {})},
         )
 
     return _sensor
 
 
 RAW_ASSETS = [raw_asset(c) for c in contracts.ENTITIES.values()]
-SENSORS = {system: source_sensor(system) for system in contracts.SYSTEMS}

@@ -76,7 +76,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     if before is None:
         # Nothing to compare with (a new build database, new code): every model, every shard, in
         # one dbt invocation; the digests are for the next build.
-        yield from build(dbt_vars=thread.dbt_vars())
+        yield from build("--full-refresh", dbt_vars=thread.dbt_vars())
         digests, changed = _thread_digests(thread), None
     else:
         # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-
@@ -85,8 +85,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         digests = _thread_digests(thread)
         changed = shards.changed(before, digests)
         context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
-        yield from build("--select", "tag:sharded+", dbt_vars=thread.dbt_vars() | {"shards": changed},
-                         own_selection=True)
+        shards.to_build(thread.build_db, changed)
+        yield from build("--select", "tag:sharded+", dbt_vars=thread.dbt_vars(), own_selection=True)
     store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
@@ -117,21 +117,35 @@ def published_keys() -> list[dg.AssetKey]:
 # land, so the change set is always computed from one whole build of the thread (never from a new
 # configuration beside a stale ECO impact, which a model-by-model cascade could produce).
 THREAD_STEPS = dg.AssetSelection.assets(thread_dbt, RUL_KEY, TWIN_CHANGES_KEY)
+THREAD_STEP_KEYS = [*thread_dbt.keys, RUL_KEY, TWIN_CHANGES_KEY]
+# Runs that rebuild the thread right after their extractions (the source sensors' runs).
+WITH_THREAD_TAG = "thread/with_thread"
 
 
 @dg.sensor(
     name="thread_refresh",
     asset_selection=THREAD_STEPS,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After any source lands, rebuilds the thread, the estimates and the twin change set in one run "
-    "(each step does nothing when its inputs are unchanged).",
+    description="After a source lands in a run that did not rebuild the thread itself (the source sensors' runs "
+    "do), rebuilds the thread, the estimates and the twin change set in one run (each step does nothing when its "
+    "inputs are unchanged).",
 )
 def thread_refresh_sensor(context: dg.SensorEvaluationContext):
-    landed = [context.instance.get_latest_materialization_event(k) for k in (*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION)]
-    newest = max((e.timestamp for e in landed if e is not None), default=0.0)
-    if newest <= float(context.cursor or 0):
+    landed = [e for e in (context.instance.get_latest_materialization_event(k)
+                          for k in (*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION)) if e is not None]
+    if not landed:
+        return dg.SkipReason("nothing has landed yet")
+    newest = max(landed, key=lambda e: e.timestamp)
+    if newest.timestamp <= float(context.cursor or 0):
         return dg.SkipReason("no source landed since the last thread run")
-    context.update_cursor(repr(newest))
-    return dg.RunRequest(run_key=f"thread:{newest}", asset_selection=[*thread_dbt.keys, RUL_KEY, TWIN_CHANGES_KEY],
+    run = context.instance.get_run_by_id(newest.run_id)
+    if run is not None and run.tags.get(WITH_THREAD_TAG) == "true":
+        if not run.is_finished:
+            return dg.SkipReason("the run that landed it rebuilds the thread itself")
+        if run.is_success:
+            context.update_cursor(repr(newest.timestamp))
+            return dg.SkipReason("the run that landed it rebuilt the thread")
+    context.update_cursor(repr(newest.timestamp))
+    return dg.RunRequest(run_key=f"thread:{newest.timestamp}", asset_selection=THREAD_STEP_KEYS,
                          tags={"thread/trigger": "thread_refresh"})

@@ -156,7 +156,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
 @dg.sensor(
     name="twin_refresh",
     asset_selection=dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY),
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests twin runs for the units in the current change set (lake/twin/_pending) "
     "that have not been refreshed yet, as few partition ranges as possible.",

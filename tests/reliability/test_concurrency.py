@@ -14,7 +14,7 @@ import time
 import dagster as dg
 import pytest
 
-from orchestration.defs.sources import SENSORS
+from orchestration.definitions import SENSORS
 from orchestration.settings import ThreadSettings
 from tests.helpers import (
     SALT,
