@@ -128,7 +128,7 @@ def source_sensor(system: str, then: list[dg.AssetKey] = (), tags: dict | None =
 
     @dg.sensor(
         name=f"{system}_exports",
-        asset_selection=dg.AssetSelection.assets(*keys),
+        asset_selection=dg.AssetSelection.assets(*keys, *then),
         minimum_interval_seconds=2,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches the {contracts.SYSTEMS[system].title} {'database' if on_database else 'export files'} "
