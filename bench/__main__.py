@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
     parser.add_argument("--quarantine", action="store_true",
                         help="quarantining 1,000,000 rejected rows instead (results/quarantine.json)")
+    parser.add_argument("--only", help="comma-separated incremental scenarios to run (eco, telemetry_day, "
+                        "retrofit, unchanged); all by default")
     parser.add_argument("--live", action="store_true",
                         help="also measure ECO file change -> published twin with `thread serve` running")
     parser.add_argument("--live-default", action="store_true",
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {run_rul(args.cache / 'run-rul', HERE)}")
         return
     result = run(args.scale, args.seed, args.cache, args.cache / f"run-{args.scale}",
-                 incremental_scenarios=not args.no_incremental, live_scenarios=args.live)
+                 incremental_scenarios=not args.no_incremental, live_scenarios=args.live,
+                 only=set(args.only.split(",")) if args.only else None)
     print(f"wrote {write(result, HERE / 'results', HERE / 'README.md')} and a row of bench/README.md")
 
 

@@ -437,7 +437,7 @@ def versions() -> dict:
 
 
 def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incremental_scenarios: bool = True,
-        live_scenarios: bool = False) -> dict:
+        live_scenarios: bool = False, only: set[str] | None = None) -> dict:
     import dagster as dg
 
     # At 100,000 units the configuration replay (a recursive CTE and a window over 17 M as-built
@@ -478,6 +478,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     scenarios = (("eco", lambda s, d: scenario_eco(s, d)), ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
                  ("retrofit", lambda s, d: scenario_retrofit(s, d)), ("unchanged", lambda s, d: ([], 0)))
     for name, make in scenarios if incremental_scenarios else ():
+        if only and name not in only:
+            continue
         s_dir, d_dir = _copy(sources, data, workdir / f"incremental-{name}")
         changed, affected = make(s_dir, d_dir)
         if name == "unchanged":

@@ -62,7 +62,8 @@ def to_build(build_db: Path, shards: list[str]) -> None:
     con = duckdb.connect(str(build_db))
     try:
         con.execute("CREATE OR REPLACE TABLE main.shards_to_build (shard VARCHAR)")
-        con.executemany("INSERT INTO main.shards_to_build VALUES (?)", [(s,) for s in shards])
+        if shards:  # none: the per-unit models keep every row, their dependants still rebuild
+            con.executemany("INSERT INTO main.shards_to_build VALUES (?)", [(s,) for s in shards])
     finally:
         con.close()
 
@@ -73,6 +74,12 @@ def _digests(con, sql: str) -> dict[str, str]:
             SELECT shard, src, count(*) AS n, sum(h::HUGEINT) AS h FROM ({sql}) GROUP BY shard, src)
         GROUP BY shard""").fetchall()
     return dict(rows)
+
+
+def _rows(model: str) -> str:
+    """A staging model's rows without when and in which batch they were landed: a snapshot that
+    re-lands unchanged rows (the whole units table when one unit is scrapped) changes no shard."""
+    return f"(SELECT * EXCLUDE (batch_id, extracted_at) FROM staging.{model})"
 
 
 def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
@@ -86,10 +93,10 @@ def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
             SELECT class_id, sum(hash(x)::HUGEINT) AS h FROM intermediate.int_structures_exploded x GROUP BY 1),
         parts AS (
             SELECT part_number, sum(h::HUGEINT) AS h FROM (
-                SELECT part_number, hash(r) AS h FROM staging.stg_plm__part_revisions r
+                SELECT part_number, hash(r) AS h FROM {_rows('stg_plm__part_revisions')} r
                 UNION ALL
-                SELECT i.part_number, hash(i, e) FROM staging.stg_plm__eco_affected_items i
-                JOIN staging.stg_plm__ecos e USING (eco_number)) GROUP BY 1),
+                SELECT i.part_number, hash(i, e) FROM {_rows('stg_plm__eco_affected_items')} i
+                JOIN {_rows('stg_plm__ecos')} e USING (eco_number)) GROUP BY 1),
         used AS (
             SELECT DISTINCT {s('serial_number')} AS shard, part_number FROM (
                 SELECT serial_number, part_number FROM staging.stg_mes__as_built_components
@@ -100,10 +107,10 @@ def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
                           JOIN (SELECT DISTINCT class_id, part_number FROM intermediate.int_structures_exploded) x
                           USING (class_id))
             WHERE part_number IS NOT NULL)
-        SELECT {s('serial_number')} AS shard, 'units' AS src, hash(t) AS h FROM staging.stg_mes__units t
-        UNION ALL SELECT {s('serial_number')}, 'as_built', hash(t) FROM staging.stg_mes__as_built_components t
-        UNION ALL SELECT {s('serial_number')}, 'events', hash(t) FROM staging.stg_service__service_events t
-        UNION ALL SELECT {s('serial_number')}, 'installations', hash(t) FROM staging.stg_service__installations t
+        SELECT {s('serial_number')} AS shard, 'units' AS src, hash(t) AS h FROM {_rows('stg_mes__units')} t
+        UNION ALL SELECT {s('serial_number')}, 'as_built', hash(t) FROM {_rows('stg_mes__as_built_components')} t
+        UNION ALL SELECT {s('serial_number')}, 'events', hash(t) FROM {_rows('stg_service__service_events')} t
+        UNION ALL SELECT {s('serial_number')}, 'installations', hash(t) FROM {_rows('stg_service__installations')} t
         UNION ALL SELECT {s('c.serial_number')}, 'designed', hash(c.serial_number, c.effectivity_date,
                          c.serial_prefix, k.h) FROM intermediate.int_units_classified c LEFT JOIN classes k USING (class_id)
         UNION ALL SELECT u.shard, 'parts', hash(u.part_number, p.h) FROM used u LEFT JOIN parts p USING (part_number)
@@ -120,12 +127,12 @@ def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD
         return sql_shard(column, digits)
 
     return _digests(con, f"""
-        WITH limits AS (SELECT product_part_number, sum(hash(l)::HUGEINT) AS h FROM staging.stg_plm__sensor_limits l
+        WITH limits AS (SELECT product_part_number, sum(hash(l)::HUGEINT) AS h FROM {_rows('stg_plm__sensor_limits')} l
                         GROUP BY 1)
         SELECT shard, 'thread' AS src, hash(digest) AS h FROM thread_digests_now
-        UNION ALL SELECT {s('serial_number')}, 'telemetry', hash(t) FROM staging.stg_service__telemetry t
+        UNION ALL SELECT {s('serial_number')}, 'telemetry', hash(t) FROM {_rows('stg_service__telemetry')} t
         UNION ALL SELECT {s('serial_number')}, 'rul', hash(r) FROM rul_estimates_now r
-        UNION ALL SELECT {s('u.serial_number')}, 'limits', hash(l.h) FROM staging.stg_mes__units u
+        UNION ALL SELECT {s('u.serial_number')}, 'limits', hash(l.h) FROM {_rows('stg_mes__units')} u
                   JOIN limits l USING (product_part_number)
     """)
 
