@@ -13,8 +13,10 @@ from tests.helpers import SMALL, build, copy_built
 
 def pytest_configure(config):
     # `make setup` builds the dbt manifest; this covers pytest run directly (a fresh clone, edited
-    # models) before any test module imports the definitions, which load it.
-    prepare()
+    # models) before any test module imports the definitions, which load it. Once, before the
+    # pytest-xdist workers start (they would race on dbt's target directory).
+    if not hasattr(config, "workerinput"):
+        prepare()
 
 
 @pytest.fixture(scope="session")
