@@ -5,7 +5,9 @@ HX200-000: HX200-000000 .. HX200-000999). For every shard, a digest of everythin
 per-unit models read about its units: their MES rows, as-built rows, service events and
 installations, the designed structure of their effectivity class, and the revisions and ECOs of
 every part they were designed with, built with or fitted. A shard whose digest differs from the
-one stored at the last successful build is rebuilt (dbt, `--vars shards`); the others are kept.
+one stored at the last successful build is rebuilt (listed in the build database's
+`main.shards_to_build`); the others are kept. Rows are compared without when and in which batch
+they were landed.
 
 Digests, not change events: a shard is rebuilt exactly when something its rows are computed from
 is different, whatever sequence of extractions led there, so an incremental build equals a build
