@@ -24,7 +24,7 @@ demo: setup
 	$(THREAD) build
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=30
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 serve: setup
 	$(THREAD) serve --port $(PORT)

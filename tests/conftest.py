@@ -10,6 +10,15 @@ from orchestration.dbt_project import prepare
 from orchestration.simulate import simulate
 from tests.helpers import SMALL, build, copy_built
 
+# The files that take longest (pytest --durations), longest first. pytest-xdist gives each worker
+# one file at a time in collection order (`make test` turns its own reordering off), so a long
+# file collected last would run alone at the end while the other worker idles.
+SLOWEST_FIRST = [
+    "e2e/test_structural_eco.py", "reliability/test_crash_safety.py", "reliability/test_faults.py",
+    "reliability/test_concurrency.py", "reliability/test_incremental_equals_full.py", "e2e/test_ui.py",
+    "integration/test_bad_input.py", "e2e/test_serve.py", "integration/test_rul.py", "reliability/test_outages.py",
+]
+
 
 def pytest_configure(config):
     # `make setup` builds the dbt manifest; this covers pytest run directly (a fresh clone, edited
@@ -17,6 +26,14 @@ def pytest_configure(config):
     # pytest-xdist workers start (they would race on dbt's target directory).
     if not hasattr(config, "workerinput"):
         prepare()
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the other files keep their order
 
 
 @pytest.fixture(scope="session")
