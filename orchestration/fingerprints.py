@@ -50,17 +50,34 @@ def code_version(manifest: Path) -> str:
     return digest(sorted((k, n.get("checksum", {}).get("checksum")) for k, n in nodes.items()))
 
 
-def thread_inputs(lake_dir: Path, manifest: Path, salt: str, layout: dict | None = None) -> str:
-    raw = [(c.name, version(lake.raw_table(lake_dir, c.system, c.entity))) for c in contracts.ENTITIES.values()]
+def source_versions(lake_dir: Path) -> dict[str, object]:
+    """Each dbt source of the thread (`plm.part_revisions`, `audit.extractions`, ...) as a token
+    that changes exactly when what dbt reads from it does: a raw table's Delta version; for the
+    extraction log, the state the thread reads from it."""
+    out: dict[str, object] = {f"{c.system}.{c.entity}": version(lake.raw_table(lake_dir, c.system, c.entity))
+                              for c in contracts.ENTITIES.values()}
+    out["audit.contract_findings"] = version(lake.audit_table(lake_dir, "contract_findings"))
+    out["audit.extractions"] = digest(extraction_state(lake_dir))
+    return out
+
+
+def thread_code(manifest: Path, salt: str, layout: dict | None = None) -> str:
+    """Everything else the thread is computed from: the dbt project, the contracts' declarations
+    (the source systems table), the masking salt (the customers' masks), the shard layout."""
     return digest({
-        "raw": raw,
-        "findings": version(lake.audit_table(lake_dir, "contract_findings")),
-        "extractions": extraction_state(lake_dir),
         "contracts": [(s.system, s.contract_version, s.freshness_limit.total_seconds()) for s in contracts.SYSTEMS.values()],
         "code": code_version(manifest),
         "salt": hashlib.sha256(salt.encode()).hexdigest(),
         "layout": layout or {},
     })
+
+
+def changed_sources(last: dict | None, code: str, sources: dict[str, object]) -> list[str] | None:
+    """The dbt sources that differ from the last complete build (None: compare nothing, build
+    everything — no such build, or the code, contracts, salt or layout changed since)."""
+    if not last or last.get("code") != code:
+        return None
+    return sorted(k for k, v in sources.items() if last["sources"].get(k) != v)
 
 
 class BuildState:
@@ -80,6 +97,9 @@ class BuildState:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         tmp.replace(self.path)
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
 
     def forget(self, key: str) -> None:
         data = self._read()

@@ -14,15 +14,14 @@ from .. import fingerprints, lake, rul
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from .keys import RUL_KEY
+from .keys import RUL_INPUT_KEYS, RUL_KEY
 
 RUL_READS = (("service", "telemetry"), ("service", "service_events"), ("mes", "units"))
 
 
 @dg.asset(
     key=RUL_KEY,
-    deps=[dg.AssetKey(["thread", "units"]), dg.AssetKey(["thread", "service_events"]),
-          dg.AssetKey(["staging", "stg_service__telemetry"])],
+    deps=RUL_INPUT_KEYS,
     group_name="health",
     kinds={"scikitlearn", "delta"},
     description="Remaining useful life per product, learned from units with telemetry and recorded failures "

@@ -15,6 +15,9 @@ AUDIT_WRITTEN_BY_EXTRACTION = [dg.AssetKey(["audit", "contract_findings"]), dg.A
 # Written into the build database by the dbt step itself, before dbt runs.
 AUDIT_WRITTEN_BY_DBT_STEP = [dg.AssetKey(["audit", "source_systems"]), dg.AssetKey(["audit", "pii_masks"])]
 RUL_KEY = dg.AssetKey(["health", "rul_model"])
+# The models the estimates read (every thread run reports them: see defs/thread.py).
+RUL_INPUT_KEYS = [dg.AssetKey(["thread", "units"]), dg.AssetKey(["thread", "service_events"]),
+                  dg.AssetKey(["staging", "stg_service__telemetry"])]
 # One partitioned asset per unit's twin; it maintains all three twin tables.
 TWIN_KEY = dg.AssetKey(["twin", "unit_twin"])
 TWIN_CHANGES_KEY = dg.AssetKey(["twin", "changes"])

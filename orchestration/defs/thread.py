@@ -19,7 +19,8 @@ from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from .keys import AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS, RUL_KEY, TWIN_CHANGES_KEY
+from .keys import (AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS, RUL_INPUT_KEYS, RUL_KEY,
+                   TWIN_CHANGES_KEY)
 
 
 class ThreadDbtCli(DbtCliResource):
@@ -41,6 +42,12 @@ def dbt_resource() -> DbtCliResource:
     return ThreadDbtCli(project_dir=PROJECT, dbt_executable=DBT_EXECUTABLE)
 
 
+# What the steps after dbt read: the estimates' inputs and the twin views. Every run rebuilds and
+# reports them (small tables and views), so those steps are never skipped for want of an upstream
+# output when an incremental run selects only the models its changed sources reach.
+READ_AFTER_DBT = [*(k.path[-1] for k in RUL_INPUT_KEYS), "path:models/twin_logic"]
+
+
 @dbt_assets(manifest=PROJECT.manifest_path, project=PROJECT, name="thread_dbt")
 def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: WriterLock):
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
@@ -48,15 +55,21 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         context.log.warning(f"THREAD_PII_SALT is not set: customers are masked with a generated secret salt kept in "
                             f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
     ledger = Ledger(thread.build_db)
-    inputs = fingerprints.thread_inputs(thread.lake_dir, PROJECT.manifest_path, thread.salt(),
+    sources = fingerprints.source_versions(thread.lake_dir)
+    code_now = fingerprints.thread_code(PROJECT.manifest_path, thread.salt(),
                                         layout={"shard_digits": thread.shard_size_digits})
+    inputs = fingerprints.digest([sources, code_now])
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
         return
+    new_database = not thread.build_db.exists()
     try:
         prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
+    if new_database:  # the state files beside it describe a build database that is gone
+        ledger.reset()
+        shards.Store(thread.build_db).reset()
     ledger.forget("thread")  # from here on the build database no longer matches any fingerprint
     for key in AUDIT_WRITTEN_BY_DBT_STEP:
         context.log_event(dg.AssetMaterialization(asset_key=key, metadata={"build_db": str(thread.build_db)}))
@@ -98,8 +111,17 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         digests, changed = _thread_digests(thread), None
     else:
         # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-
-        # level marts), then the per-unit models for just the shards whose inputs changed.
-        yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+        # level marts) downstream of the sources that changed since the last complete build (the
+        # rest is as that build left it), then the per-unit models for just the shards whose
+        # inputs changed.
+        reached = fingerprints.changed_sources(ledger.get("thread_sources"), code_now, sources)
+        if reached is None:
+            yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+        elif reached:
+            context.log.info(f"Sources changed since the last build: {', '.join(reached)}")
+            selected = [f"source:{s}+" for s in reached] + READ_AFTER_DBT
+            yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
+                             dbt_vars=thread.dbt_vars(), own_selection=True)
         digests = _thread_digests(thread)
         changed = shards.changed(before, digests)
         context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
@@ -109,6 +131,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
+        ledger.record("thread_sources", {"code": code_now, "sources": sources})
 
 
 def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
