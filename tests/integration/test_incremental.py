@@ -45,5 +45,10 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     # Tables a retrofit cannot change keep their version: no copy of what did not change.
     assert not changed & {"thread/parts", "thread/part_revisions", "thread/bom_lines", "thread/ecos",
                           "raw/plm/parts", "raw/mes/units"}
+    # dbt rebuilt what the changed service events reach, not the PLM-only models beside them.
+    done = _materialized(result)
+    assert {"thread/service_events", "thread/unit_configuration"} <= done
+    assert not done & {"thread/ecos", "thread/bom_lines", "intermediate/int_structures_exploded",
+                       "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
     assert refreshed and refreshed[0].detail.startswith("1 of ")
