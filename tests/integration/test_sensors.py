@@ -9,6 +9,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+import contracts
 from orchestration import lake
 from orchestration.definitions import SENSORS
 from orchestration.defs.twins import UNITS, twin_refresh_sensor
@@ -36,9 +37,10 @@ def requested(result) -> set[str]:
         return set()
     runs = [result] if isinstance(result, dg.RunRequest) else result.run_requests
     keys = {k.to_user_string() for r in runs for k in r.asset_selection}
-    if any(k.split("/")[0] in ("plm", "mes", "erp", "service") for k in keys):
+    extracted = {k for k in keys if k.split("/")[0] in contracts.SYSTEMS}
+    if extracted:
         assert {"thread/units", "twin/changes"} <= keys, "a source run rebuilds the thread after landing"
-    return {k for k in keys if k.split("/")[0] in ("plm", "mes", "erp", "service")}
+    return extracted
 
 
 def test_file_sensor_requests_only_the_changed_export(world):
