@@ -1,12 +1,15 @@
 """`thread ask`: the questions plant and service engineers ask, answered from the warehouse.
 
 The SQL lives in the dbt project's analyses/ (one file per answer section), with named
-parameters ($part, $serial, ...) bound by DuckDB, never pasted into the text.
+parameters ($part, $serial, ...) bound by DuckDB, never pasted into the text. A section can read
+the ones before it by title (`suspects`, `carriers`): each is kept as a temporary table.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -24,9 +27,10 @@ class AskError(ValueError):
 class Question:
     name: str
     analysis: str  # file stem, or prefix of section files "<stem>__N_<title>.sql"
-    argument: str | None  # PART[@REV], PART, ECO, SERIAL
+    argument: str | None  # PART[@REV], PART, ECO, SERIAL, LOT_OR_SERIAL
     optional: bool = False
     help: str = ""
+    options: tuple[str, ...] = ()  # of OPTIONS
 
 
 QUESTIONS = {q.name: q for q in (
@@ -38,7 +42,15 @@ QUESTIONS = {q.name: q for q in (
     Question("twin", "twin", "SERIAL", help="a unit's live twin"),
     Question("reliability", "reliability", "PART", optional=True, help="failures per part revision, worst first"),
     Question("due-soon", "due_soon", None, help="the fleet by remaining useful life: units due for maintenance first"),
+    Question("carriers", "carriers", "LOT_OR_SERIAL",
+             help="every unit that carries a lot or serial now or carried it before, and where a lot's pieces went"),
+    Question("investigate", "investigate", "PART[@REV]", options=("lot", "from", "to"),
+             help="a quality investigation: the suspect units, their failures against the rest of the revision, "
+                  "whom to notify"),
 )}
+
+# Options some questions take besides their argument: --lot L[,L2], --from DATE, --to DATE.
+OPTIONS = ("lot", "from", "to")
 
 
 @dataclass
@@ -85,39 +97,85 @@ def _check(con, q: Question, values: dict) -> None:
             status = con.execute("SELECT status FROM thread.units WHERE serial_number = ?", [values["serial"]]).fetchone()[0]
             if status == "scrapped":
                 raise AskError(f"{values['serial']} is scrapped: it has no twin (try `thread ask trace`).")
+    if q.name == "carriers":
+        _known(con, "SELECT 1 FROM thread.unit_component_serials WHERE component_serial = ?", values["lot"],
+               "lot or serial number", "SELECT DISTINCT component_serial FROM thread.unit_component_serials "
+               "ORDER BY jaro_winkler_similarity(component_serial, ?) DESC LIMIT 3")
+    if q.name == "investigate" and values.get("lot"):
+        for lot in _lots(values["lot"]):
+            if not con.execute("SELECT 1 FROM thread.unit_component_serials WHERE component_serial = ? "
+                               "AND part_number = ?", [lot, values["part"]]).fetchone():
+                raise AskError(f"No unit carries or carried lot or serial {lot!r} of part {values['part']}.")
     if "eco" in values:
         _known(con, "SELECT 1 FROM thread.ecos WHERE eco_number = ?", values["eco"], "ECO",
                "SELECT eco_number FROM thread.ecos ORDER BY jaro_winkler_similarity(eco_number, ?) DESC LIMIT 3")
 
 
-def parse(q: Question, argument: str | None) -> dict:
+def _lots(text: str) -> list[str]:
+    return [lot.strip() for lot in text.split(",") if lot.strip()]
+
+
+def _options(q: Question, options: dict) -> dict:
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = set(given) - set(q.options)
+    if unknown:
+        flags = ", ".join(f"--{k}" for k in sorted(unknown))
+        raise AskError(f"`{q.name}` takes no {flags}" + (f" (it takes {', '.join('--' + o for o in q.options)})."
+                                                        if q.options else "."))
+    values = {k: None for k in q.options}
+    for k in ("from", "to"):
+        if given.get(k):
+            try:
+                values[k] = date.fromisoformat(given[k])
+            except ValueError:
+                raise AskError(f"--{k} {given[k]!r} is not a date (YYYY-MM-DD).") from None
+    if values.get("from") and values.get("to") and values["from"] > values["to"]:
+        raise AskError(f"--from {values['from']} is after --to {values['to']}.")
+    if given.get("lot"):
+        values["lot"] = ",".join(_lots(given["lot"])) or None
+    return values
+
+
+def parse(q: Question, argument: str | None, options: dict | None = None) -> dict:
+    values = _options(q, options or {})
     if q.argument is None:
-        return {}
+        return values
     if argument is None:
         if q.optional:
-            return {"part": None}
+            return {**values, "part": None}
         raise AskError(f"`{q.name}` needs {q.argument}.")
     if q.argument == "PART[@REV]":
         part, _, revision = argument.partition("@")
-        return {"part": part, "revision": revision or None}
-    key = {"PART": "part", "ECO": "eco", "SERIAL": "serial"}[q.argument]
-    return {key: argument}
+        return {**values, "part": part, "revision": revision or None}
+    key = {"PART": "part", "ECO": "eco", "SERIAL": "serial", "LOT_OR_SERIAL": "lot"}[q.argument]
+    return {**values, key: argument}
 
 
-def ask(warehouse: Path, name: str, argument: str | None = None) -> list[Section]:
+def _table_name(title: str) -> str:
+    return re.sub(r"\W+", "_", title).strip("_")
+
+
+def ask(warehouse: Path, name: str, argument: str | None = None, **options: str | None) -> list[Section]:
+    """Answer question `name`; `options` are the question's OPTIONS (lot, from, to) as given."""
     if name not in QUESTIONS:
         raise AskError(f"Unknown question {name!r}; ask one of: {', '.join(QUESTIONS)}.")
     if not Path(warehouse).exists():
         raise AskError(f"No warehouse at {warehouse}: run `thread build` first.")
     q = QUESTIONS[name]
-    values = parse(q, argument)
+    values = parse(q, argument, options)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
         _check(con, q, values)
         out = []
-        for title, sql in _sections(q.analysis):
-            cur = con.execute(sql, _params(sql, values))
+        sections = _sections(q.analysis)
+        for i, (title, sql) in enumerate(sections):
+            if i < len(sections) - 1:  # later sections may read it
+                table = _table_name(title)
+                con.execute(f"CREATE TEMP TABLE {table} AS {sql}", _params(sql, values))
+                cur = con.execute(f"SELECT * FROM {table}")
+            else:
+                cur = con.execute(sql, _params(sql, values))
             out.append(Section(title, [d[0] for d in cur.description], cur.fetchall()))
         return out
     finally:

@@ -217,17 +217,21 @@ def contracts_export(out):
 # -- ask ----------------------------------------------------------------------------------------
 
 @main.command(help="Ask the thread a question: units-with PART[@REV], where-used PART, eco-impact ECO, eco-gaps, "
-                   "trace SERIAL, twin SERIAL, reliability [PART].")
+                   "trace SERIAL, twin SERIAL, reliability [PART], due-soon, carriers LOT_OR_SERIAL, "
+                   "investigate PART[@REV] [--lot L[,L2]] [--from DATE] [--to DATE].")
 @click.argument("question")
 @click.argument("argument", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--lot", help="investigate: only these lots or serial numbers (comma-separated)")
+@click.option("--from", "from_", metavar="DATE", help="investigate: installed on or after this date")
+@click.option("--to", metavar="DATE", help="investigate: installed on or before this date")
 @click.pass_context
-def ask(ctx, question, argument, fmt):
+def ask(ctx, question, argument, fmt, lot, from_, to):
     from .ask import AskError
     from .ask import ask as run
 
     try:
-        sections = run(ctx.obj.warehouse, question, argument)
+        sections = run(ctx.obj.warehouse, question, argument, **{"lot": lot, "from": from_, "to": to})
     except AskError as e:
         raise click.ClickException(str(e)) from e
     output.print_sections(sections, fmt)

@@ -58,6 +58,13 @@ def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def tagged(tag: str, schema: str) -> frozenset[str]:
+    """The models of a dbt schema that carry a tag (`sharded`: stored per unit shard)."""
+    manifest = json.loads(MANIFEST.read_text())
+    return frozenset(n["name"] for n in manifest["nodes"].values()
+                     if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
+
+
 # -- dbt's input: schema `raw` of the build database --------------------------------------------
 
 class BuildDatabaseLocked(RuntimeError):

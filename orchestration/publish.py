@@ -77,11 +77,6 @@ def _empty_pending():
     return pa.table({"serial_number": pa.array([], pa.string()), "reasons": pa.array([], pa.list_(pa.string()))})
 
 
-# The published tables that are stored per unit shard in the build database (dbt tag `sharded`).
-SHARDED = ("unit_as_built", "unit_as_designed", "unit_configuration_history", "unit_configuration",
-           "unit_deviations", "eco_impact")
-
-
 @dataclass
 class Changes:
     """What changed since the last publish: the unit shards rebuilt in the thread (None: all of
@@ -152,9 +147,10 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
             sources.append(("twin", t, f"next_twin_{t}"))
         existing = {f"{a}.{b}" for a, b in con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+        sharded = dbt_project.tagged("sharded", "thread")
         for schema, table, relation in sources:
             name = f"{schema}.{table}"
-            where = _part(changes, schema, table) if changes is not None and name in existing else None
+            where = _part(changes, schema, table, sharded) if changes is not None and name in existing else None
             if where is not None:
                 con.execute(f"DELETE FROM {name} WHERE {where}")
                 con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}")
@@ -178,9 +174,10 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
     return plan
 
 
-def _part(changes: Changes, schema: str, table: str) -> str | None:
+def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) -> str | None:
     """Which rows of a table a partial write replaces (None: the whole table is considered)."""
-    if schema == "thread" and table in SHARDED and changes.shards is not None:
+    # Tables stored per unit shard in the build database are replaced shard by shard.
+    if schema == "thread" and table in sharded and changes.shards is not None:
         return shards.sql_ranges(changes.shards)
     if schema == "twin" and table != "unit_twin" and changes.twin_units is not None:
         listed = ", ".join(lake.sql_literal(u) for u in sorted(changes.twin_units))

@@ -28,7 +28,9 @@ def keys(built_small):
                           "using (part_number) where p.part_type = 'component' group by all order by count(*) desc limit 1")[0]
     serial = query(wh, "select serial_number from twin.unit_twin order by pending_retrofits desc, 1 limit 1")[0][0]
     eco = query(wh, "select eco_number from thread.eco_impact group by 1 order by count(*) desc limit 1")[0][0]
-    return {"part": part, "rev": rev, "serial": serial, "eco": eco, "wh": wh}
+    lot = query(wh, "select component_serial from thread.unit_component_serials order by removed_by nulls last, 1 "
+                    "limit 1")[0][0]
+    return {"part": part, "rev": rev, "serial": serial, "eco": eco, "wh": wh, "lot": lot}
 
 
 def test_every_question_answers(keys):
@@ -42,6 +44,8 @@ def test_every_question_answers(keys):
         "trace": ask(wh, "trace", keys["serial"]),
         "twin": ask(wh, "twin", keys["serial"]),
         "reliability": ask(wh, "reliability"),
+        "carriers": ask(wh, "carriers", keys["lot"]),
+        "investigate": ask(wh, "investigate", f"{keys['part']}@{keys['rev']}"),
     }
     assert set(answers) == set(QUESTIONS)
     for name, sections in answers.items():

@@ -237,3 +237,44 @@ def test_part_field_reliability(src, built_small):
         "select part_number, revision, units_in_service, failures from thread.part_field_reliability")}
     assert got == expected
     assert sum(f for _, f in got.values()) > 0
+
+
+def test_genealogy_first_in_first_out(src, built_small):
+    """Every tracked lot or serial, replayed piece by piece: a removal takes, of the revision it
+    resolves to, the piece of that unit installed first."""
+    released = released_at_of(src)
+    starts = dict(zip(src["units"].serial_number, src["units"].build_started_at))
+    pieces = defaultdict(list)  # (unit, part, revision) -> [[lot, remaining, installed_by], ...] in install order
+    for u in src["units"].itertuples():
+        pieces[(u.serial_number, u.product_part_number, u.product_revision)].append(["-", 1.0, "mes"])
+    as_built = src["as_built"].assign(at=pd.to_datetime(src["as_built"].installed_at, utc=True))
+    as_built["at"] = as_built["at"].fillna(as_built.serial_number.map(starts))
+    as_built["lot_order"] = as_built.component_serial.where(as_built.component_serial != "-", "\U0010ffff")  # untracked: last
+    for a in as_built.sort_values(["at", "revision", "lot_order"]).itertuples():
+        pieces[(a.serial_number, a.part_number, a.revision)].append([a.component_serial, a.quantity, "mes"])
+    events = src["events"]
+    for e in events[events.removed_part_number.notna() | events.installed_part_number.notna()] \
+            .sort_values(["occurred_at", "event_id"]).itertuples():
+        if pd.notna(e.removed_part_number):
+            held = {r: sum(p[1] for p in ps) for (s, part, r), ps in pieces.items()
+                    if s == e.serial_number and part == e.removed_part_number and sum(p[1] for p in ps) > 1e-9}
+            if pd.notna(e.removed_revision):
+                target = e.removed_revision if e.removed_revision in held else None
+            else:
+                target = min(held, key=lambda r: (released.get((e.removed_part_number, r), INF), r), default=None)
+            if target is not None:
+                first = next(p for p in pieces[(e.serial_number, e.removed_part_number, target)] if p[1] > 1e-9)
+                first[1] -= 1
+                if first[1] <= 1e-9:
+                    first.append(e.event_id)
+        if pd.notna(e.installed_part_number):
+            lot = e.installed_component_serial if isinstance(e.installed_component_serial, str) else "-"
+            pieces[(e.serial_number, e.installed_part_number, e.installed_revision)].append([lot, 1.0, e.event_id])
+    expected = {(s, part, r, p[0], p[2]): (round(max(p[1], 0), 6), p[3] if len(p) > 3 else None)
+                for (s, part, r), ps in pieces.items() for p in ps if p[0] != "-"}
+    got = {(s, p, r, c, by): (round(q, 6), removed) for s, p, r, c, by, q, removed in query(
+        built_small / "warehouse.duckdb",
+        "select serial_number, part_number, revision, component_serial, installed_by, quantity_held, removed_by "
+        "from thread.unit_component_serials")}
+    assert got == expected
+    assert any(removed for _, removed in got.values()), "no tracked piece was ever removed: a weak check"

@@ -1,5 +1,6 @@
 {#-
-    Every change to a unit's configuration, in order: MES installs (as-built rows at their
+    Every change to a unit's configuration, in order (with the lot or serial of what an
+    installation brought in, null when untracked): MES installs (as-built rows at their
     installed_at, the product at build_started_at) and service swaps in (occurred_at, event_id)
     order, a removal before the installation of the same event.
 
@@ -40,7 +41,8 @@ ops as (
     select
         a.serial_number, a.part_number, a.revision, a.quantity as delta,
         coalesce(a.installed_at, u.build_started_at) as changed_at,
-        'mes' as changed_by, 0 as source_order, 1 as op_order, 'add' as op
+        'mes' as changed_by, 0 as source_order, 1 as op_order, 'add' as op,
+        nullif(a.component_serial, '-') as component_serial
     from {{ ref('stg_mes__as_built_components') }} a
     join units u on u.serial_number = a.serial_number
 
@@ -48,14 +50,14 @@ ops as (
 
     select
         serial_number, product_part_number, product_revision, 1.0,
-        build_started_at, 'mes', 0, 1, 'add'
+        build_started_at, 'mes', 0, 1, 'add', null
     from units
 
     union all
 
     select
         serial_number, removed_part_number, removed_revision, -1.0,
-        occurred_at, event_id, 1, 0, 'remove'
+        occurred_at, event_id, 1, 0, 'remove', null
     from swaps
     where removed_part_number is not null
 
@@ -63,7 +65,7 @@ ops as (
 
     select
         serial_number, installed_part_number, installed_revision, 1.0,
-        occurred_at, event_id, 1, 1, 'add'
+        occurred_at, event_id, 1, 1, 'add', nullif(installed_component_serial, '-')
     from swaps
     where installed_part_number is not null
 
@@ -77,7 +79,7 @@ sequenced as (
         coalesce(r.released_at, '9999-12-31'::timestamptz) as rank_released_at,
         row_number() over (
             partition by o.serial_number, o.part_number
-            order by o.changed_at, o.source_order, o.changed_by, o.op_order, o.revision
+            order by o.changed_at, o.source_order, o.changed_by, o.op_order, o.revision, o.component_serial
         ) as step
     from ops o
     left join revisions r on r.part_number = o.part_number and r.revision = o.revision
@@ -145,7 +147,8 @@ replayed as (
         s.serial_number, s.part_number, s.step, s.changed_at, s.changed_by, s.op,
         s.revision as recorded_revision,
         r.resolved_revision as revision,
-        r.resolved_delta as delta
+        r.resolved_delta as delta,
+        s.component_serial
     from replay r
     join replay_input s using (serial_number, part_number, step)
 
@@ -157,7 +160,8 @@ passed_through as (
         s.serial_number, s.part_number, s.step, s.changed_at, s.changed_by, s.op,
         s.revision as recorded_revision,
         s.revision,
-        s.delta
+        s.delta,
+        s.component_serial
     from sequenced s
     anti join touched t using (serial_number, part_number)
 

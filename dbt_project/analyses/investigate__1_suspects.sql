@@ -1,0 +1,86 @@
+-- The suspect population of a quality investigation: every installation of the part (at the
+-- revision, of the lot(s)) whose installation time falls in the window, with the failures of
+-- that part while it was installed. Without lots, an installation is a run of time during which
+-- the unit held that revision without a break. Parameters: $part, $revision, $lot (comma-
+-- separated lots or serials), $from, $to (dates, inclusive; null = open).
+with periods as (
+
+    select
+        serial_number, revision, valid_from, valid_to,
+        case when lag(valid_to) over w = valid_from then 0 else 1 end as starts_run
+    from thread.unit_configuration_history
+    where part_number = $part and (cast($revision as varchar) is null or revision = $revision)
+    window w as (partition by serial_number, revision order by valid_from)
+
+),
+
+runs as (
+
+    select *, sum(starts_run) over (partition by serial_number, revision order by valid_from) as run
+    from periods
+
+),
+
+held as (
+
+    select
+        serial_number, revision, null::varchar as lot, min(valid_from) as installed_at,
+        case when bool_or(valid_to is null) then null else max(valid_to) end as removed_at
+    from runs
+    group by serial_number, revision, run
+
+),
+
+lots as (
+
+    select serial_number, revision, component_serial as lot, installed_at, removed_at
+    from thread.unit_component_serials
+    where part_number = $part and (cast($revision as varchar) is null or revision = $revision)
+      and component_serial in (select trim(unnest(string_split(cast($lot as varchar), ','))))
+
+),
+
+installs as (
+
+    select * from lots where cast($lot as varchar) is not null
+    union all
+    select * from held where cast($lot as varchar) is null
+
+),
+
+suspects as (
+
+    select * from installs
+    where (cast($from as date) is null or installed_at >= cast($from as date))
+      and (cast($to as date) is null or installed_at < cast($to as date) + interval 1 day)
+
+),
+
+failures as (
+
+    select s.serial_number, s.revision, s.lot, s.installed_at, s.removed_at, count(e.event_id) as failures
+    from suspects s
+    left join thread.service_events e
+      on e.serial_number = s.serial_number
+     and e.event_type = 'failure'
+     and e.failed_part_number = $part
+     and e.occurred_at >= s.installed_at
+     and (s.removed_at is null or e.occurred_at <= s.removed_at)
+    group by all
+
+)
+
+select
+    f.serial_number,
+    u.product_part_number,
+    u.status,
+    u.site,
+    f.revision,
+    f.lot,
+    f.installed_at,
+    f.removed_at,
+    f.removed_at is null as carries_now,
+    f.failures
+from failures f
+join thread.units u using (serial_number)
+order by f.installed_at, f.serial_number
