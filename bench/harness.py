@@ -140,6 +140,9 @@ def _env(sources: Path, data: Path, units_per_partition: int = 1) -> ThreadSetti
                               twin_units_per_partition=units_per_partition)
     settings.export_env()
     os.environ.pop("DAGSTER_HOME", None)  # the harness uses ephemeral instances
+    # The enterprises are simulated up to a fixed day (so they can be cached): by the wall clock
+    # their telemetry stopped long ago, which must not turn every twin unknown and stale.
+    os.environ.setdefault("THREAD_TELEMETRY_SILENCE_HOURS", str(24 * 365 * 20))
     return settings
 
 
@@ -399,18 +402,33 @@ def queries(warehouse: Path, runs: int = 20, seed: int = 1) -> dict:
     parts = [r for (r,) in con.execute("SELECT DISTINCT part_number FROM thread.unit_configuration").fetchall()]
     serials = [r for (r,) in con.execute("SELECT serial_number FROM twin.unit_twin").fetchall()]
     ecos = [r for (r,) in con.execute("SELECT eco_number FROM thread.eco_propagation").fetchall()]
+    lots = con.execute("SELECT component_serial, part_number FROM thread.unit_component_serials "
+                       "USING SAMPLE 200 ROWS (reservoir, 1)").fetchall()
+    latest = con.execute("SELECT max(valid_from) FROM twin.unit_twin_history").fetchone()[0]
     con.close()
+
+    def as_of() -> dict:  # after the last publish: every twin has a state then
+        return {"as_of": (latest + timedelta(hours=rng.random())).isoformat()}
+
+    def investigation() -> tuple:
+        lot, part = rng.choice(lots)
+        return (part, {"lot": lot}) if rng.random() < 0.5 else (part, {})
+
     plans = {
         "units-with": lambda: rng.choice(parts), "where-used": lambda: rng.choice(parts),
         "eco-impact": lambda: rng.choice(ecos), "eco-gaps": lambda: None, "trace": lambda: rng.choice(serials),
         "twin": lambda: rng.choice(serials), "reliability": lambda: rng.choice([None, rng.choice(parts)]),
+        "carriers": lambda: rng.choice(lots)[0], "investigate": investigation,
+        "twin --as-of": lambda: (rng.choice(serials), as_of()), "twin-changes": lambda: rng.choice(serials),
     }
     per, every = {}, []
     for name, arg in plans.items():
         times = []
         for _ in range(runs):
+            argument = arg()
+            argument, options = argument if isinstance(argument, tuple) else (argument, {})
             started = time.perf_counter()
-            ask(warehouse, name, arg())
+            ask(warehouse, name.split()[0], argument, **options)
             times.append((time.perf_counter() - started) * 1000)
         per[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(_p95(times), 1)}
         every += times

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -39,7 +39,10 @@ QUESTIONS = {q.name: q for q in (
     Question("eco-impact", "eco_impact", "ECO", help="how far an ECO travelled and which units it touches"),
     Question("eco-gaps", "eco_gaps", None, help="released changes not yet in MES, ERP or Service, oldest first"),
     Question("trace", "trace", "SERIAL", help="a unit's genealogy: designed vs built vs now, ECOs, service, health"),
-    Question("twin", "twin", "SERIAL", help="a unit's live twin"),
+    Question("twin", "twin", "SERIAL", options=("as_of",),
+             help="a unit's live twin; with --as-of, its state as published then"),
+    Question("twin-changes", "twin_changes", "SERIAL", options=("since",),
+             help="every state a unit's twin was published in: what changed, when and why"),
     Question("reliability", "reliability", "PART", optional=True, help="failures per part revision, worst first"),
     Question("due-soon", "due_soon", None, help="the fleet by remaining useful life: units due for maintenance first"),
     Question("carriers", "carriers", "LOT_OR_SERIAL",
@@ -49,8 +52,9 @@ QUESTIONS = {q.name: q for q in (
                   "whom to notify"),
 )}
 
-# Options some questions take besides their argument: --lot L[,L2], --from DATE, --to DATE.
-OPTIONS = ("lot", "from", "to")
+# Options some questions take besides their argument: --lot L[,L2], --from DATE, --to DATE,
+# --as-of TIMESTAMP, --since TIMESTAMP.
+OPTIONS = ("lot", "from", "to", "as_of", "since")
 
 
 @dataclass
@@ -93,10 +97,13 @@ def _check(con, q: Question, values: dict) -> None:
     if "serial" in values:
         _known(con, "SELECT 1 FROM thread.units WHERE serial_number = ?", values["serial"], "serial number",
                "SELECT serial_number FROM thread.units ORDER BY jaro_winkler_similarity(serial_number, ?) DESC LIMIT 3")
-        if q.name == "twin":
+        if q.name == "twin" and values.get("as_of"):
+            _published_then(con, values["serial"], values["as_of"])
+        elif q.name == "twin":
             status = con.execute("SELECT status FROM thread.units WHERE serial_number = ?", [values["serial"]]).fetchone()[0]
             if status == "scrapped":
-                raise AskError(f"{values['serial']} is scrapped: it has no twin (try `thread ask trace`).")
+                raise AskError(f"{values['serial']} is scrapped: it has no twin (try `thread ask trace`, or "
+                               f"`thread ask twin-changes` for the states it was published in).")
     if q.name == "carriers":
         _known(con, "SELECT 1 FROM thread.unit_component_serials WHERE component_serial = ?", values["lot"],
                "lot or serial number", "SELECT DISTINCT component_serial FROM thread.unit_component_serials "
@@ -111,6 +118,20 @@ def _check(con, q: Question, values: dict) -> None:
                "SELECT eco_number FROM thread.ecos ORDER BY jaro_winkler_similarity(eco_number, ?) DESC LIMIT 3")
 
 
+def _published_then(con, serial: str, at: datetime) -> None:
+    first, last_to, current = con.execute(
+        "SELECT min(valid_from), max(valid_to), bool_or(valid_to IS NULL) FROM twin.unit_twin_history "
+        "WHERE serial_number = ?", [serial]).fetchone()
+    if first is None:
+        raise AskError(f"No twin of {serial} has been published yet.")
+    if at < first:
+        raise AskError(f"No twin of {serial} was published at or before {at.isoformat()}: the first was published "
+                       f"at {first.isoformat()}.")
+    if not current and at >= last_to:
+        raise AskError(f"The twin of {serial} was no longer published at {at.isoformat()}: its last state ended at "
+                       f"{last_to.isoformat()} (scrapped or removed).")
+
+
 def _lots(text: str) -> list[str]:
     return [lot.strip() for lot in text.split(",") if lot.strip()]
 
@@ -119,8 +140,8 @@ def _options(q: Question, options: dict) -> dict:
     given = {k: v for k, v in options.items() if v is not None}
     unknown = set(given) - set(q.options)
     if unknown:
-        flags = ", ".join(f"--{k}" for k in sorted(unknown))
-        raise AskError(f"`{q.name}` takes no {flags}" + (f" (it takes {', '.join('--' + o for o in q.options)})."
+        flags = ", ".join(_flag(k) for k in sorted(unknown))
+        raise AskError(f"`{q.name}` takes no {flags}" + (f" (it takes {', '.join(map(_flag, q.options))})."
                                                         if q.options else "."))
     values = {k: None for k in q.options}
     for k in ("from", "to"):
@@ -129,11 +150,22 @@ def _options(q: Question, options: dict) -> dict:
                 values[k] = date.fromisoformat(given[k])
             except ValueError:
                 raise AskError(f"--{k} {given[k]!r} is not a date (YYYY-MM-DD).") from None
+    for k in ("as_of", "since"):
+        if given.get(k):
+            try:
+                at = datetime.fromisoformat(given[k])
+            except ValueError:
+                raise AskError(f"{_flag(k)} {given[k]!r} is not a timestamp (YYYY-MM-DD[THH:MM[:SS]][+HH:MM]).") from None
+            values[k] = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
     if values.get("from") and values.get("to") and values["from"] > values["to"]:
         raise AskError(f"--from {values['from']} is after --to {values['to']}.")
     if given.get("lot"):
         values["lot"] = ",".join(_lots(given["lot"])) or None
     return values
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 def parse(q: Question, argument: str | None, options: dict | None = None) -> dict:
@@ -163,12 +195,13 @@ def ask(warehouse: Path, name: str, argument: str | None = None, **options: str 
         raise AskError(f"No warehouse at {warehouse}: run `thread build` first.")
     q = QUESTIONS[name]
     values = parse(q, argument, options)
+    analysis = f"{q.analysis}_as_of" if values.get("as_of") else q.analysis
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
         _check(con, q, values)
         out = []
-        sections = _sections(q.analysis)
+        sections = _sections(analysis)
         for i, (title, sql) in enumerate(sections):
             if i < len(sections) - 1:  # later sections may read it
                 table = _table_name(title)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -34,7 +34,8 @@ def main(ctx: click.Context, data_dir: str | None, sources_dir: str | None) -> N
 @click.option("--units", default=300, show_default=True, help="Units started over the period.")
 @click.option("--parts", default=300, show_default=True, help="Approximate size of the engineering catalogue.")
 @click.option("--seed", default=42, show_default=True)
-@click.option("--start", "start", default="2025-11-01", show_default=True, help="First simulated day (YYYY-MM-DD).")
+@click.option("--start", "start", help="First simulated day (YYYY-MM-DD); default: --days before today, so that the "
+              "enterprise's data ends now (its telemetry is current, not silent).")
 @click.option("--days", default=365, show_default=True, help="Number of simulated days.")
 @click.option("--telemetry-every-h", default=6, show_default=True, help="Hours between telemetry readings.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when the sources root already holds an enterprise.")
@@ -49,7 +50,11 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
     if if_missing and (out / MANIFEST).exists():
         console.print(f"Sources root {out} already holds a simulated enterprise; keeping it.")
         return
-    cfg = SimConfig(seed=seed, units=units, parts=parts, start=date.fromisoformat(start), days=days,
+    try:
+        first = date.fromisoformat(start) if start else datetime.now(timezone.utc).date() - timedelta(days=days)
+    except ValueError:
+        raise click.BadParameter(f"{start!r} is not a date (YYYY-MM-DD)", param_hint="--start") from None
+    cfg = SimConfig(seed=seed, units=units, parts=parts, start=first, days=days,
                     telemetry_every_h=telemetry_every_h)
     started = time.monotonic()
     try:
@@ -218,20 +223,25 @@ def contracts_export(out):
 
 @main.command(help="Ask the thread a question: units-with PART[@REV], where-used PART, eco-impact ECO, eco-gaps, "
                    "trace SERIAL, twin SERIAL, reliability [PART], due-soon, carriers LOT_OR_SERIAL, "
-                   "investigate PART[@REV] [--lot L[,L2]] [--from DATE] [--to DATE].")
+                   "investigate PART[@REV] [--lot L[,L2]] [--from DATE] [--to DATE], twin SERIAL --as-of TIMESTAMP, "
+                   "twin-changes SERIAL [--since TIMESTAMP].")
 @click.argument("question")
 @click.argument("argument", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--lot", help="investigate: only these lots or serial numbers (comma-separated)")
 @click.option("--from", "from_", metavar="DATE", help="investigate: installed on or after this date")
 @click.option("--to", metavar="DATE", help="investigate: installed on or before this date")
+@click.option("--as-of", "as_of", metavar="TIMESTAMP", help="twin: the state published at or before this time (UTC "
+              "unless an offset is given)")
+@click.option("--since", metavar="TIMESTAMP", help="twin-changes: only states published from this time on")
 @click.pass_context
-def ask(ctx, question, argument, fmt, lot, from_, to):
+def ask(ctx, question, argument, fmt, lot, from_, to, as_of, since):
     from .ask import AskError
     from .ask import ask as run
 
     try:
-        sections = run(ctx.obj.warehouse, question, argument, **{"lot": lot, "from": from_, "to": to})
+        sections = run(ctx.obj.warehouse, question, argument, **{"lot": lot, "from": from_, "to": to, "as_of": as_of,
+                                                                 "since": since})
     except AskError as e:
         raise click.ClickException(str(e)) from e
     output.print_sections(sections, fmt)
@@ -265,8 +275,21 @@ def status(ctx):
     from . import freshness, twins
 
     env = ctx.obj
+    warehouse = env.warehouse
+    con = duckdb.connect(str(warehouse), read_only=True) if warehouse.exists() else None
+    try:
+        if con is not None:
+            con.execute("SET TimeZone = 'UTC'")
+        newest = freshness.newest_events(con) if con is not None else {}
+        if con is not None:
+            total, stale = con.execute("SELECT count(*), count(*) FILTER (WHERE is_stale) FROM twin.unit_twin").fetchone()
+            reasons = con.execute("SELECT stale_reason, count(*) FROM twin.unit_twin WHERE is_stale "
+                                  "GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    finally:
+        if con is not None:
+            con.close()
     table = Table(title="Source systems", show_edge=False)
-    for col in ("system", "last successful extraction", "age", "limit", "last attempt", "state"):
+    for col in ("system", "last successful extraction", "age", "limit", "last attempt", "state", "newest event"):
         table.add_column(col)
     late = []
     for f in freshness.sources(env.lake_dir):
@@ -275,21 +298,16 @@ def status(ctx):
             state += f" [red](failing: {', '.join(f.failing_entities)})[/red]"
         if f.is_late or f.is_failing:
             late.append(f.system)
+        event = newest.get(f.system)
         table.add_row(f.system, f.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if f.last_success_at else "never",
                       f"{f.age_hours:.1f} h" if f.age_hours is not None else "-", f"{f.limit_hours:g} h",
-                      f.last_attempt_status or "-", state)
+                      f.last_attempt_status or "-", state, event.strftime("%Y-%m-%d %H:%M UTC") if event else "-")
     console.print(table)
-    warehouse = env.warehouse
-    if not warehouse.exists():
+    console.print("newest event: the latest time the system's data records (a release, a build, an ERP change, a "
+                  "service event or reading), beside when it was last extracted.")
+    if con is None:
         console.print("No warehouse yet: run `thread build`.")
         return
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        total, stale = con.execute("SELECT count(*), count(*) FILTER (WHERE is_stale) FROM twin.unit_twin").fetchone()
-        reasons = con.execute("SELECT stale_reason, count(*) FROM twin.unit_twin WHERE is_stale "
-                              "GROUP BY 1 ORDER BY 2 DESC").fetchall()
-    finally:
-        con.close()
     pending = twins.pending(env.lake_dir)
     waiting = pending.num_rows if pending is not None else 0
     console.print(f"Twins: {total:,} published, {stale:,} marked stale at the last publish; "

@@ -55,3 +55,19 @@ def sources(lake_dir: Path, now: datetime | None = None) -> list[SourceFreshness
             failing_entities=tuple(sorted(e for e, r in latest.items() if r["status"] == "failed")),
         ))
     return out
+
+
+# The newest business event each system's data in the warehouse records: an extraction that ran a
+# minute ago says nothing about whether the system itself is still recording anything.
+NEWEST_EVENT_SQL = {
+    "plm": "SELECT max(released_at) FROM thread.part_revisions",
+    "mes": "SELECT max(greatest(build_started_at, build_completed_at, shipped_at)) FROM thread.units",
+    "erp": "SELECT max(erp_adopted_at) FROM thread.eco_propagation",
+    "service": "SELECT greatest((SELECT max(occurred_at) FROM thread.service_events), "
+               "(SELECT max(last_telemetry_at) FROM twin.unit_twin))",
+}
+
+
+def newest_events(con) -> dict[str, datetime | None]:
+    """Per system, the time of the newest event its data in the warehouse (`con`) holds."""
+    return {system: con.execute(NEWEST_EVENT_SQL[system]).fetchone()[0] for system in contracts.SYSTEMS}

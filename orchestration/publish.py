@@ -11,11 +11,12 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from . import dbt_project, fingerprints, freshness, lake, shards, twins
+from . import dbt_project, fingerprints, freshness, lake, rul, shards, twin_history, twins
 from .faults import checkpoint
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
@@ -37,7 +38,60 @@ def thread_tables(build_db: Path) -> list[str]:
     return [t for (t,) in rows]
 
 
-def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
+@dataclass(frozen=True)
+class Silence:
+    """How long a unit's telemetry may stop before its twin says so: hours by default, and per
+    product (THREAD_TELEMETRY_SILENCE_HOURS, e.g. `72,HX200=24`)."""
+
+    hours: float = 72
+    by_product: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Silence:
+        default, products = 72.0, {}
+        for item in (i.strip() for i in str(text).split(",") if i.strip()):
+            product, sep, value = item.rpartition("=")
+            try:
+                hours = float(value)
+            except ValueError:
+                hours = -1.0
+            if hours <= 0:
+                raise ValueError(f"THREAD_TELEMETRY_SILENCE_HOURS: {item!r} is not a positive number of hours "
+                                 "(expected e.g. `72` or `72,HX200=24`)")
+            if sep:
+                products[product.strip()] = hours
+            else:
+                default = hours
+        return cls(default, tuple(sorted(products.items())))
+
+    def sql(self, now: datetime, alias: str = "t") -> tuple[str, str]:
+        """SQL for (the unit's limit as text, whether its telemetry is silent at `now`)."""
+        def per_product(value) -> str:
+            cases = " ".join(f"WHEN {lake.sql_literal(p)} THEN {value(h)}" for p, h in self.by_product)
+            return f"CASE {alias}.product_part_number {cases} ELSE {value(self.hours)} END" if cases else value(self.hours)
+
+        at = f"{lake.sql_literal(now.isoformat())}::TIMESTAMPTZ"
+        micros = per_product(lambda h: str(int(h * 3600e6)))
+        silent = f"coalesce({alias}.last_telemetry_at < {at} - to_microseconds({micros}), false)"
+        return per_product(lambda h: lake.sql_literal(f"{h:g} h")), silent
+
+
+def silent_units(lake_dir: Path, now: datetime, silence: Silence) -> list[str]:
+    """The twins whose telemetry has been silent for longer than their limit, at `now`."""
+    state = lake.read(twins.state_dir(lake_dir) / "unit_twin",
+                      columns=["serial_number", "product_part_number", "last_telemetry_at"])
+    if state is None:
+        return []
+    con = duckdb.connect()
+    try:
+        con.register("t", state)
+        return [s for (s,) in con.execute(f"SELECT serial_number FROM t WHERE {silence.sql(now)[1]} ORDER BY 1")
+                .fetchall()]
+    finally:
+        con.close()
+
+
+def _twin_sql(con, lake_dir: Path, table: str, now=None, silence: Silence | None = None) -> str:
     """The published twin table: the per-unit twin state, plus is_stale on unit_twin."""
     state = lake.read(twins.state_dir(lake_dir) / table)
     if state is None:
@@ -59,16 +113,29 @@ def _twin_sql(con, lake_dir: Path, table: str, now=None) -> str:
     reasons = ([("source past its freshness limit: " + ", ".join(late))] if late else []) + (
         [("last extraction failed: " + ", ".join(failing))] if failing else [])
     source_text = "; ".join(reasons) or None
+    # Telemetry that stopped is news about the unit, not only about the feed: health unknown.
+    limit, silent = silence.sql(now or datetime.now(timezone.utc)) if silence else ("NULL", "false")
     return f"""
-        SELECT t.*,
-               {'true' if reasons else 'false'} OR p.serial_number IS NOT NULL AS is_stale,
+        SELECT t.* REPLACE (CASE WHEN {silent} THEN 'unknown' ELSE t.health_state END AS health_state),
+               {'true' if reasons else 'false'} OR p.serial_number IS NOT NULL OR {silent} AS is_stale,
                nullif(concat_ws('; ', {lake.sql_literal(source_text)},
+                                CASE WHEN {silent} THEN 'telemetry silent since '
+                                     || strftime(t.last_telemetry_at, '%Y-%m-%d %H:%M UTC')
+                                     || ' (limit ' || ({limit}) || ')' END,
                                 CASE WHEN p.serial_number IS NOT NULL
                                      THEN 'refresh pending: ' || array_to_string(p.reasons, ', ') END), '')
                    AS stale_reason
         FROM state_unit_twin t
         LEFT JOIN pending_twins p USING (serial_number)
     """
+
+
+def _rul_models(lake_dir: Path):
+    """Every remaining-useful-life model version and what it was learned from (lake/health)."""
+    versions = lake.read(rul.models_dir(lake_dir) / "rul_versions")
+    if versions is None:
+        versions = rul.VERSION_SCHEMA.empty_table()
+    return versions.drop_columns(["path"])
 
 
 def _empty_pending():
@@ -88,7 +155,8 @@ class Changes:
 
 
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
-            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, changes: Changes | None = None) -> dict:
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, changes: Changes | None = None,
+            silence: Silence | None = None) -> dict:
     """Write the next warehouse file beside the current one, swap it in, mirror it to Delta.
 
     `thread` comes from the build database; `twin` from the per-unit twin state in the lake, with
@@ -96,6 +164,9 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     With `changes` and a current warehouse, the next one starts as a copy of it and only what
     changed is written: whole tables whose digest changed, the rebuilt shards of per-unit tables,
     the refreshed units' twins; the Delta copies get a version only where that happened.
+    With `silence`, a twin whose telemetry stopped for longer than its limit is published with
+    health `unknown`, stale, naming the silence. Every twin state that differs from its last
+    recorded one is added to the twin history.
     """
     started = time.monotonic()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -104,16 +175,20 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
         stale.unlink(missing_ok=True)
     nxt = warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
     incremental = changes is not None and warehouse.exists()
+    now = now or datetime.now(timezone.utc)
     try:
         if incremental:
             shutil.copyfile(warehouse, nxt)
-        plan = _write_next(nxt, build_db, lake_dir, descriptions, now, memory_limit, changes if incremental else None)
+        plan, history = _write_next(nxt, build_db, lake_dir, descriptions, now, memory_limit,
+                                    changes if incremental else None, silence)
     except BaseException:
         nxt.unlink(missing_ok=True)  # a failed publish (a full disk) leaves nothing behind
         raise
     nxt.chmod(0o644)
     checkpoint("publish-rename")
     os.replace(nxt, warehouse)
+    # Recorded once published (a crash in between: the next publish records the state it finds).
+    twin_history.append(lake_dir, history, batch_id="publish")
     mirror(warehouse, lake_dir, plan)
     return {"tables": {k: p.rows for k, p in plan.items()}, "digests": {k: p.digest for k, p in plan.items()},
             "written": {k: p.what for k, p in plan.items() if p.what != "kept"},
@@ -134,7 +209,7 @@ def _digest(con, relation: str) -> str:
 
 
 def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, memory_limit,
-                changes: Changes | None) -> dict[str, Written]:
+                changes: Changes | None, silence: Silence):
     con = lake.duck(nxt, memory_limit=memory_limit)
     plan: dict[str, Written] = {}
     try:
@@ -143,8 +218,10 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         sources = [("thread", t, f"build.thread.{t}") for t in thread_tables(build_db)]
         for t in twins.TABLES:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW next_twin_{t} AS {_twin_sql(con, lake_dir, t, now)}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW next_twin_{t} AS {_twin_sql(con, lake_dir, t, now, silence)}")
             sources.append(("twin", t, f"next_twin_{t}"))
+        con.register("next_rul_models", _rul_models(lake_dir))
+        sources.append(("twin", "rul_models", "next_rul_models"))
         existing = {f"{a}.{b}" for a, b in con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
         sharded = dbt_project.tagged("sharded", "thread")
@@ -161,17 +238,44 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
                     written = Written(0, digest, "kept")
                 else:
                     con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {relation}")
-                    for col, text in (descriptions or {}).get(name, {}).items():
-                        target = name + (f".{_q(col)}" if col else "")
-                        con.execute(f"COMMENT ON {'COLUMN' if col else 'TABLE'} {target} IS {lake.sql_literal(text)}")
+                    _comment(con, name, descriptions)
                     written = Written(0, digest, "whole")
             written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             plan[name] = written
+        history = twin_history.new_states(con, lake_dir, now)
+        plan[twin_history.PUBLISHED] = _write_history(con, lake_dir, history, descriptions,
+                                                      twin_history.PUBLISHED in existing and changes is not None)
         con.execute("DETACH build")
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    return plan
+    return plan, history
+
+
+def _write_history(con, lake_dir: Path, history, descriptions, incremental: bool) -> Written:
+    """twin.unit_twin_history: on an incremental publish only the units with a new state."""
+    name = twin_history.PUBLISHED
+    con.execute(f"CREATE OR REPLACE TEMP VIEW next_history AS {twin_history.published_sql(con, lake_dir, history)}")
+    if not incremental:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM next_history ORDER BY serial_number, valid_from")
+        _comment(con, name, descriptions)
+        written = Written(0, "", "whole")
+    elif history.num_rows == 0:
+        written = Written(0, "", "kept")
+    else:
+        listed = ", ".join(lake.sql_literal(u) for u in sorted(set(history.column("serial_number").to_pylist())))
+        where = f"serial_number IN ({listed})"
+        con.execute(f"DELETE FROM {name} WHERE {where}")
+        con.execute(f"INSERT INTO {name} SELECT * FROM next_history WHERE {where} ORDER BY serial_number, valid_from")
+        written = Written(0, "", "part", where)
+    written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    return written
+
+
+def _comment(con, name: str, descriptions) -> None:
+    for col, text in (descriptions or {}).get(name, {}).items():
+        target = name + (f".{_q(col)}" if col else "")
+        con.execute(f"COMMENT ON {'COLUMN' if col else 'TABLE'} {target} IS {lake.sql_literal(text)}")
 
 
 def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) -> str | None:
@@ -179,7 +283,7 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) ->
     # Tables stored per unit shard in the build database are replaced shard by shard.
     if schema == "thread" and table in sharded and changes.shards is not None:
         return shards.sql_ranges(changes.shards)
-    if schema == "twin" and table != "unit_twin" and changes.twin_units is not None:
+    if schema == "twin" and table in twins.TABLES and table != "unit_twin" and changes.twin_units is not None:
         listed = ", ".join(lake.sql_literal(u) for u in sorted(changes.twin_units))
         return f"serial_number IN ({listed})" if listed else "false"
     return None
@@ -204,13 +308,16 @@ def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
 
 
 
-def inputs(lake_dir: Path, generation: str, now=None) -> str:
+def inputs(lake_dir: Path, generation: str, now=None, silence: Silence | None = None) -> str:
     """What a publish is made of: the build database's state, the twin state and change set, and
-    which sources are late or failing right now (is_stale is decided at publish)."""
+    which sources are late or failing and which units silent right now (is_stale is decided at
+    publish)."""
+    now = now or datetime.now(timezone.utc)
     systems = freshness.sources(lake_dir, now)
     state = [fingerprints.version(twins.state_dir(lake_dir) / t) for t in (*twins.TABLES, "inputs")]
     return fingerprints.digest([generation, state, fingerprints.version(twins.pending_table(lake_dir)),
-                                [(f.system, f.is_late, f.failing_entities) for f in systems]])
+                                [(f.system, f.is_late, f.failing_entities) for f in systems],
+                                silent_units(lake_dir, now, silence) if silence else []])
 
 
 def descriptions() -> dict[str, dict[str, str]]:
@@ -220,4 +327,28 @@ def descriptions() -> dict[str, dict[str, str]]:
     twin = out.setdefault("twin.unit_twin", {})
     twin.update({name: text for name, (_, text) in twins.EXTRA_COLUMNS.items()})
     twin[""] = twins.TWIN_DESCRIPTION
+    history = {k: v for k, v in twin.items() if k}
+    history.update({name: text for name, (_, text) in twin_history.HISTORY_COLUMNS.items()})
+    history[""] = twin_history.DESCRIPTION
+    out[twin_history.PUBLISHED] = history
+    out["twin.rul_models"] = {"": RUL_MODELS_DESCRIPTION, **RUL_MODEL_COLUMNS}
     return out
+
+
+RUL_MODELS_DESCRIPTION = ("Every remaining-useful-life model version (twin.unit_twin.rul_model_version): what it was "
+                          "learned from and how well it did on units held out of training.")
+RUL_MODEL_COLUMNS = {
+    "product_part_number": "The product the model is for.",
+    "version": "`<product>/v<n>`; a new version when the product's recorded failures change.",
+    "trained_at": "When it was trained.",
+    "failures_fingerprint": "Which failure records it was learned from.",
+    "training_units": "Units with a recorded failure it learned from.",
+    "held_out_units": "Failed units kept out of training to measure it; 0: too few failures, not validated.",
+    "training_rows": "Labelled readings it learned from.",
+    "data_from": "First reading it learned from.",
+    "data_to": "Last reading it learned from.",
+    "cap_hours": "Its estimates never exceed this (125 reading intervals): a healthy unit reads as the cap.",
+    "rmse_hours": "Root-mean-square error on the held-out units, hours; null when not validated.",
+    "phm08_score": "The PHM08 score on the held-out units (late estimates cost more); null when not validated.",
+    "train_seconds": "How long training took.",
+}

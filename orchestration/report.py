@@ -47,6 +47,7 @@ def figures(con) -> dict:
         "pending retrofits": one("SELECT count(*) FROM thread.eco_impact WHERE impact = 'retrofit_pending'"),
         "deviations": one("SELECT count(*) FROM thread.unit_deviations"),
         "contract violations": one("SELECT count(*) FROM thread.contract_violations"),
+        "tracked lots and serials": one("SELECT count(DISTINCT component_serial) FROM thread.unit_component_serials"),
     }
 
 
@@ -149,6 +150,37 @@ def chart_due_soon(con) -> str:
     return _png(fig)
 
 
+def chart_tracked_components(con) -> str:
+    """Genealogy at a glance, the start of a quality investigation: for the tracked parts with the
+    most field failures, the lots and serials still in units, those removed, and the failures."""
+    plt = _plt()
+    rows = con.execute("""
+        WITH tracked AS (
+            SELECT part_number, count(DISTINCT component_serial) AS lots,
+                   count(*) FILTER (WHERE quantity_held > 0) AS carried,
+                   count(*) FILTER (WHERE quantity_held = 0) AS removed
+            FROM thread.unit_component_serials GROUP BY 1),
+        failed AS (
+            SELECT failed_part_number AS part_number, count(*) AS failures FROM thread.service_events
+            WHERE event_type = 'failure' GROUP BY 1)
+        SELECT t.part_number, t.carried, t.removed, coalesce(f.failures, 0), t.lots
+        FROM tracked t LEFT JOIN failed f USING (part_number)
+        ORDER BY 4 DESC, t.carried + t.removed DESC, 1 LIMIT 12""").fetchall()
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    names = [r[0] for r in rows]
+    ax.barh(names, [r[1] for r in rows], color="#2e86c1", label="installations still in a unit")
+    ax.barh(names, [r[2] for r in rows], left=[r[1] for r in rows], color="#aab7b8", label="removed by service")
+    for i, r in enumerate(rows):
+        ax.text(r[1] + r[2], i, f"  {r[3]} failures, {r[4]} lots/serials", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("installations of tracked lots and serials (thread.unit_component_serials)")
+    ax.set_title("Tracked parts with the most field failures: `thread ask investigate PART` for the suspects"
+                 + ("" if rows else " (no tracked lots or serials)"), fontsize=10)
+    if rows:
+        ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
 CHARTS = [
     ("Fleet health over time", chart_health_over_time),
     ("ECO propagation lags", chart_propagation_lags),
@@ -156,6 +188,7 @@ CHARTS = [
     ("Deviations by part and line", chart_deviations),
     ("Failure rate by part revision", chart_failure_rate),
     ("Units due for maintenance soonest", chart_due_soon),
+    ("Genealogy: tracked lots and serials", chart_tracked_components),
 ]
 
 

@@ -64,6 +64,9 @@ class ThreadSettings(dg.ConfigurableResource):
     retention_days: float | None = None
     # None: THREAD_SHARD_DIGITS, else 3: unit shards of 10**3 consecutive serial numbers.
     shard_digits: int | None = None
+    # None: THREAD_TELEMETRY_SILENCE_HOURS, else 72: a unit whose last reading is older than this
+    # (at publish) has health `unknown` and a stale twin; `72,HX200=24` sets a limit per product.
+    telemetry_silence_hours: str | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -89,6 +92,12 @@ class ThreadSettings(dg.ConfigurableResource):
         days = self.retention_days if self.retention_days is not None else float(
             os.environ.get("THREAD_RETENTION_DAYS") or 7)
         return int(days * 24)
+
+    @property
+    def telemetry_silence(self):
+        from .publish import Silence
+
+        return Silence.parse(self.telemetry_silence_hours or os.environ.get("THREAD_TELEMETRY_SILENCE_HOURS") or "72")
 
     def guards(self):
         """What an extraction refuses besides broken rows, and how it protects personal data."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ SLOWEST_FIRST = [
 
 
 def pytest_configure(config):
+    # The test enterprises are simulated in the first half of 2026: by the wall clock their
+    # telemetry has long stopped. Every twin would be `unknown` and stale for its silence, which
+    # tests/integration/test_twins.py checks on its own with an explicit limit and time.
+    os.environ.setdefault("THREAD_TELEMETRY_SILENCE_HOURS", str(24 * 365 * 20))
     # `make setup` builds the dbt manifest; this covers pytest run directly (a fresh clone, edited
     # models) before any test module imports the definitions, which load it. Once, before the
     # pytest-xdist workers start (they would race on dbt's target directory).

@@ -22,7 +22,8 @@ from .thread import published_keys
 )
 def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
     ledger = Ledger(thread.build_db)
-    inputs = publish.inputs(thread.lake_dir, Ledger(thread.build_db).generation(context.run_id))
+    silence = thread.telemetry_silence
+    inputs = publish.inputs(thread.lake_dir, Ledger(thread.build_db).generation(context.run_id), silence=silence)
     if thread.warehouse.exists() and ledger.unchanged("publish", inputs):
         context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
         return
@@ -30,7 +31,7 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     changes = publish.Changes(shards=store.pending_publish("shards"), twin_units=store.pending_publish("twins"),
                               digests=store.published_digests())
     result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
-                             memory_limit=thread.memory_limit, changes=changes)
+                             memory_limit=thread.memory_limit, changes=changes, silence=silence)
     store.published(result["digests"])
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:

@@ -1,4 +1,4 @@
-"""`thread ask`: the seven questions, their formats, and clear errors."""
+"""`thread ask`: every question, its formats, and clear errors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_every_question_answers(keys):
         "reliability": ask(wh, "reliability"),
         "carriers": ask(wh, "carriers", keys["lot"]),
         "investigate": ask(wh, "investigate", f"{keys['part']}@{keys['rev']}"),
+        "twin-changes": ask(wh, "twin-changes", keys["serial"]),
     }
     assert set(answers) == set(QUESTIONS)
     for name, sections in answers.items():
@@ -55,6 +57,12 @@ def test_every_question_answers(keys):
     assert len(answers["units-with"][0].rows) >= holders
     assert [s.title for s in answers["trace"]] == ["unit", "genealogy", "ecos", "service", "sensors"]
     assert any(r[0] == "product" or r[1] == "product" for r in answers["where-used"][0].rows)
+    due = [dict(zip(answers["due-soon"][0].columns, r)) for r in answers["due-soon"][0].rows]
+    assert [r["due_by"] for r in due] == sorted(r["due_by"] for r in due), "due first"
+    assert all(r["overdue"] == (r["due_by"] < datetime.now(timezone.utc)) for r in due)
+    unvalidated = {v for (v,) in query(wh, "select version from twin.rul_models where held_out_units = 0")}
+    assert all(("model not validated" in r["note"]) == (r["model"] in unvalidated) for r in due)
+    assert all(r["model_learned_from_failed_units"] > 0 for r in due)
     gaps = answers["eco-gaps"][0]
     released = [r[gaps.columns.index("released_at")] for r in gaps.rows]
     assert released == sorted(released), "oldest first"
@@ -122,3 +130,16 @@ def test_an_injection_on_the_command_line_is_a_clear_error(keys):
     done = thread(keys["wh"].parent, "ask", "trace", "' OR '1'='1")
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "Unknown serial" in (done.stdout + done.stderr)
+
+
+def test_status_shows_each_systems_newest_event_beside_its_extraction(keys):
+    wh = keys["wh"]
+    newest_service = max(query(wh, "select max(occurred_at) from thread.service_events")[0][0],
+                         query(wh, "select max(last_telemetry_at) from twin.unit_twin")[0][0])
+    env = {**os.environ, "THREAD_DATA_DIR": str(wh.parent), "COLUMNS": "240"}
+    out = subprocess.run([str(Path(sys.executable).parent / "thread"), "status"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "newest event" in out.stdout
+    service = next(line for line in out.stdout.splitlines() if line.strip().startswith("service"))
+    assert f"{newest_service.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" in service

@@ -4,9 +4,13 @@ shard rebuilt and only what changed published."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+
+import pytest
 
 from orchestration import lake
-from tests.helpers import build, digest, retrofit
+from orchestration.ask import AskError, ask
+from tests.helpers import build, digest, query, retrofit
 
 
 def _versions(lake_dir) -> dict[str, int]:
@@ -52,3 +56,38 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
                        "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
     assert refreshed and refreshed[0].detail.startswith("1 of ")
+
+
+def _state(sections) -> dict:
+    (state,) = sections
+    assert len(state.rows) == 1, state.rows
+    return dict(zip(state.columns, state.rows[0]))
+
+
+def test_twin_history_keeps_every_published_state(built_small_copy):
+    """A retrofit after the first build: the twin's earlier state stays answerable by --as-of,
+    and twin-changes says what changed and why."""
+    sources, data = built_small_copy
+    warehouse = data / "warehouse.duckdb"
+    before = query(warehouse, "select count(*) from twin.unit_twin_history")[0][0]
+    assert before == query(warehouse, "select count(*) from twin.unit_twin")[0][0]  # one state per twin
+    retrofit(sources, 3, 1)
+    assert build(sources, data).ok
+    (serial,) = query(warehouse, "select serial_number from thread.service_events where event_id = 'SE-PROP-1'")[0]
+    changes = ask(warehouse, "twin-changes", serial)[0]
+    states = [dict(zip(changes.columns, r)) for r in changes.rows]
+    assert len(states) == 2 and states[0]["valid_to"] == states[1]["valid_from"] and states[1]["valid_to"] is None
+    assert states[0]["changes"] == "new twin"
+    assert "configuration" in states[1]["changes"] and "configuration" in states[1]["refresh_reasons"]
+    assert states[0]["configuration_hash"] != states[1]["configuration_hash"]
+    # Between the two publishes: the first state; at or after the second: the live twin's.
+    between = _state(ask(warehouse, "twin", serial, as_of=str(states[1]["valid_from"] - timedelta(seconds=1))))
+    assert between["configuration_hash"] == states[0]["configuration_hash"]
+    after = _state(ask(warehouse, "twin", serial, as_of=str(states[1]["valid_from"])))
+    live = _state(ask(warehouse, "twin", serial)[:1])
+    assert after["configuration_hash"] == live["configuration_hash"] == states[1]["configuration_hash"]
+    with pytest.raises(AskError, match="No twin of .* was published at or before 2000-01-01"):
+        ask(warehouse, "twin", serial, as_of="2000-01-01")
+    # Only the retrofitted unit got a new state; the rest of the history was carried over.
+    assert query(warehouse, "select count(*) from twin.unit_twin_history")[0][0] == before + 1
+    assert ask(warehouse, "twin-changes", serial, since=str(states[1]["valid_from"]))[0].rows == changes.rows[1:]

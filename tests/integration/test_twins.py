@@ -14,7 +14,7 @@ from basyx.aas.adapter.json import read_aas_json_file
 from orchestration import lake, twins
 from orchestration.aas import UnknownSerial, export
 from orchestration.build import run_build
-from orchestration.publish import publish
+from orchestration.publish import Silence, publish
 from orchestration.simulate import advance, simulate
 from tests.helpers import SMALL, query, thread_env
 
@@ -96,6 +96,30 @@ def test_a_late_source_marks_every_twin_stale(live, tmp_path):
     assert stale == total > 0
     reason = query(out, "select any_value(stale_reason) from twin.unit_twin")[0][0]
     assert reason.startswith("source past its freshness limit: plm, mes, erp, service")
+
+
+def test_a_unit_whose_telemetry_stopped_is_unknown_and_stale(live, tmp_path):
+    """The test enterprise's telemetry ended months ago: at a 72 h limit every unit with telemetry
+    is silent, except the product given a longer limit of its own."""
+    data = live["data"]
+    twins_now = query(data / "warehouse.duckdb", "select serial_number, product_part_number, health_state, "
+                                                 "last_telemetry_at from twin.unit_twin")
+    products = sorted({p for _, p, _, t in twins_now if t is not None})
+    assert len(products) >= 2
+    patient = products[0]
+    out = tmp_path / "warehouse.duckdb"
+    publish(data / "build" / "build.duckdb", out, data / "lake", silence=Silence.parse(f"72, {patient}=1e6"))
+    after = {s: (h, stale, reason) for s, h, stale, reason in
+             query(out, "select serial_number, health_state, is_stale, stale_reason from twin.unit_twin")}
+    for serial, product, health, last in twins_now:
+        if last is None or product == patient:  # no telemetry to fall silent, or within its limit
+            assert after[serial] == (health, False, None), serial
+        else:
+            assert after[serial][:2] == ("unknown", True), serial
+            assert after[serial][2] == f"telemetry silent since {last:%Y-%m-%d %H:%M} UTC (limit 72 h)"
+    assert any(h != "unknown" for _, p, h, t in twins_now if t is not None and p != patient)
+    with pytest.raises(ValueError, match="THREAD_TELEMETRY_SILENCE_HOURS: 'HX=soon' is not a positive number"):
+        Silence.parse("72,HX=soon")
 
 
 def test_twin_exports_as_an_asset_administration_shell(live, tmp_path):
