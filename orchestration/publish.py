@@ -331,24 +331,5 @@ def descriptions() -> dict[str, dict[str, str]]:
     history.update({name: text for name, (_, text) in twin_history.HISTORY_COLUMNS.items()})
     history[""] = twin_history.DESCRIPTION
     out[twin_history.PUBLISHED] = history
-    out["twin.rul_models"] = {"": RUL_MODELS_DESCRIPTION, **RUL_MODEL_COLUMNS}
+    out["twin.rul_models"] = {"": rul.VERSIONS_DESCRIPTION, **rul.VERSION_COLUMNS}
     return out
-
-
-RUL_MODELS_DESCRIPTION = ("Every remaining-useful-life model version (twin.unit_twin.rul_model_version): what it was "
-                          "learned from and how well it did on units held out of training.")
-RUL_MODEL_COLUMNS = {
-    "product_part_number": "The product the model is for.",
-    "version": "`<product>/v<n>`; a new version when the product's recorded failures change.",
-    "trained_at": "When it was trained.",
-    "failures_fingerprint": "Which failure records it was learned from.",
-    "training_units": "Units with a recorded failure it learned from.",
-    "held_out_units": "Failed units kept out of training to measure it; 0: too few failures, not validated.",
-    "training_rows": "Labelled readings it learned from.",
-    "data_from": "First reading it learned from.",
-    "data_to": "Last reading it learned from.",
-    "cap_hours": "Its estimates never exceed this (125 reading intervals): a healthy unit reads as the cap.",
-    "rmse_hours": "Root-mean-square error on the held-out units, hours; null when not validated.",
-    "phm08_score": "The PHM08 score on the held-out units (late estimates cost more); null when not validated.",
-    "train_seconds": "How long training took.",
-}

@@ -49,6 +49,25 @@ VERSION_SCHEMA = pa.schema([
     ("phm08_score", pa.float64()), ("train_seconds", pa.float64()), ("path", pa.string()),
 ])
 
+# What each version row says (published as twin.rul_models, without the model file's path).
+VERSIONS_DESCRIPTION = ("Every remaining-useful-life model version (twin.unit_twin.rul_model_version): what it was "
+                        "learned from and how well it did on units held out of training.")
+VERSION_COLUMNS = {
+    "product_part_number": "The product the model is for.",
+    "version": "`<product>/v<n>`; a new version when the product's recorded failures change.",
+    "trained_at": "When it was trained.",
+    "failures_fingerprint": "Which failure records it was learned from.",
+    "training_units": "Units with a recorded failure it learned from.",
+    "held_out_units": "Failed units kept out of training to measure it; 0: too few failures, not validated.",
+    "training_rows": "Labelled readings it learned from.",
+    "data_from": "First reading it learned from.",
+    "data_to": "Last reading it learned from.",
+    "cap_hours": "Its estimates never exceed this (125 reading intervals): a healthy unit reads as the cap.",
+    "rmse_hours": "Root-mean-square error on the held-out units, hours; null when not validated.",
+    "phm08_score": "The PHM08 score on the held-out units (late estimates cost more); null when not validated.",
+    "train_seconds": "How long training took.",
+}
+
 
 def models_dir(lake_dir: Path) -> Path:
     return Path(lake_dir) / "health"

@@ -12,7 +12,7 @@ select
     t.health_state,
     t.rul_model_version as model,
     m.training_units as model_learned_from_failed_units,
-    m.rmse_hours as model_rmse_hours,
+    round(m.rmse_hours, 1) as model_rmse_hours,
     concat_ws('; ',
         case when t.rul_hours <= 0 and t.health_state = 'ok'
              then 'at or past the end of life the model learned from ' || m.training_units

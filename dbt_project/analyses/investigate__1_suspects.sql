@@ -1,7 +1,7 @@
 -- The suspect population of a quality investigation: every installation of the part (at the
 -- revision, of the lot(s)) whose installation time falls in the window, with the failures of
 -- that part while it was installed. Without lots, an installation is a run of time during which
--- the unit held that revision without a break. Parameters: $part, $revision, $lot (comma-
+-- the unit held that revision without a break (with the lots and serials installed during it). Parameters: $part, $revision, $lot (comma-
 -- separated lots or serials), $from, $to (dates, inclusive; null = open).
 with periods as (
 
@@ -24,10 +24,28 @@ runs as (
 held as (
 
     select
-        serial_number, revision, null::varchar as lot, min(valid_from) as installed_at,
+        serial_number, revision, min(valid_from) as installed_at,
         case when bool_or(valid_to is null) then null else max(valid_to) end as removed_at
     from runs
     group by serial_number, revision, run
+
+),
+
+-- the lots and serials installed during each run, when the part is tracked
+held_lots as (
+
+    select
+        h.serial_number, h.revision,
+        string_agg(distinct g.component_serial, ',' order by g.component_serial) as lot,
+        h.installed_at, h.removed_at
+    from held h
+    left join thread.unit_component_serials g
+      on g.serial_number = h.serial_number
+     and g.part_number = $part
+     and g.revision = h.revision
+     and g.installed_at >= h.installed_at
+     and (h.removed_at is null or g.installed_at < h.removed_at)
+    group by all
 
 ),
 
@@ -44,7 +62,7 @@ installs as (
 
     select * from lots where cast($lot as varchar) is not null
     union all
-    select * from held where cast($lot as varchar) is null
+    select * from held_lots where cast($lot as varchar) is null
 
 ),
 

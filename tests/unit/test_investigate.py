@@ -96,6 +96,9 @@ def test_an_installation_window_selects_installations_not_possession(warehouse):
     assert rows(suspects, "serial_number") == [("U3",), ("U2",)]  # --to is inclusive
     suspects, rate, _ = ask(warehouse, "investigate", "C@A", **{"from": "2026-03-01"})
     assert rows(suspects, "serial_number", "lot", "failures") == [("U4", None, 1)]
+    # Without --lot, an installation is a run of holding the revision, with the lots fitted in it.
+    suspects, _, _ = ask(warehouse, "investigate", "C@A", **{"from": "2026-02-01", "to": "2026-02-28"})
+    assert rows(suspects, "serial_number", "lot", "failures") == [("U2", "L-1,L-2", 2)]
     # the rest: U1's F-1, U2's F-2 and F-3 (still revision A after L-1 left), U5's F-5
     assert rows(rate, "population", "units", "failures") == [("suspect", 1, 1), ("rest of the revision", 4, 4)]
 
