@@ -30,7 +30,9 @@ class Question:
     argument: str | None  # PART[@REV], PART, ECO, SERIAL, LOT_OR_SERIAL
     optional: bool = False
     help: str = ""
-    options: tuple[str, ...] = ()  # of OPTIONS
+    # Options besides the argument: lot (--lot L[,L2]), from/to (--from/--to DATE), as_of
+    # (--as-of TIMESTAMP), since (--since TIMESTAMP).
+    options: tuple[str, ...] = ()
 
 
 QUESTIONS = {q.name: q for q in (
@@ -51,10 +53,6 @@ QUESTIONS = {q.name: q for q in (
              help="a quality investigation: the suspect units, their failures against the rest of the revision, "
                   "whom to notify"),
 )}
-
-# Options some questions take besides their argument: --lot L[,L2], --from DATE, --to DATE,
-# --as-of TIMESTAMP, --since TIMESTAMP.
-OPTIONS = ("lot", "from", "to", "as_of", "since")
 
 
 @dataclass
@@ -188,7 +186,7 @@ def _table_name(title: str) -> str:
 
 
 def ask(warehouse: Path, name: str, argument: str | None = None, **options: str | None) -> list[Section]:
-    """Answer question `name`; `options` are the question's OPTIONS (lot, from, to) as given."""
+    """Answer question `name`; `options` are the question's options (lot, from, to, as_of, since) as given."""
     if name not in QUESTIONS:
         raise AskError(f"Unknown question {name!r}; ask one of: {', '.join(QUESTIONS)}.")
     if not Path(warehouse).exists():

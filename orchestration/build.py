@@ -65,7 +65,7 @@ def _outcomes(result: dg.ExecuteInProcessResult, data_dir: Path) -> list[StepOut
             if meta.get("quarantined_rows"):
                 detail += f", {meta['quarantined_rows']} quarantined"
             if not meta.get("changed", True):
-                detail += " (unchanged)"
+                detail = "unchanged" if not meta.get("input_rows") else detail + " (unchanged)"
         elif "rows thread.units" in meta:
             detail = f"published {meta['path']}"
         elif "refreshed_units" in meta:

@@ -35,6 +35,10 @@ TINY = SimConfig(seed=11, units=25, parts=80, start=date(2026, 1, 5), days=60, t
 THREAD = str(Path(sys.executable).parent / "thread")
 # Columns that say when something ran, not what the data is.
 VOLATILE = {"refreshed_at", "detected_at"}
+# Tables that record the way a warehouse got here, not what it answers: the twin history has a
+# state per publish and the model catalogue a version per retraining, so a sequence of refreshes
+# has more of them than one build from scratch.
+PATH_DEPENDENT = {"twin.unit_twin_history", "twin.rul_models"}
 SALT = "reliability-salt-7f3a"
 
 
@@ -148,13 +152,16 @@ def read_every_delta_table(lake_dir: Path) -> dict[str, int]:
 
 
 def published(warehouse: Path) -> dict[str, list[tuple]]:
-    """Every published table as sorted rows, without the columns that only say when it ran."""
+    """Every published table as sorted rows, without the columns that only say when it ran (and
+    without the tables that record how it got here)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
                              "WHERE table_schema IN ('thread', 'twin') ORDER BY 1, 2").fetchall()
         out = {}
         for schema, name in tables:
+            if f"{schema}.{name}" in PATH_DEPENDENT:
+                continue
             cols = [c for (c,) in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
                 "ORDER BY ordinal_position", [schema, name]).fetchall() if c not in VOLATILE]

@@ -336,6 +336,17 @@ class _Landing:
         return self.report(changed=c.mode == "snapshot" or self.spill.rows > 0, version=version)
 
 
+def _untouched(c: EntityContract, lake_dir: Path, signature: str | None) -> bool:
+    """A file export whose signature (size and modification time; a folder's file names and
+    sizes) is the one its last successful extraction started from has not been written since:
+    reading it again would land nothing. MES tables are always read: a correction in place can
+    leave every outside sign of a table as it was."""
+    if signature is None or c.medium == "table" or not lake.exists(lake.raw_table(lake_dir, c.system, c.entity)):
+        return False
+    last = audit.last_extraction(lake_dir, c)
+    return last is not None and last["status"] == "ok" and last["source_signature"] == signature
+
+
 def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id: str,
                    now: datetime | None = None, guards: Guards = Guards(),
                    source_signature: str | None = None) -> ExtractionReport:
@@ -347,6 +358,16 @@ def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id:
     lake_dir = Path(lake_dir)
     try:
         discard_crashed_batches(c, lake_dir)
+        if _untouched(c, lake_dir, source_signature):
+            raw = lake.raw_table(lake_dir, c.system, c.entity)
+            report = ExtractionReport(
+                system=c.system, entity=c.entity, batch_id=batch_id, location=c.location, input_rows=0,
+                accepted_rows=0, quarantined_rows=0, warning_rows=0, changed=False,
+                raw_version=lake.table(raw).version(), raw_path=str(raw), rejected=pd.DataFrame(),
+                warnings=pd.DataFrame())
+            audit.log_extraction(lake_dir, c, batch_id, now, "ok", input_rows=0, accepted_rows=0,
+                                 quarantined_rows=0, changed=False, signature=source_signature)
+            return report
         cursor = lake.cursor(lake.raw_table(lake_dir, c.system, c.entity)) if c.mode == "events" else None
         landing = _Landing(c, open_reader(c, src, cursor), lake_dir, batch_id, now, guards)
         try:

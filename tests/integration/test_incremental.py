@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+import contracts
 from orchestration import lake
 from orchestration.ask import AskError, ask
 from tests.helpers import build, digest, query, retrofit
@@ -33,6 +34,15 @@ def test_a_build_on_unchanged_sources_does_nothing(built_small_copy):
     # Only the extraction log moved: it records that every export was checked (freshness reads it).
     assert {k for k in after if after[k] != before.get(k)} == {"audit/extractions"}
     assert digest(data / "warehouse.duckdb") == warehouse
+    # File exports untouched since their last extraction are not even read; MES tables always are
+    # (a correction in place can leave a table's size and high-water marks as they were).
+    latest = {}
+    for r in sorted(lake.read(data / "lake" / "audit" / "extractions").to_pylist(), key=lambda r: r["extracted_at"]):
+        latest[(r["system"], r["entity"])] = r
+    read = {(c.system, c.entity): latest[(c.system, c.entity)]["input_rows"] for c in contracts.ENTITIES.values()}
+    tables = {(c.system, c.entity) for c in contracts.ENTITIES.values() if c.medium == "table"}
+    assert {k for k, n in read.items() if n} == {k for k in tables if read[k]} and read[("mes", "units")] > 0
+    assert all(latest[k]["status"] == "ok" and not latest[k]["is_changed"] for k in read)
 
 
 def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(built_small_copy):
