@@ -161,9 +161,13 @@ def build(ctx, full):
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
         import traceback
 
-        with log_path.open("a", encoding="utf-8") as f:
-            traceback.print_exc(file=f)
-        raise click.ClickException(f"{explain(f'{type(e).__name__}: {e}', env.data_root)} (full log: {log_path})")
+        where = f"full log: {log_path}"
+        try:
+            with log_path.open("a", encoding="utf-8") as f:
+                traceback.print_exc(file=f)
+        except OSError as unwritable:  # the log is on the disk that just filled up
+            where = f"the trace could not be written to {log_path}: {unwritable.strerror}"
+        raise click.ClickException(f"{explain(f'{type(e).__name__}: {e}', env.data_root)} ({where})")
     elapsed = time.monotonic() - started
     warehouse = env.warehouse
     if warehouse.exists():

@@ -1,6 +1,6 @@
 """What an export looks like from outside, without reading its rows: the signature sensors compare.
 
-Files: size and modification time (the telemetry folder: its files' names and sizes); MES tables:
+Files: inode, size and modification time (the telemetry folder: its files' names and sizes); MES tables:
 row count, timestamp high-water marks and status mix. Each extraction records the signature it
 started from, so a sensor's first look compares the exports with what the lake last extracted,
 not with whatever it happens to find when `thread serve` starts.
@@ -20,14 +20,16 @@ from .readers import Sources
 
 
 def _file_signature(c: EntityContract, root: Path) -> str:
+    # lstat: a file swapped for a link (or a link re-pointed) is a different export, even when
+    # what it points to has the same size and time; the inode tells a file replaced by a rename.
     if c.medium == "parquet":
         files = sorted(Path(root).glob(c.location))
-        return hashlib.sha1(json.dumps([(f.name, f.stat().st_size) for f in files]).encode()).hexdigest()
+        return hashlib.sha1(json.dumps([(f.name, f.lstat().st_size, f.is_symlink()) for f in files]).encode()).hexdigest()
     path = Path(root) / c.location
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return "missing"
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    st = path.lstat()
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def signatures(entities: list[EntityContract], src: Sources) -> dict[str, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.report import CHARTS
 from tests.helpers import chromium_executable, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +109,7 @@ def test_report_charts_render(browser, ui, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto((data / "report" / "index.html").as_uri())
     images = page.locator("img.chart")
-    assert images.count() == 6
+    assert images.count() == len(CHARTS)
     widths = page.eval_on_selector_all("img.chart", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
     assert all(w > 300 for w in widths), widths
     shoot(page, tmp_path, "report")
