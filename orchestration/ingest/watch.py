@@ -1,6 +1,6 @@
 """What an export looks like from outside, without reading its rows: the signature sensors compare.
 
-Files: inode, size and modification time (the telemetry folder: its files' names and sizes); MES tables:
+Files: size and modification time (the telemetry folder: its files' names and sizes); MES tables:
 row count, timestamp high-water marks and status mix. Each extraction records the signature it
 started from, so a sensor's first look compares the exports with what the lake last extracted,
 not with whatever it happens to find when `thread serve` starts.
@@ -21,7 +21,8 @@ from .readers import Sources
 
 def _file_signature(c: EntityContract, root: Path) -> str:
     # lstat: a file swapped for a link (or a link re-pointed) is a different export, even when
-    # what it points to has the same size and time; the inode tells a file replaced by a rename.
+    # what it points to has the same size and time. Not the inode: a sources root copied or
+    # restored elsewhere (times kept) is the same export.
     if c.medium == "parquet":
         files = sorted(Path(root).glob(c.location))
         return hashlib.sha1(json.dumps([(f.name, f.lstat().st_size, f.is_symlink()) for f in files]).encode()).hexdigest()
@@ -29,7 +30,7 @@ def _file_signature(c: EntityContract, root: Path) -> str:
     if not path.exists() and not path.is_symlink():
         return "missing"
     st = path.lstat()
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}" + (":link" if path.is_symlink() else "")
 
 
 def signatures(entities: list[EntityContract], src: Sources) -> dict[str, str]:
