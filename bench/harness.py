@@ -134,15 +134,18 @@ class Stage:
     peak_mb: float = 0.0
 
 
+# The enterprises are simulated up to a fixed day (so they can be cached): by the wall clock their
+# telemetry stopped long ago, which must not turn every twin unknown and stale.
+SILENCE_HOURS = str(24 * 365 * 20)
+
+
 def _env(sources: Path, data: Path, units_per_partition: int = 1) -> ThreadSettings:
     """The product configured as a user would: through its environment."""
     settings = ThreadSettings(sources_dir=str(sources), data_dir=str(data), pii_salt="bench-salt",
                               twin_units_per_partition=units_per_partition)
     settings.export_env()
     os.environ.pop("DAGSTER_HOME", None)  # the harness uses ephemeral instances
-    # The enterprises are simulated up to a fixed day (so they can be cached): by the wall clock
-    # their telemetry stopped long ago, which must not turn every twin unknown and stale.
-    os.environ.setdefault("THREAD_TELEMETRY_SILENCE_HOURS", str(24 * 365 * 20))
+    os.environ.setdefault("THREAD_TELEMETRY_SILENCE_HOURS", SILENCE_HOURS)
     return settings
 
 
@@ -224,7 +227,9 @@ class Served:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("THREAD_", "DAGSTER_"))}
         env.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data), "THREAD_PII_SALT": "bench-salt",
                     "THREAD_TWIN_UNITS_PER_PARTITION": str(units_per_partition),
-                    **{k: v for k, v in os.environ.items() if k in ("THREAD_DUCKDB_MEMORY_LIMIT", "THREAD_DBT_THREADS")}})
+                    **{k: v for k, v in os.environ.items()
+                       if k in ("THREAD_DUCKDB_MEMORY_LIMIT", "THREAD_DBT_THREADS")},
+                    "THREAD_TELEMETRY_SILENCE_HOURS": os.environ.get("THREAD_TELEMETRY_SILENCE_HOURS", SILENCE_HOURS)})
         thread = str(Path(sys.executable).parent / "thread")
         self.proc = subprocess.Popen([thread, "serve", "--port", str(self.port)], env=env, stdout=log.open("w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
