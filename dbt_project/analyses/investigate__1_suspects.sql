@@ -31,6 +31,14 @@ held as (
 
 ),
 
+tracked as (
+
+    select serial_number, revision, component_serial, installed_at, removed_at
+    from thread.unit_component_serials
+    where part_number = $part and (cast($revision as varchar) is null or revision = $revision)
+
+),
+
 -- the lots and serials installed during each run, when the part is tracked
 held_lots as (
 
@@ -39,9 +47,8 @@ held_lots as (
         string_agg(distinct g.component_serial, ',' order by g.component_serial) as lot,
         h.installed_at, h.removed_at
     from held h
-    left join thread.unit_component_serials g
+    left join tracked g
       on g.serial_number = h.serial_number
-     and g.part_number = $part
      and g.revision = h.revision
      and g.installed_at >= h.installed_at
      and (h.removed_at is null or g.installed_at < h.removed_at)
@@ -52,9 +59,8 @@ held_lots as (
 lots as (
 
     select serial_number, revision, component_serial as lot, installed_at, removed_at
-    from thread.unit_component_serials
-    where part_number = $part and (cast($revision as varchar) is null or revision = $revision)
-      and component_serial in (select trim(unnest(string_split(cast($lot as varchar), ','))))
+    from tracked
+    where component_serial in (select trim(unnest(string_split(cast($lot as varchar), ','))))
 
 ),
 
@@ -74,14 +80,20 @@ suspects as (
 
 ),
 
+part_failures as (
+
+    select serial_number, event_id, occurred_at
+    from thread.service_events
+    where event_type = 'failure' and failed_part_number = $part
+
+),
+
 failures as (
 
     select s.serial_number, s.revision, s.lot, s.installed_at, s.removed_at, count(e.event_id) as failures
     from suspects s
-    left join thread.service_events e
+    left join part_failures e
       on e.serial_number = s.serial_number
-     and e.event_type = 'failure'
-     and e.failed_part_number = $part
      and e.occurred_at >= s.installed_at
      and (s.removed_at is null or e.occurred_at <= s.removed_at)
     group by all
