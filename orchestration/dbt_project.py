@@ -44,12 +44,26 @@ def prepare(force: bool = False) -> Path:
     return MANIFEST
 
 
+def manifest() -> dict:
+    """The parsed manifest. dbt writes manifest.json in place, so a process re-parsing the project
+    (`thread` after a model changed, another build) can be caught half way: read again shortly."""
+    import time
+
+    for attempt in range(20):
+        try:
+            return json.loads(MANIFEST.read_text())
+        except json.JSONDecodeError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+    return {}
+
+
 def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
     """Table and column descriptions of the models in `schemas` (dbt schema -> published schema),
     from the manifest, keyed "<published schema>.<table>"; the table's own under ""."""
-    manifest = json.loads(MANIFEST.read_text())
     out = {}
-    for node in manifest["nodes"].values():
+    for node in manifest()["nodes"].values():
         if node["resource_type"] == "model" and node["schema"] in schemas:
             cols = {name: c["description"] for name, c in node.get("columns", {}).items() if c.get("description")}
             if node.get("description"):
@@ -60,8 +74,7 @@ def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
 
 def tagged(tag: str, schema: str) -> frozenset[str]:
     """The models of a dbt schema that carry a tag (`sharded`: stored per unit shard)."""
-    manifest = json.loads(MANIFEST.read_text())
-    return frozenset(n["name"] for n in manifest["nodes"].values()
+    return frozenset(n["name"] for n in manifest()["nodes"].values()
                      if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
 
 
