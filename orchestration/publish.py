@@ -242,8 +242,9 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
                     written = Written(0, digest, "whole")
             written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             plan[name] = written
-        history = twin_history.new_states(con, lake_dir, now)
-        plan[twin_history.PUBLISHED] = _write_history(con, lake_dir, history, descriptions,
+        stored = lake.read(twin_history.table(lake_dir))
+        history = twin_history.new_states(con, lake_dir, stored, now)
+        plan[twin_history.PUBLISHED] = _write_history(con, stored, history, descriptions,
                                                       twin_history.PUBLISHED in existing and changes is not None)
         con.execute("DETACH build")
         con.execute("CHECKPOINT")
@@ -252,10 +253,10 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
     return plan, history
 
 
-def _write_history(con, lake_dir: Path, history, descriptions, incremental: bool) -> Written:
+def _write_history(con, stored, history, descriptions, incremental: bool) -> Written:
     """twin.unit_twin_history: on an incremental publish only the units with a new state."""
     name = twin_history.PUBLISHED
-    con.execute(f"CREATE OR REPLACE TEMP VIEW next_history AS {twin_history.published_sql(con, lake_dir, history)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW next_history AS {twin_history.published_sql(con, stored, history)}")
     if not incremental:
         con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM next_history ORDER BY serial_number, valid_from")
         _comment(con, name, descriptions)

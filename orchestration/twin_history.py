@@ -52,12 +52,12 @@ def table(lake_dir: Path) -> Path:
     return Path(lake_dir) / "twin" / "_history"
 
 
-def new_states(con, lake_dir: Path, now: datetime, relation: str = "twin.unit_twin") -> pa.Table:
+def new_states(con, lake_dir: Path, stored: pa.Table | None, now: datetime,
+               relation: str = "twin.unit_twin") -> pa.Table:
     """The history rows this publish adds: units whose published twin differs from their last
-    recorded state, and units no longer published. `relation` is the twin table about to be
-    published, on `con`."""
+    recorded state (`stored`: the history so far, read once per publish), and units no longer
+    published. `relation` is the twin table about to be published, on `con`."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
-    stored = lake.read(table(lake_dir))
     state_cols = [c for c in columns if c != "refreshed_at"]
     # As text: Delta has no unsigned 64-bit integers.
     hashed = "hash(" + ", ".join(f"c.{_q(c)}" for c in state_cols) + ")::VARCHAR"
@@ -118,15 +118,13 @@ def append(lake_dir: Path, rows: pa.Table, batch_id: str) -> None:
         lake.write(table(lake_dir), rows, "append", batch_id=batch_id)
 
 
-def published_sql(con, lake_dir: Path, pending: pa.Table, relation: str = "twin.unit_twin") -> str:
-    """The published history: every recorded state and this publish's, with valid_to."""
+def published_sql(con, stored: pa.Table | None, pending: pa.Table, relation: str = "twin.unit_twin") -> str:
+    """The published history: every recorded state (`stored`, registered by new_states) and this
+    publish's, with valid_to."""
     columns = [r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()]
-    stored = lake.read(table(lake_dir))
     con.register("history_new", pending)
     union = "SELECT * FROM history_new" if stored is None else \
         "SELECT * FROM history_stored UNION ALL BY NAME SELECT * FROM history_new"
-    if stored is not None:
-        con.register("history_stored", stored)
     return f"""
         SELECT serial_number, valid_from, valid_to, changes, refresh_reasons,
                {', '.join(_q(c) for c in columns if c != 'serial_number')}
