@@ -78,6 +78,18 @@ def tagged(tag: str, schema: str) -> frozenset[str]:
                      if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
 
 
+def published_order(schema: str) -> dict[str, str]:
+    """The models of a dbt schema stored in the warehouse in another order than by unit (meta
+    `published_order`): a table that analyses filter by part is kept sorted by part, so DuckDB's
+    zone maps skip the rest of it."""
+    out = {}
+    for n in manifest()["nodes"].values():
+        order = n.get("config", {}).get("meta", {}).get("published_order")
+        if n["resource_type"] == "model" and n["schema"] == schema and order:
+            out[n["name"]] = order
+    return out
+
+
 # -- dbt's input: schema `raw` of the build database --------------------------------------------
 
 class BuildDatabaseLocked(RuntimeError):

@@ -225,19 +225,22 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
         existing = {f"{a}.{b}" for a, b in con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
         sharded = dbt_project.tagged("sharded", "thread")
+        ordered = dbt_project.published_order("thread")
         for schema, table, relation in sources:
             name = f"{schema}.{table}"
             where = _part(changes, schema, table, sharded) if changes is not None and name in existing else None
+            order = f" ORDER BY {ordered[table]}" if schema == "thread" and table in ordered else ""
             if where is not None:
                 con.execute(f"DELETE FROM {name} WHERE {where}")
-                con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}")
+                con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}{order}")
                 written = Written(0, "", "part", where)
             else:
-                digest = _digest(con, relation) if schema == "thread" else ""
+                # The stored order is part of what was published: a new order rewrites the table.
+                digest = _digest(con, relation) + order if schema == "thread" else ""
                 if changes is not None and name in existing and digest and changes.digests.get(name) == digest:
                     written = Written(0, digest, "kept")
                 else:
-                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {relation}")
+                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {relation}{order}")
                     _comment(con, name, descriptions)
                     written = Written(0, digest, "whole")
             written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]

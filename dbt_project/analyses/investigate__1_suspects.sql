@@ -2,7 +2,8 @@
 -- revision, of the lot(s)) whose installation time falls in the window, with the failures of
 -- that part while it was installed. Without lots, an installation is a run of time during which
 -- the unit held that revision without a break (with the lots and serials installed during it). Parameters: $part, $revision, $lot (comma-
--- separated lots or serials), $from, $to (dates, inclusive; null = open).
+-- separated lots or serials), $from, $to (dates, inclusive; null = open). An open interval ends at
+-- 'infinity' rather than `or ... is null`: a join condition with `or` is a nested loop in DuckDB.
 with periods as (
 
     select
@@ -44,14 +45,15 @@ held_lots as (
 
     select
         h.serial_number, h.revision,
-        string_agg(distinct g.component_serial, ',' order by g.component_serial) as lot,
+        -- a list aggregate: string_agg(distinct ... order by) costs several times as much in DuckDB
+        nullif(array_to_string(list_sort(list_distinct(list(g.component_serial))), ','), '') as lot,
         h.installed_at, h.removed_at
     from held h
     left join tracked g
       on g.serial_number = h.serial_number
      and g.revision = h.revision
      and g.installed_at >= h.installed_at
-     and (h.removed_at is null or g.installed_at < h.removed_at)
+     and g.installed_at < coalesce(h.removed_at, 'infinity')
     group by all
 
 ),
@@ -95,7 +97,7 @@ failures as (
     left join part_failures e
       on e.serial_number = s.serial_number
      and e.occurred_at >= s.installed_at
-     and (s.removed_at is null or e.occurred_at <= s.removed_at)
+     and e.occurred_at <= coalesce(s.removed_at, 'infinity')
     group by all
 
 )

@@ -21,7 +21,7 @@ rest as (
      and e.event_type = 'failure'
      and e.failed_part_number = $part
      and e.occurred_at >= h.valid_from
-     and (h.valid_to is null or e.occurred_at <= h.valid_to)
+     and e.occurred_at <= coalesce(h.valid_to, 'infinity')
 
 ),
 

@@ -92,7 +92,7 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
         now = datetime.now(timezone.utc)
         batch = new_batch_id(c, now, context.run_id)
         # Taken before reading: a change made during the extraction is seen as a change next time.
-        signature = watch.signatures([c], thread.sources())[c.entity]
+        signature = watch.signatures([c], thread.sources(), stamped=True)[c.entity]
         try:
             report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
                                     guards=thread.guards(), source_signature=signature)

@@ -25,7 +25,7 @@ from contracts._base import Enforcement
 
 from .. import lake
 from ..faults import checkpoint
-from . import audit
+from . import audit, watch
 from .readers import Reader, Sources, open_reader
 from .recovery import discard_crashed_batches, spill_dir
 
@@ -337,11 +337,13 @@ class _Landing:
 
 
 def _untouched(c: EntityContract, lake_dir: Path, signature: str | None) -> bool:
-    """A file export whose signature (size and modification time; a folder's file names and
-    sizes) is the one its last successful extraction started from has not been written since:
-    reading it again would land nothing. MES tables are always read: a correction in place can
-    leave every outside sign of a table as it was."""
-    if signature is None or c.medium == "table" or not lake.exists(lake.raw_table(lake_dir, c.system, c.entity)):
+    """An export whose signature is the one its last successful extraction started from has not
+    been written since: reading it again would land nothing. A file's signature is its size and
+    modification time (a folder's: its file names and sizes); an MES table's counts only with its
+    SQLite file's stamp (any write changes it): a correction in place can leave every other sign of
+    a table as it was, so a table of a database server is always read."""
+    if signature is None or (c.medium == "table" and watch.STAMP not in signature) \
+            or not lake.exists(lake.raw_table(lake_dir, c.system, c.entity)):
         return False
     last = audit.last_extraction(lake_dir, c)
     return last is not None and last["status"] == "ok" and last["source_signature"] == signature

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -71,6 +72,32 @@ def table_rows(url: str, table: str) -> int | None:
         return None
     finally:
         eng.dispose()
+
+
+def database_stamp(url: str) -> str | None:
+    """The outside of an SQLite database file: size, modification time and the header's change
+    counter of the file and of its write-ahead log. Any committed write changes one of them, so an
+    unchanged stamp means no table changed. None for other databases (a server's tables have no
+    such outside: they are read every time)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception:  # noqa: BLE001
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" \
+            or parsed.database.startswith("file:"):
+        return None
+    path = Path(parsed.database)
+    parts = []
+    for f in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            parts.append("-")
+            continue
+        with f.open("rb") as fh:
+            head = fh.read(32)
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}:{head[24:28].hex() if f is path else head[16:24].hex()}")
+    return "sqlite:" + "/".join(parts)
 
 
 def table_fingerprints(entities: Iterable[EntityContract], url: str) -> dict[str, str]:

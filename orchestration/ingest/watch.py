@@ -1,7 +1,7 @@
 """What an export looks like from outside, without reading its rows: the signature sensors compare.
 
 Files: size and modification time (the telemetry folder: its files' names and sizes); MES tables:
-row count, timestamp high-water marks and status mix. Each extraction records the signature it
+row count, timestamp high-water marks and status mix (and, for an extraction, the SQLite file's stamp). Each extraction records the signature it
 started from, so a sensor's first look compares the exports with what the lake last extracted,
 not with whatever it happens to find when `thread serve` starts.
 """
@@ -33,10 +33,19 @@ def _file_signature(c: EntityContract, root: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}" + (":link" if path.is_symlink() else "")
 
 
-def signatures(entities: list[EntityContract], src: Sources) -> dict[str, str]:
-    """Per entity (of one system), its export's signature now."""
+# Joins a table's signature and its database file's stamp (see `mes.database_stamp`).
+STAMP = " @ "
+
+
+def signatures(entities: list[EntityContract], src: Sources, *, stamped: bool = False) -> dict[str, str]:
+    """Per entity (of one system), its export's signature now. `stamped`: an MES table's also
+    carries its SQLite file's stamp, which changes with any write to any table: what an
+    extraction needs to know nothing changed, too coarse for a sensor to pick what to extract."""
     tables = [c for c in entities if c.medium == "table"]
     out = mes.table_fingerprints(tables, src.mes_url) if tables else {}
+    stamp = mes.database_stamp(src.mes_url) if tables and stamped else None
+    if stamp:
+        out = {entity: f"{signature}{STAMP}{stamp}" for entity, signature in out.items()}
     out.update({c.entity: _file_signature(c, src.root) for c in entities if c.medium != "table"})
     return out
 
@@ -48,4 +57,4 @@ def last_extracted(lake_dir: Path, system: str) -> dict[str, str | None]:
         return {}
     rows = sorted((r for r in log.select(["system", "entity", "extracted_at", "source_signature"]).to_pylist()
                    if r["system"] == system), key=lambda r: r["extracted_at"])
-    return {r["entity"]: r["source_signature"] for r in rows}
+    return {r["entity"]: (r["source_signature"] or "").split(STAMP)[0] or None for r in rows}

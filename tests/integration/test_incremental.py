@@ -34,15 +34,38 @@ def test_a_build_on_unchanged_sources_does_nothing(built_small_copy):
     # Only the extraction log moved: it records that every export was checked (freshness reads it).
     assert {k for k in after if after[k] != before.get(k)} == {"audit/extractions"}
     assert digest(data / "warehouse.duckdb") == warehouse
-    # File exports untouched since their last extraction are not even read; MES tables always are
-    # (a correction in place can leave a table's size and high-water marks as they were).
+    # Exports untouched since their last extraction are not even read: files by size and time, the
+    # SQLite MES database by its file's stamp.
+    latest = _latest(data)
+    assert {k: r["input_rows"] for k, r in latest.items() if r["input_rows"]} == {}
+    assert all(r["status"] == "ok" and not r["is_changed"] for r in latest.values())
+
+
+def _latest(data) -> dict:
     latest = {}
     for r in sorted(lake.read(data / "lake" / "audit" / "extractions").to_pylist(), key=lambda r: r["extracted_at"]):
         latest[(r["system"], r["entity"])] = r
-    read = {(c.system, c.entity): latest[(c.system, c.entity)]["input_rows"] for c in contracts.ENTITIES.values()}
-    tables = {(c.system, c.entity) for c in contracts.ENTITIES.values() if c.medium == "table"}
-    assert {k for k, n in read.items() if n} == {k for k in tables if read[k]} and read[("mes", "units")] > 0
-    assert all(latest[k]["status"] == "ok" and not latest[k]["is_changed"] for k in read)
+    return {(c.system, c.entity): latest[(c.system, c.entity)] for c in contracts.ENTITIES.values()}
+
+
+def test_a_correction_in_place_in_mes_is_read(built_small_copy):
+    """An MES update that leaves the table's row count and high-water marks as they were (a unit's
+    line corrected) still changes the database file: every MES table is read again."""
+    import sqlite3
+
+    sources, data = built_small_copy
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    serial, line = con.execute("SELECT serial_number, line_id FROM units ORDER BY serial_number LIMIT 1").fetchone()
+    other = con.execute("SELECT line_id FROM units WHERE line_id <> ? LIMIT 1", (line,)).fetchone()[0]
+    con.execute("UPDATE units SET line_id = ? WHERE serial_number = ?", (other, serial))
+    con.commit()
+    con.close()
+    result = build(sources, data)
+    assert result.ok, result.failed
+    latest = _latest(data)
+    assert latest[("mes", "units")]["input_rows"] > 0 and latest[("mes", "units")]["is_changed"]
+    assert latest[("plm", "parts")]["input_rows"] == 0
+    assert query(data / "warehouse.duckdb", "SELECT line_id FROM thread.units WHERE serial_number = ?", [serial]) == [(other,)]
 
 
 def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(built_small_copy):

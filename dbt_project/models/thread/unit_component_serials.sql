@@ -4,7 +4,8 @@
     that unit installed first (first in, first out; untracked pieces count too); an installation
     ends when its last piece is removed. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], pre_hook="{{ delete_shards() }}",
+          meta={'published_order': 'part_number, component_serial, serial_number, installed_at'}) }}
 with changes as (
 
     select serial_number, part_number, revision, step, changed_at, changed_by, op, delta, component_serial
