@@ -207,6 +207,7 @@ def write(
     predicate: str | None = None,
     restricted: Restricted | None = None,
     row_group_rows: int | None = None,
+    target_file_size: int | None = None,
 ) -> int:
     """Write one commit; overwrite keeps earlier versions (time travel = extraction history)."""
     meta = {BATCH_KEY: batch_id}
@@ -217,7 +218,7 @@ def write(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if restricted is not None:
         restricted.prepare(path)
-    kwargs = {}
+    kwargs = {"target_file_size": target_file_size} if target_file_size else {}
     if row_group_rows:
         from deltalake import WriterProperties
 

@@ -201,6 +201,8 @@ class Written:
     digest: str
     what: str  # "whole", "kept", or "part" (the rows `where` selects were replaced)
     where: str | None = None
+    by_unit: bool = False  # rows per unit, replaced shard by shard or unit by unit
+    resorted: bool = False  # stored in the warehouse by part (published_order), not by unit
 
 
 def _digest(con, relation: str) -> str:
@@ -244,6 +246,8 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
                     _comment(con, name, descriptions)
                     written = Written(0, digest, "whole")
             written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            written.resorted = bool(order)
+            written.by_unit = (schema == "thread" and table in sharded) or (schema == "twin" and table in twins.TABLES)
             plan[name] = written
         stored = lake.read(twin_history.table(lake_dir))
         history = twin_history.new_states(con, lake_dir, stored, now)
@@ -293,6 +297,11 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) ->
     return None
 
 
+# A per-unit table's Delta copy is cut into files of about this size, each a run of serial
+# numbers: replacing a shard's rows rewrites the few files holding them, not the whole table.
+MIRROR_FILE_BYTES = 8 * 2**20
+
+
 def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
     """Every published table also as a Delta table, for engines that do not speak DuckDB: a new
     version only where the warehouse changed, and only the rows that changed."""
@@ -304,12 +313,13 @@ def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
                 continue
             part = written.what == "part" and lake.exists(path)
             where = f" WHERE {written.where}" if part else ""
-            data = con.execute(f"SELECT * FROM {name}{where}").fetch_record_batch(200_000)
-            lake.write(path, data, "overwrite", batch_id="publish", predicate=written.where if part else None)
+            order = " ORDER BY serial_number" if written.resorted else ""
+            data = con.execute(f"SELECT * FROM {name}{where}{order}").fetch_record_batch(200_000)
+            lake.write(path, data, "overwrite", batch_id="publish", predicate=written.where if part else None,
+                       target_file_size=MIRROR_FILE_BYTES if written.by_unit else None)
             checkpoint("publish-mirror")
     finally:
         con.close()
-
 
 
 def inputs(lake_dir: Path, generation: str, now=None, silence: Silence | None = None) -> str:
