@@ -175,8 +175,13 @@ def _drop_nulls(obj):
     return obj
 
 
+def document(warehouse: Path, serial: str) -> str:
+    """The unit's shell as AAS v3 JSON text."""
+    return json.dumps(_drop_nulls(shell(warehouse, serial)), indent=2)
+
+
 def export(warehouse: Path, serial: str, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_drop_nulls(shell(warehouse, serial)), indent=2))
+    out.write_text(document(warehouse, serial))
     return out

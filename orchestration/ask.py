@@ -169,6 +169,8 @@ def _flag(option: str) -> str:
 def parse(q: Question, argument: str | None, options: dict | None = None) -> dict:
     values = _options(q, options or {})
     if q.argument is None:
+        if argument is not None:
+            raise AskError(f"`{q.name}` takes no argument (got {argument!r}).")
         return values
     if argument is None:
         if q.optional:
@@ -179,6 +181,18 @@ def parse(q: Question, argument: str | None, options: dict | None = None) -> dic
         return {**values, "part": part, "revision": revision or None}
     key = {"PART": "part", "ECO": "eco", "SERIAL": "serial", "LOT_OR_SERIAL": "lot"}[q.argument]
     return {**values, key: argument}
+
+
+def pick(sections: list[Section], name: str | None, question: str) -> list[Section]:
+    """Only the section titled `name` (spaces, dashes and underscores alike; any case)."""
+    if name is None:
+        return sections
+    wanted = _table_name(name.replace("-", " ")).lower()
+    chosen = [s for s in sections if _table_name(s.title).lower() == wanted]
+    if not chosen:
+        raise AskError(f"`{question}` has no section {name!r}; its sections: "
+                       + ", ".join(_table_name(s.title) for s in sections) + ".")
+    return chosen
 
 
 def _table_name(title: str) -> str:

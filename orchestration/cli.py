@@ -156,6 +156,7 @@ def build(ctx, full):
     try:
         # Whatever a library writes to stderr (warnings, a storage driver's own traceback) goes to
         # the log file: the terminal shows progress and one line per failure.
+        settings.dagster_home(env)
         with _terminal_only_for_us(log_path), bar, dg.DagsterInstance.get() as instance:
             result = run_build(defs, instance, env, show, log_path, full=full)
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
@@ -238,16 +239,24 @@ def contracts_export(out):
 @click.option("--as-of", "as_of", metavar="TIMESTAMP", help="twin: the state published at or before this time (UTC "
               "unless an offset is given)")
 @click.option("--since", metavar="TIMESTAMP", help="twin-changes: only states published from this time on")
+@click.option("--section", metavar="NAME", help="only this section of a several-part answer (twin: state, components, "
+              "sensors; ...); CSV holds one table, so a several-part answer as CSV needs it")
 @click.pass_context
-def ask(ctx, question, argument, fmt, lot, from_, to, as_of, since):
-    from .ask import AskError
+def ask(ctx, question, argument, fmt, lot, from_, to, as_of, since, section):
+    from .ask import AskError, pick
     from .ask import ask as run
 
     try:
-        sections = run(ctx.obj.warehouse, question, argument, **{"lot": lot, "from": from_, "to": to, "as_of": as_of,
-                                                                 "since": since})
+        sections = pick(run(ctx.obj.warehouse, question, argument, **{
+            "lot": lot, "from": from_, "to": to, "as_of": as_of, "since": since}), section, question)
     except AskError as e:
         raise click.ClickException(str(e)) from e
+    if fmt == "csv" and len(sections) > 1:
+        from .ask import _table_name
+
+        names = [_table_name(s.title) for s in sections]
+        raise click.UsageError(f"`{question}` answers in {len(sections)} sections ({', '.join(names)}) and CSV holds "
+                               f"one table: pick one with --section (e.g. --section {names[0]}), or use --format json.")
     output.print_sections(sections, fmt)
 
 
@@ -270,9 +279,18 @@ def report(ctx):
 
 # -- status -------------------------------------------------------------------------------------
 
-@main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why.")
+# The monitoring-plugin convention (Nagios, Icinga, Sensu), so cron and monitors can act on it.
+STATUS_CODES = {"ok": 0, "warning": 1, "critical": 2}
+
+
+@main.command(help="Per source system: last successful extraction and freshness; how many twins are stale and why. "
+                   "Exit code 0 ok, 1 warning (a system's last extraction failed, its data still within its limit), "
+                   "2 critical (a system past its freshness limit, or no warehouse yet). Writes nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
-def status(ctx):
+def status(ctx, fmt):
+    import json
+
     import duckdb
     from rich.table import Table
 
@@ -281,6 +299,7 @@ def status(ctx):
     env = ctx.obj
     warehouse = env.warehouse
     con = duckdb.connect(str(warehouse), read_only=True) if warehouse.exists() else None
+    twin_figures = None
     try:
         if con is not None:
             con.execute("SET TimeZone = 'UTC'")
@@ -289,38 +308,55 @@ def status(ctx):
             total, stale = con.execute("SELECT count(*), count(*) FILTER (WHERE is_stale) FROM twin.unit_twin").fetchone()
             reasons = con.execute("SELECT stale_reason, count(*) FROM twin.unit_twin WHERE is_stale "
                                   "GROUP BY 1 ORDER BY 2 DESC").fetchall()
+            pending = twins.pending(env.lake_dir)
+            twin_figures = {"published": total, "stale": stale, "waiting_for_refresh": pending.num_rows if pending
+                            is not None else 0, "stale_reasons": {r or "": n for r, n in reasons}}
     finally:
         if con is not None:
             con.close()
+    systems = freshness.sources(env.lake_dir)
+    late = [f.system for f in systems if f.is_late]
+    failing = [f.system for f in systems if f.is_failing]
+    state = "critical" if late or con is None else "warning" if failing else "ok"
+
+    def when(t):
+        return t.isoformat() if t else None
+
+    if fmt == "json":
+        click.echo(json.dumps({
+            "state": state, "exit_code": STATUS_CODES[state], "warehouse": str(warehouse) if con is not None else None,
+            "systems": [{"system": f.system, "last_success_at": when(f.last_success_at), "age_hours": f.age_hours,
+                         "limit_hours": f.limit_hours, "last_attempt_status": f.last_attempt_status,
+                         "is_late": f.is_late, "failing_entities": list(f.failing_entities),
+                         "newest_event_at": when(newest.get(f.system))} for f in systems],
+            "twins": twin_figures}, indent=2))
+        ctx.exit(STATUS_CODES[state])
     table = Table(title="Source systems", show_edge=False)
     for col in ("system", "last successful extraction", "age", "limit", "last attempt", "state", "newest event"):
         table.add_column(col)
-    late = []
-    for f in freshness.sources(env.lake_dir):
-        state = "[red]late[/red]" if f.is_late else "[green]fresh[/green]"
+    for f in systems:
+        shown = "[red]late[/red]" if f.is_late else "[green]fresh[/green]"
         if f.is_failing:
-            state += f" [red](failing: {', '.join(f.failing_entities)})[/red]"
-        if f.is_late or f.is_failing:
-            late.append(f.system)
+            shown += f" [red](failing: {', '.join(f.failing_entities)})[/red]"
         event = newest.get(f.system)
         table.add_row(f.system, f.last_success_at.strftime("%Y-%m-%d %H:%M UTC") if f.last_success_at else "never",
                       f"{f.age_hours:.1f} h" if f.age_hours is not None else "-", f"{f.limit_hours:g} h",
-                      f.last_attempt_status or "-", state, event.strftime("%Y-%m-%d %H:%M UTC") if event else "-")
+                      f.last_attempt_status or "-", shown, event.strftime("%Y-%m-%d %H:%M UTC") if event else "-")
     console.print(table)
     console.print("newest event: the latest time the system's data records (a release, a build, an ERP change, a "
                   "service event or reading), beside when it was last extracted.")
-    if con is None:
+    if twin_figures is None:
         console.print("No warehouse yet: run `thread build`.")
-        return
-    pending = twins.pending(env.lake_dir)
-    waiting = pending.num_rows if pending is not None else 0
-    console.print(f"Twins: {total:,} published, {stale:,} marked stale at the last publish; "
-                  f"{waiting:,} waiting for a refresh now.")
-    for reason, n in reasons:
-        console.print(f"  {n:,}  {reason}")
-    if late:
-        console.print(f"[red]Now late or failing:[/red] {', '.join(late)} -- every twin fed by them is stale "
-                      "until they extract again.")
+    else:
+        console.print(f"Twins: {twin_figures['published']:,} published, {twin_figures['stale']:,} marked stale at the "
+                      f"last publish; {twin_figures['waiting_for_refresh']:,} waiting for a refresh now.")
+        for reason, n in twin_figures["stale_reasons"].items():
+            console.print(f"  {n:,}  {reason}")
+    if late or failing:
+        console.print(f"[red]Now late or failing:[/red] {', '.join(sorted(set(late) | set(failing)))} -- every twin "
+                      "fed by them is stale until they extract again.")
+    console.print(f"State: {state.upper()}")
+    ctx.exit(STATUS_CODES[state])
 
 
 # -- twin ---------------------------------------------------------------------------------------
@@ -330,21 +366,24 @@ def twin():
     pass
 
 
-@twin.command("export", help="Write the unit's twin as an Asset Administration Shell (AAS v3 JSON).")
+@twin.command("export", help="Write the unit's twin as an Asset Administration Shell (AAS v3 JSON); "
+              "`--out -` writes it to standard output.")
 @click.argument("serial")
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path, allow_dash=True))
 @click.pass_context
 def twin_export(ctx, serial, out):
-    from .aas import UnknownSerial, export
+    from .aas import UnknownSerial, document, export
 
     warehouse = ctx.obj.warehouse
     if not warehouse.exists():
         raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
     try:
-        path = export(warehouse, serial, out)
+        if str(out) == "-":
+            click.echo(document(warehouse, serial))
+        else:
+            console.print(f"wrote {export(warehouse, serial, out)}")
     except UnknownSerial as e:
         raise click.ClickException(str(e)) from e
-    console.print(f"wrote {path}")
 
 
 # -- docs ---------------------------------------------------------------------------------------
@@ -353,7 +392,8 @@ def twin_export(ctx, serial, out):
 @click.option("--port", default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
-@click.option("--no-serve", is_flag=True, help="Only generate (data/docs/index.html opens without a server).")
+@click.option("--no-serve", is_flag=True, help="Only generate (<data>/docs/static_index.html opens without a server; "
+              "index.html needs one).")
 @click.pass_context
 def docs(ctx, port, host, no_serve):
     from .docs import generate, serve
@@ -362,7 +402,8 @@ def docs(ctx, port, host, no_serve):
         site = generate(ctx.obj)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
-    console.print(f"dbt docs written to {site} (static: {site / 'static_index.html'})")
+    console.print(f"dbt docs written to {site}: open {site / 'static_index.html'} in a browser (one file, no server "
+                  "needed)" + ("" if no_serve else ", or the served site below"))
     if not no_serve:
         console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops it)")
         serve(ctx.obj, port, host)
@@ -379,6 +420,7 @@ def serve(ctx, port, host):
     from .dbt_project import prepare
 
     prepare()
+    settings.dagster_home(ctx.obj)
     dagster = str(Path(sys.executable).parent / "dagster")
     cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p", str(port)]
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped or redirected, a line is as long as its content: a table folded at 80 columns splits
+# serial numbers across lines, which breaks grep, cut and every reader after the pipe.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1_000_000)
 
 
 def progress() -> Progress:

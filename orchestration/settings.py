@@ -3,7 +3,8 @@
 Nothing reads the environment at import time. Dagster resolves the `dg.EnvVar` fields when a run
 starts (the UI shows the variable's name, never its value); the optional tuning knobs fall back
 to their variable, then to a default, when they are read during a run. The `thread` command calls
-`configure()` once: it fills in the defaults for itself and the processes it starts.
+`configure()` once: it fills in the defaults for itself and the processes it starts; the commands
+that run Dagster create its home with `dagster_home()`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ DEFAULT_DBT_THREADS = 2
 DAGSTER_YAML = """\
 # Written by `thread`; everything Dagster stores lives under THREAD_DATA_DIR.
 telemetry:
+  enabled: false
+# No first-visit pop-up over the asset graph in a fresh home.
+nux:
   enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
@@ -246,12 +250,19 @@ def settings_resource() -> ThreadSettings:
 
 
 def configure(data_dir: str | Path | None = None, sources_dir: str | Path | None = None) -> ThreadSettings:
-    """The `thread` command's settings, exported to the environment, with a Dagster home to use."""
+    """The `thread` command's settings, exported to the environment (nothing is written: a
+    question or a status check must not create directories)."""
     settings = ThreadSettings.from_env(data_dir, sources_dir)
     settings.export_env()
+    return settings
+
+
+def dagster_home(settings: ThreadSettings) -> Path:
+    """The Dagster home the commands that run Dagster use, created with the project's instance
+    configuration the first time."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    return settings
+    return home
