@@ -440,6 +440,28 @@ def queries(warehouse: Path, runs: int = 20, seed: int = 1) -> dict:
     return {"p50_ms": round(statistics.median(every), 1), "p95_ms": round(_p95(every), 1), "per_question": per}
 
 
+def cli_startup(data: Path, runs: int = 5) -> dict:
+    """Wall time of the `thread` command as an analyst runs it, process start included: its help,
+    and a question on this warehouse."""
+    import subprocess
+    import sys
+
+    thread = str(Path(sys.executable).parent / "thread")
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        serial = con.execute("SELECT min(serial_number) FROM twin.unit_twin").fetchone()[0]
+    env = {**os.environ, "THREAD_DATA_DIR": str(data)}
+
+    def median(*args: str) -> float:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([thread, *args], env=env, capture_output=True, check=True)
+            times.append(time.perf_counter() - started)
+        return round(statistics.median(times), 2)
+
+    return {"help_s": median("--help"), "ask_twin_s": median("ask", "twin", serial)}
+
+
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
@@ -542,6 +564,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         shutil.rmtree(workdir / "live", ignore_errors=True)
     q = queries(data / "warehouse.duckdb")
     say(f"queries: p50 {q['p50_ms']} ms, p95 {q['p95_ms']} ms")
+    cli = cli_startup(data)
+    say(f"the thread command: --help {cli['help_s']} s, ask twin {cli['ask_twin_s']} s (median of 5)")
     stage_seconds = {k: round(v.seconds, 2) for k, v in stages.items()}
     stage_seconds["simulate"] = round(simulate_s, 2)
     return {
@@ -566,6 +590,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         "query_p50_ms": q["p50_ms"],
         "query_p95_ms": q["p95_ms"],
         "queries": q["per_question"],
+        "cli_startup_s": cli,
         "peak_rss_mb": mem.mb,
         "twin_units_per_partition": UNITS_PER_PARTITION[scale],
         "stages": stage_seconds,

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import duckdb
-
-from .dbt_project import DBT_DIR
+from .paths import DBT_DIR
 
 ANALYSES = DBT_DIR / "analyses"
 
@@ -53,6 +51,14 @@ QUESTIONS = {q.name: q for q in (
              help="a quality investigation: the suspect units, their failures against the rest of the revision, "
                   "whom to notify"),
 )}
+
+
+def usage(q: Question) -> str:
+    """How the question is asked, for the command's help: `twin SERIAL [--as-of TIMESTAMP]`."""
+    flags = {"lot": "--lot L[,L2]", "from": "--from DATE", "to": "--to DATE", "as_of": "--as-of TIMESTAMP",
+             "since": "--since TIMESTAMP"}
+    argument = "" if q.argument is None else f" [{q.argument}]" if q.optional else f" {q.argument}"
+    return q.name + argument + "".join(f" [{flags[o]}]" for o in q.options)
 
 
 @dataclass
@@ -208,6 +214,8 @@ def ask(warehouse: Path, name: str, argument: str | None = None, **options: str 
     q = QUESTIONS[name]
     values = parse(q, argument, options)
     analysis = f"{q.analysis}_as_of" if values.get("as_of") else q.analysis
+    import duckdb  # here: the command's help lists the questions without loading DuckDB
+
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")

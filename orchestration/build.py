@@ -15,8 +15,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-import contracts
-
 from .settings import ThreadSettings
 
 # The CLI prints its own progress and one line per failure; Dagster's console log (a stack trace per
@@ -129,20 +127,6 @@ def _close_abandoned_runs(instance: dg.DagsterInstance) -> None:
             instance.report_run_failed(run, "The process running this build was killed; the next build redoes its work.")
 
 
-STAGES = (*contracts.SYSTEMS, "thread", "twins", "publish")
-
-
-def stages() -> list[tuple[str, dg.AssetSelection]]:
-    """What `thread build` runs, in order: each system's extraction on its own (a failed export
-    leaves the others proceeding), the thread (dbt, RUL, twin change set), the twins, the publish."""
-    from .defs.keys import TWIN_KEY, WAREHOUSE_KEY
-
-    sources = dg.AssetSelection.groups(*contracts.SYSTEMS)
-    twins, publish = dg.AssetSelection.assets(TWIN_KEY), dg.AssetSelection.assets(WAREHOUSE_KEY)
-    return [*((system, dg.AssetSelection.groups(system)) for system in contracts.SYSTEMS),
-            ("thread", dg.AssetSelection.all() - sources - twins - publish), ("twins", twins), ("publish", publish)]
-
-
 def run_build(defs: dg.Definitions, instance: dg.DagsterInstance, settings: ThreadSettings,
               progress: Callable[[str, list[StepOutcome]], None] | None = None,
               log_path: Path | None = None, *, full: bool = False) -> BuildResult:
@@ -150,12 +134,12 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Thre
     import os
 
     from .defs import twins as twin_defs
+    from .defs.jobs import STAGES, job_name
 
-    assets = list(defs.assets)
-    resources = defs.resources
     build = BuildResult()
     _close_abandoned_runs(instance)
-    for name, selection in stages():
+    for name in STAGES:
+        job = defs.resolve_job_def(job_name(name))
         runs = [{}]
         if name == "twins":
             runs, new = twin_defs.plan(instance, settings, full)
@@ -164,9 +148,8 @@ def run_build(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Thre
         for run_tags in runs:
             # dagster-dbt echoes every dbt log line to stdout; keep it in a file, not on the terminal.
             with _captured(log_path):
-                result = dg.materialize(assets, resources=resources, instance=instance, selection=selection,
-                                        raise_on_error=False, tags={"thread/stage": name, PID_TAG: str(os.getpid()), **run_tags},
-                                        run_config=QUIET)
+                result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET,
+                                                tags={PID_TAG: str(os.getpid()), **run_tags})
             outcomes = _outcomes(result, settings.data_root)
             if log_path is not None and not result.success:
                 with log_path.open("a", encoding="utf-8") as f:

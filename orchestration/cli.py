@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -13,10 +14,28 @@ from pathlib import Path
 
 import click
 
-from . import output, settings
+from . import output, paths
 from .output import console
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+
+class Invocation:
+    """What the command line said. The settings (and the Dagster import that comes with them) are
+    made for the commands that need them: a question needs the warehouse's path and nothing else,
+    and answers in well under a second."""
+
+    def __init__(self, data_dir: str | None, sources_dir: str | None):
+        self.data_dir, self.sources_dir = data_dir, sources_dir
+
+    @property
+    def warehouse(self) -> Path:
+        return paths.warehouse(paths.data_root(self.data_dir))
+
+    @functools.cached_property
+    def settings(self):
+        from . import settings
+
+        return settings.configure(self.data_dir, self.sources_dir)
 
 
 @click.group(help="The digital thread: simulate an enterprise, build the thread and twins, serve the UI.")
@@ -24,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 @click.option("--sources-dir", help="Sources root (default: $THREAD_SOURCES_DIR, else <data>/sources).")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, sources_dir: str | None) -> None:
-    ctx.obj = settings.configure(data_dir, sources_dir)
+    ctx.obj = Invocation(data_dir, sources_dir)
 
 
 # -- simulate -------------------------------------------------------------------------------------
@@ -46,7 +65,7 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
     from .simulate import MANIFEST, SimConfig
     from .simulate import simulate as run
 
-    out = out or ctx.obj.sources_root
+    out = out or ctx.obj.settings.sources_root
     if if_missing and (out / MANIFEST).exists():
         console.print(f"Sources root {out} already holds a simulated enterprise; keeping it.")
         return
@@ -72,7 +91,7 @@ def simulate(ctx, out, units, parts, seed, start, days, telemetry_every_h, if_mi
 def simulate_advance(ctx, out, days):
     from .simulate import advance
 
-    out = out or ctx.obj.sources_root
+    out = out or ctx.obj.settings.sources_root
     started = time.monotonic()
     try:
         with output.progress() as p:
@@ -91,7 +110,7 @@ def simulate_advance(ctx, out, days):
 def simulate_cmapss(ctx, out, file, live):
     from .simulate.cmapss import write
 
-    out = out or ctx.obj.sources_root
+    out = out or ctx.obj.settings.sources_root
     started = time.monotonic()
     try:
         result = write(out, file, live=live)
@@ -108,10 +127,12 @@ def simulate_cmapss(ctx, out, file, live):
 def build(ctx, full):
     import dagster as dg
 
-    from .build import STAGES, explain, run_build, summary
+    from .build import explain, run_build, summary
     from .dbt_project import prepare
+    from .defs.jobs import STAGES
+    from .settings import dagster_home
 
-    env = ctx.obj
+    env = ctx.obj.settings
     if not env.sources_root.is_dir():
         raise click.ClickException(
             f"No sources at {env.sources_root}. Run `thread simulate` or set THREAD_SOURCES_DIR.")
@@ -156,7 +177,7 @@ def build(ctx, full):
     try:
         # Whatever a library writes to stderr (warnings, a storage driver's own traceback) goes to
         # the log file: the terminal shows progress and one line per failure.
-        settings.dagster_home(env)
+        dagster_home(env)
         with _terminal_only_for_us(log_path), bar, dg.DagsterInstance.get() as instance:
             result = run_build(defs, instance, env, show, log_path, full=full)
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log
@@ -226,10 +247,14 @@ def contracts_export(out):
 
 # -- ask ----------------------------------------------------------------------------------------
 
-@main.command(help="Ask the thread a question: units-with PART[@REV], where-used PART, eco-impact ECO, eco-gaps, "
-                   "trace SERIAL, twin SERIAL, reliability [PART], due-soon, carriers LOT_OR_SERIAL, "
-                   "investigate PART[@REV] [--lot L[,L2]] [--from DATE] [--to DATE], twin SERIAL --as-of TIMESTAMP, "
-                   "twin-changes SERIAL [--since TIMESTAMP].")
+def _questions() -> str:
+    from .ask import QUESTIONS, usage
+
+    # \b: click keeps the list's line breaks.
+    return "\n\n\b\n" + "\n".join(f"{usage(q)}\n    {q.help}" for q in QUESTIONS.values())
+
+
+@main.command(help="Ask the thread a question (the answer's SQL is in dbt_project/analyses):" + _questions())
 @click.argument("question")
 @click.argument("argument", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -247,8 +272,9 @@ def ask(ctx, question, argument, fmt, lot, from_, to, as_of, since, section):
     from .ask import ask as run
 
     try:
-        sections = pick(run(ctx.obj.warehouse, question, argument, **{
-            "lot": lot, "from": from_, "to": to, "as_of": as_of, "since": since}), section, question)
+        with _without_pandas():
+            sections = pick(run(ctx.obj.warehouse, question, argument, **{
+                "lot": lot, "from": from_, "to": to, "as_of": as_of, "since": since}), section, question)
     except AskError as e:
         raise click.ClickException(str(e)) from e
     if fmt == "csv" and len(sections) > 1:
@@ -258,6 +284,21 @@ def ask(ctx, question, argument, fmt, lot, from_, to, as_of, since, section):
         raise click.UsageError(f"`{question}` answers in {len(sections)} sections ({', '.join(names)}) and CSV holds "
                                f"one table: pick one with --section (e.g. --section {names[0]}), or use --format json.")
     output.print_sections(sections, fmt)
+
+
+@contextlib.contextmanager
+def _without_pandas():
+    """DuckDB imports pandas (0.5 s or more) when it binds query parameters, only to recognise
+    pandas values among them; a question's parameters are strings, dates and times. Marked as
+    unavailable for the question only, unless something already imported it."""
+    blocked = "pandas" not in sys.modules
+    if blocked:
+        sys.modules["pandas"] = None
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -272,7 +313,7 @@ def report(ctx):
         raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
     with output.progress() as p:
         task = p.add_task("charts", total=1)
-        index = generate(warehouse, ctx.obj.report_dir,
+        index = generate(warehouse, ctx.obj.settings.report_dir,
                          lambda done, total: p.update(task, completed=done, total=total))
     console.print(f"wrote {index} (open it in a browser; no server needed)")
 
@@ -296,7 +337,7 @@ def status(ctx, fmt):
 
     from . import freshness, twins
 
-    env = ctx.obj
+    env = ctx.obj.settings
     warehouse = env.warehouse
     con = duckdb.connect(str(warehouse), read_only=True) if warehouse.exists() else None
     twin_figures = None
@@ -399,14 +440,14 @@ def docs(ctx, port, host, no_serve):
     from .docs import generate, serve
 
     try:
-        site = generate(ctx.obj)
+        site = generate(ctx.obj.settings)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
     console.print(f"dbt docs written to {site}: open {site / 'static_index.html'} in a browser (one file, no server "
                   "needed)" + ("" if no_serve else ", or the served site below"))
     if not no_serve:
         console.print(f"Serving on http://{host}:{port}  (Ctrl-C stops it)")
-        serve(ctx.obj, port, host)
+        serve(ctx.obj.settings, port, host)
 
 
 # -- serve ----------------------------------------------------------------------------------------
@@ -418,13 +459,13 @@ def docs(ctx, port, host, no_serve):
 @click.pass_context
 def serve(ctx, port, host):
     from .dbt_project import prepare
+    from .settings import dagster_home
 
+    env = ctx.obj.settings
     prepare()
-    settings.dagster_home(ctx.obj)
-    dagster = str(Path(sys.executable).parent / "dagster")
-    cmd = [dagster, "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p", str(port)]
-    console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={ctx.obj.dagster_home}); Ctrl-C stops it.")
-    proc = start_dagster_dev(cmd)
+    dagster_home(env)
+    console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops it.")
+    procs = [start_service(cmd) for cmd in service_commands(host, port)]
 
     class Stop(Exception):
         pass
@@ -432,26 +473,41 @@ def serve(ctx, port, host):
     def interrupt(*_):
         raise Stop
 
-    # Only raise in the handler: waiting on the child inside it would deadlock with the main wait.
+    # Only raise in the handler: waiting on the children inside it would deadlock with the main wait.
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
+    code = 0
     try:
-        code = proc.wait()
+        # Either one ending ends the service: a UI without its daemon runs no sensor.
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        code = next(p.returncode for p in procs if p.returncode is not None) or 1
     except Stop:
-        stop_process_group(proc)
-        code = 0
+        pass
+    finally:
+        for p in procs:
+            stop_process_group(p)
     sys.exit(code)
+
+
+def service_commands(host: str, port: int) -> list[list[str]]:
+    """The webserver and the daemon, as Dagster runs them in production (`dagster dev` is a
+    development wrapper of the same two, deprecated in 1.13)."""
+    bin_dir = Path(sys.executable).parent
+    workspace = str(REPO / "workspace.yaml")
+    return [[str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)],
+            [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]]
 
 
 def _default_signals() -> None:
     # A shell's `cmd &` leaves SIGINT/SIGTERM ignored and children inherit that: restore them,
-    # or `dagster dev` could never be stopped.
+    # or the services could never be stopped.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def start_dagster_dev(cmd: list[str]) -> subprocess.Popen:
-    # Its own session, so the whole tree (webserver, daemon, code servers) is signalled at once.
+def start_service(cmd: list[str]) -> subprocess.Popen:
+    # Its own session, so the whole tree (the service and its code servers) is signalled at once.
     return subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_default_signals)
 
 

@@ -2,7 +2,7 @@
 
 dagster-dbt's `DbtProject` knows where the project and its manifest are and how to prepare them
 (`dbt parse`); `thread` prepares it when the manifest is missing or older than the project's
-files, `dagster dev` (`thread serve`) on every start. `prepare_build_db` is the first step of
+files (`thread serve` before it starts the webserver and daemon). `prepare_build_db` is the first step of
 every dbt run: it points dbt's sources at the current version of every raw Delta table.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-DBT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+from .paths import DBT_DIR
+
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 MANIFEST = PROJECT.manifest_path
@@ -29,8 +30,8 @@ def _project_mtime() -> float:
 
 
 def dbt_on_path() -> None:
-    """dagster-dbt's preparer calls `dbt` by name (so does `dagster dev`'s, in the processes
-    `thread serve` starts): make this environment's dbt the one it finds."""
+    """dagster-dbt's preparer calls `dbt` by name: make this environment's dbt the one it finds
+    (here and in the processes `thread serve` starts)."""
     bin_dir = str(Path(DBT_EXECUTABLE).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
@@ -69,6 +70,27 @@ def model_descriptions(schemas: dict[str, str]) -> dict[str, dict[str, str]]:
             if node.get("description"):
                 cols[""] = node["description"]
             out[f"{schemas[node['schema']]}.{node['name']}"] = cols
+    return out
+
+
+def not_null_columns(schemas: dict[str, str]) -> dict[str, set[str]]:
+    """The columns the models in `schemas` guarantee are never null (a not_null test or
+    constraint), keyed "<published schema>.<table>" like model_descriptions."""
+    nodes = manifest()["nodes"]
+    out: dict[str, set[str]] = {}
+
+    def add(node: dict, column: str) -> None:
+        if node["resource_type"] == "model" and node["schema"] in schemas:
+            out.setdefault(f"{schemas[node['schema']]}.{node['name']}", set()).add(column)
+
+    for node in nodes.values():
+        if node["resource_type"] == "test" and node.get("test_metadata", {}).get("name") == "not_null" \
+                and node.get("attached_node") in nodes and node.get("column_name"):
+            add(nodes[node["attached_node"]], node["column_name"])
+        elif node["resource_type"] == "model":
+            for name, column in node.get("columns", {}).items():
+                if any(c.get("type") == "not_null" for c in column.get("constraints", [])):
+                    add(node, name)
     return out
 
 

@@ -16,17 +16,24 @@ import contracts
 from .dbt_project import PROJECT
 from .defs.audit import AUDIT_SPECS
 from .defs.health import rul_model
+from .defs.jobs import BUILD_JOBS
 from .defs.keys import TWIN_KEY
 from .defs.maintenance import LAKE_RETENTION
 from .defs.publish import warehouse
 from .defs.sources import RAW_ASSETS, source_sensor
-from .defs.thread import THREAD_STEP_KEYS, WITH_THREAD_TAG, dbt_resource, thread_dbt, thread_refresh_sensor
+from .defs.thread import (
+    THREAD_STEP_KEYS,
+    WITH_THREAD_TAG,
+    dbt_resource,
+    thread_dbt,
+    thread_refresh_sensor,
+)
 from .defs.twins import twin_changes, twin_refresh_sensor, twin_units
 from .resources import writer_lock_resource
 from .settings import settings_resource
 
-# `dagster dev` (`thread serve`) re-parses the dbt project on start; elsewhere the manifest is
-# prepared beforehand (`make setup`, `thread build`).
+# Under `dagster dev` (run by hand) the dbt project is re-parsed on start; `thread serve`, `thread
+# build` and `make setup` prepare the manifest before any code location loads it.
 PROJECT.prepare_if_dev()
 
 SOURCES = dg.AssetSelection.groups(*contracts.SYSTEMS)
@@ -54,6 +61,7 @@ _settings = settings_resource()
 _defs = dg.Definitions(
     assets=[*RAW_ASSETS, *AUDIT_SPECS, thread_dbt, rul_model, twin_changes, twin_units, warehouse],
     schedules=[DAILY_FULL_REFRESH, LAKE_RETENTION],
+    jobs=BUILD_JOBS,
     sensors=[*SENSORS.values(), thread_refresh_sensor, twin_refresh_sensor],
     resources={"thread": _settings, "writer": writer_lock_resource(_settings), "dbt": dbt_resource()},
     # One process per run, not per step: re-importing the code location costs ~3 s a step here,

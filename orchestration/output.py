@@ -59,9 +59,9 @@ def print_summary(s: dict, warehouse: Path, elapsed: float, unchanged: bool = Fa
     console.print()
     console.print("Next steps:")
     console.print("  make serve                         # Dagster UI on http://127.0.0.1:3000 (lineage, runs, freshness)")
-    console.print(f"  duckdb -readonly {warehouse}      # then: select * from twin.unit_twin limit 10;")
-    console.print(f"  python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
-                  ".sql('select * from thread.eco_propagation'))\"")
+    console.print("  .venv/bin/thread ask eco-gaps         # or any question: .venv/bin/thread ask --help")
+    console.print(f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{warehouse}', read_only=True)"
+                  ".sql('select * from twin.unit_twin limit 10').show()\"")
 
 
 def print_sections(sections, fmt: str) -> None:

@@ -189,7 +189,7 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     os.replace(nxt, warehouse)
     # Recorded once published (a crash in between: the next publish records the state it finds).
     twin_history.append(lake_dir, history, batch_id="publish")
-    mirror(warehouse, lake_dir, plan)
+    mirror(warehouse, lake_dir, plan, descriptions)
     return {"tables": {k: p.rows for k, p in plan.items()}, "digests": {k: p.digest for k, p in plan.items()},
             "written": {k: p.what for k, p in plan.items() if p.what != "kept"},
             "seconds": round(time.monotonic() - started, 3)}
@@ -302,9 +302,12 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) ->
 MIRROR_FILE_BYTES = 8 * 2**20
 
 
-def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
+def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written], descriptions: dict | None = None) -> None:
     """Every published table also as a Delta table, for engines that do not speak DuckDB: a new
-    version only where the warehouse changed, and only the rows that changed."""
+    version only where the warehouse changed, and only the rows that changed. A table written
+    whole carries the warehouse's column descriptions (field metadata `comment`, as Spark and
+    Unity Catalog read them) and is not-null where the thread schema guarantees it."""
+    required = dbt_project.not_null_columns({"thread": "thread", "twin_logic": "twin"})
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         for name, written in plan.items():
@@ -315,11 +318,23 @@ def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written]) -> None:
             where = f" WHERE {written.where}" if part else ""
             order = " ORDER BY serial_number" if written.resorted else ""
             data = con.execute(f"SELECT * FROM {name}{where}{order}").fetch_record_batch(200_000)
+            if not part:  # a partial write keeps the schema the whole one declared
+                data = _annotated(data, (descriptions or {}).get(name, {}), required.get(name, set()))
             lake.write(path, data, "overwrite", batch_id="publish", predicate=written.where if part else None,
                        target_file_size=MIRROR_FILE_BYTES if written.by_unit else None)
             checkpoint("publish-mirror")
     finally:
         con.close()
+
+
+def _annotated(batches, comments: dict[str, str], required: set[str]):
+    import pyarrow as pa
+
+    schema = pa.schema([
+        pa.field(f.name, f.type, nullable=f.name not in required,
+                 metadata={"comment": comments[f.name]} if comments.get(f.name) else None)
+        for f in batches.schema])
+    return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in batches))
 
 
 def inputs(lake_dir: Path, generation: str, now=None, silence: Silence | None = None) -> str:

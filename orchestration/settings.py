@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import field_validator
 
+from . import paths
 from .lake import validated_limit
 
 DEFAULT_DBT_THREADS = 2
@@ -175,7 +176,7 @@ class ThreadSettings(dg.ConfigurableResource):
 
     @property
     def warehouse(self) -> Path:
-        return self.data_root / "warehouse.duckdb"
+        return paths.warehouse(self.data_root)
 
     @property
     def dbt_target_dir(self) -> Path:
@@ -219,7 +220,7 @@ class ThreadSettings(dg.ConfigurableResource):
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, sources_dir: str | Path | None = None) -> ThreadSettings:
         """Settings for this process: arguments first, then THREAD_* variables, then defaults."""
-        data = Path(data_dir or os.environ.get("THREAD_DATA_DIR") or "data").resolve()
+        data = paths.data_root(data_dir)
         sources = Path(sources_dir or os.environ.get("THREAD_SOURCES_DIR") or data / "sources").resolve()
         units = os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION")
         return cls(sources_dir=str(sources), data_dir=str(data),

@@ -6,7 +6,7 @@ unit (all its columns but `refreshed_at`: a twin recomputed to the same values i
 state). A unit whose state differs gets a row, stamped with the publish time (`valid_from`),
 with what changed (compared column by column) and why (the refresh reasons logged for that unit
 since its previous state). A unit that is no longer published (scrapped) gets a closing row. The
-rows live in lake/twin/_history, appended only; the warehouse's `twin.unit_twin_history` is that
+rows live in lake/_state/twin/history, appended only; the warehouse's `twin.unit_twin_history` is that
 table with `valid_to` (the next state's `valid_from`; null = still published).
 """
 
@@ -49,7 +49,9 @@ DESCRIPTION = ("Every state in which each twin was published, with when and why 
 
 
 def table(lake_dir: Path) -> Path:
-    return Path(lake_dir) / "twin" / "_history"
+    from .twins import internal_dir
+
+    return internal_dir(lake_dir) / "history"
 
 
 def new_states(con, lake_dir: Path, stored: pa.Table | None, now: datetime,

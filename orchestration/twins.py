@@ -1,4 +1,4 @@
-"""The live twins: per-unit state kept under lake/twin/_state, refreshed only where inputs changed.
+"""The live twins: per-unit state kept under lake/_state/twin, refreshed only where inputs changed.
 
 The twin logic is SQL (dbt views in schema `twin_logic`); this module selects from it for just
 the units being refreshed, replaces their rows in the twin state tables, and remembers the
@@ -41,17 +41,32 @@ ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry", 
 CHUNK_UNITS = 5_000
 
 
+def internal_dir(lake_dir: Path) -> Path:
+    """The twin layer's own tables, apart from lake/twin (the published tables, every one of them
+    a Delta table any reader opens). Layouts before 2026-12 kept them in lake/twin/_*: moved here
+    the first time they are looked for."""
+    lake_dir = Path(lake_dir)
+    home = lake_dir / "_state" / "twin"
+    for old, new in (("_state", "units"), ("_pending", "pending"), ("_refresh_log", "refresh_log"),
+                     ("_history", "history")):
+        if (lake_dir / "twin" / old).is_dir() and not (home / new).exists():
+            home.mkdir(parents=True, exist_ok=True)
+            (lake_dir / "twin" / old).rename(home / new)
+    return home
+
+
 def state_dir(lake_dir: Path) -> Path:
-    return Path(lake_dir) / "twin" / "_state"
+    """The current twin of every unit (TABLES) and the inputs it was computed from (`inputs`)."""
+    return internal_dir(lake_dir) / "units"
 
 
 def pending_table(lake_dir: Path) -> Path:
     """The last detected change set: which twins must be refreshed and why."""
-    return Path(lake_dir) / "twin" / "_pending"
+    return internal_dir(lake_dir) / "pending"
 
 
 def refresh_log_table(lake_dir: Path) -> Path:
-    return Path(lake_dir) / "twin" / "_refresh_log"
+    return internal_dir(lake_dir) / "refresh_log"
 
 
 def _range(lo: str | None, hi: str | None, hi_inclusive: bool = True) -> str:
@@ -158,8 +173,65 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
     return counts
 
 
+# What would make a published twin wrong, checked on the units a run refreshed (the twin asset's
+# asset checks): name -> what it asserts.
+CHECKS = {
+    "one_twin_per_live_unit": "Every refreshed unit that is not scrapped has exactly one twin, and no scrapped or "
+                              "unknown unit has one.",
+    "configuration_hash_matches_components": "Each refreshed twin's configuration_hash is the hash of the components "
+                                             "stored with it (twin.unit_components).",
+    "computed_from_current_inputs": "Each refreshed twin was computed from the thread as it is now: its stored input "
+                                    "hash equals the current one (no twin older than its inputs).",
+}
+
+
+def check(build_db: Path, lake_dir: Path, serials: list[str],
+          memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict[str, tuple[bool, dict]]:
+    """The CHECKS on these units, from what the twin state holds now: name -> (passed, metadata
+    naming at most 20 offending serial numbers)."""
+    base = state_dir(lake_dir)
+    con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
+    try:
+        _with_health(con, lake_dir)
+        con.register("refreshed", pa.table({"serial_number": pa.array(sorted(set(serials)), pa.string())}))
+        # A state table not written yet is empty, with the columns its rows would have.
+        for name, relation in (("unit_twin", "unit_twin"), ("unit_components", "twin_logic.unit_components"),
+                               ("inputs", "unit_twin_inputs")):
+            table = lake.read(base / name)
+            con.register(f"state_{name}", table if table is not None else
+                         con.execute(f"SELECT * FROM {relation} WHERE false").fetch_arrow_table())
+        wrong = {
+            "one_twin_per_live_unit": """
+                SELECT r.serial_number FROM refreshed r
+                LEFT JOIN (SELECT serial_number, status FROM thread.units) u USING (serial_number)
+                LEFT JOIN (SELECT serial_number, count(*) AS n FROM state_unit_twin GROUP BY 1) t USING (serial_number)
+                WHERE coalesce(t.n, 0) <> CASE WHEN u.status IS NULL OR u.status = 'scrapped' THEN 0 ELSE 1 END""",
+            # the same hash as twin_logic.unit_twin's configuration_hash, from the stored components
+            "configuration_hash_matches_components": """
+                SELECT t.serial_number FROM state_unit_twin t SEMI JOIN refreshed USING (serial_number)
+                LEFT JOIN (SELECT serial_number,
+                                  md5(string_agg(part_number || '@' || coalesce(revision, '?') || 'x'
+                                                 || quantity::varchar, ';' ORDER BY part_number, revision)) AS h
+                           FROM state_unit_components GROUP BY 1) c USING (serial_number)
+                WHERE c.h IS DISTINCT FROM t.configuration_hash""",
+            "computed_from_current_inputs": """
+                SELECT s.serial_number FROM state_inputs s SEMI JOIN refreshed USING (serial_number)
+                LEFT JOIN (SELECT serial_number, input_hash FROM unit_twin_inputs
+                           WHERE serial_number IN (SELECT serial_number FROM refreshed)) c USING (serial_number)
+                WHERE c.input_hash IS DISTINCT FROM s.input_hash""",
+        }
+        out = {}
+        for name, sql in wrong.items():
+            bad = [s for (s,) in con.execute(f"SELECT serial_number FROM ({sql}) ORDER BY 1").fetchall()]
+            out[name] = (not bad, {"checked_units": len(set(serials)), "failing_units": len(bad),
+                                   "examples": ", ".join(bad[:20])})
+        return out
+    finally:
+        con.close()
+
+
 def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: datetime) -> None:
-    """Which twins a run refreshed and why, one row per unit (lake/twin/_refresh_log)."""
+    """Which twins a run refreshed and why, one row per unit (lake/_state/twin/refresh_log)."""
     if not why:
         return
     table = pa.table({

@@ -36,7 +36,7 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:
         figures = report.figures(con)
-        chart = report.chart_health_over_time(con)
+        chart = report.chart_health_over_time(con).png
     finally:
         con.close()
     ledger.record("publish", inputs)

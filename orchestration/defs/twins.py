@@ -8,6 +8,7 @@ asset recomputes only the changed units inside it). A full rebuild of all twins 
 (single-run backfill policy).
 """
 
+import warnings
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -53,7 +54,7 @@ def register_units(context: dg.AssetExecutionContext, serials: list[str], units_
     group_name="twin",
     kinds={"duckdb", "delta"},
     description="Which twins must be refreshed and why: each unit's twin inputs (unit_twin_inputs) "
-    "against those its twin was last computed from. Written to lake/twin/_pending; new units get "
+    "against those its twin was last computed from. Written to lake/_state/twin/pending; new units get "
     "their twin partition here.",
     output_required=False,
 )
@@ -106,20 +107,28 @@ def _count(reason_lists) -> dict[str, int]:
     return counts
 
 
-@dg.asset(
-    key=TWIN_KEY,
-    deps=[*LOGIC_KEYS, RUL_KEY, TWIN_CHANGES_KEY],
-    group_name="twin",
-    kinds={"delta"},
-    partitions_def=UNITS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    description=(
-        "One live twin per unit (a partition per serial number, units not scrapped): its row of "
-        "twin.unit_twin, what it holds (twin.unit_components) and its sensors (twin.unit_sensor_state), "
-        "kept in lake/twin/_state and published by `warehouse`. A run recomputes only the units in its "
-        "partition range whose inputs changed; which ones and why is in lake/twin/_refresh_log."
-    ),
-)
+# BackfillPolicy is marked beta in Dagster 1.13; a single run per partition range is what a
+# refresh of many twins needs. Said once here rather than on every build's terminal.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    _twin_asset = dg.asset(
+        key=TWIN_KEY,
+        deps=[*LOGIC_KEYS, RUL_KEY, TWIN_CHANGES_KEY],
+        group_name="twin",
+        kinds={"delta"},
+        partitions_def=UNITS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[dg.AssetCheckSpec(name, asset=TWIN_KEY, description=text) for name, text in twins.CHECKS.items()],
+        description=(
+            "One live twin per unit (a partition per serial number, units not scrapped): its row of "
+            "twin.unit_twin, what it holds (twin.unit_components) and its sensors (twin.unit_sensor_state), "
+            "kept in lake/_state/twin/units and published by `warehouse`. A run recomputes only the units in its "
+            "partition range whose inputs changed; which ones and why is in lake/_state/twin/refresh_log."
+        ),
+    )
+
+
+@_twin_asset
 def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
     keys = set(context.partition_keys)
     size = thread.twin_units_per_partition
@@ -144,13 +153,41 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     shards.Store(thread.build_db).add_pending_publish("twins", targets)
     by_reason = _count(why.values())
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
+    if size == 1:
+        _observe(context, thread, why)
+    checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit)
     # Kept small: in a run over many partitions this is stored once per partition.
-    return dg.MaterializeResult(metadata={
-        "refreshed_units": len(targets),
-        "units_in_run": len(keys),
-        "refreshed_by_reason": dg.MetadataValue.json(by_reason),
-        "component_rows": counts["unit_components"],
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "refreshed_units": len(targets),
+            "units_in_run": len(keys),
+            "refreshed_by_reason": dg.MetadataValue.json(by_reason),
+            "component_rows": counts["unit_components"],
+        },
+        check_results=[dg.AssetCheckResult(check_name=name, passed=passed, metadata=meta,
+                                           severity=dg.AssetCheckSeverity.ERROR)
+                       for name, (passed, meta) in checks.items()],
+    )
+
+
+# What a unit's partition page shows about the unit (the run's metadata is only totals).
+OBSERVED = ("health_state", "worst_sensor", "rul_hours", "rul_model_version", "pending_retrofits",
+            "deviation_count", "open_service_events", "last_telemetry_at", "configuration_hash", "status", "site")
+
+
+def _observe(context: dg.AssetExecutionContext, thread: ThreadSettings, why: dict[str, list[str]]) -> None:
+    """One observation per refreshed unit, on its partition: its twin as computed, and why."""
+    state = lake.read(twins.state_dir(thread.lake_dir) / "unit_twin", columns=["serial_number", *OBSERVED])
+    rows = {r["serial_number"]: r for r in state.to_pylist()} if state is not None else {}
+    for serial, reasons in why.items():
+        row = rows.get(serial)
+        meta = {"refreshed_because": ", ".join(reasons)}
+        if row is None:
+            meta["twin"] = "none (scrapped or no longer a unit)"
+        else:
+            meta.update({k: dg.MetadataValue.text("-" if v is None else str(v)) for k, v in row.items()
+                         if k != "serial_number"})
+        context.log_event(dg.AssetObservation(asset_key=TWIN_KEY, partition=serial, metadata=meta))
 
 
 @dg.sensor(
@@ -158,7 +195,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     asset_selection=dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY),
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests twin runs for the units in the current change set (lake/twin/_pending) "
+    description="Requests twin runs for the units in the current change set (lake/_state/twin/pending) "
     "that have not been refreshed yet, as few partition ranges as possible.",
 )
 def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):

@@ -143,3 +143,62 @@ def test_status_shows_each_systems_newest_event_beside_its_extraction(keys):
     assert "newest event" in out.stdout
     service = next(line for line in out.stdout.splitlines() if line.strip().startswith("service"))
     assert f"{newest_service.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" in service
+
+
+def test_status_is_a_monitoring_check_that_writes_nothing(tmp_path):
+    """No warehouse: critical (exit 2), in JSON too, and the data directory is not created."""
+    data = tmp_path / "nothing-here"
+    table = thread(data, "status")
+    assert table.returncode == 2 and "CRITICAL" in table.stdout, table.stdout + table.stderr
+    as_json = thread(data, "status", "--format", "json")
+    doc = json.loads(as_json.stdout)
+    assert as_json.returncode == 2 and doc["state"] == "critical" and doc["twins"] is None
+    assert [s["system"] for s in doc["systems"]] == ["plm", "mes", "erp", "service"]
+    assert all(s["is_late"] and s["last_success_at"] is None for s in doc["systems"])
+    assert not data.exists()
+
+
+def test_several_part_answers_as_csv_one_section_at_a_time(keys, built_small):
+    import pandas as pd
+
+    serial = keys["serial"]
+    mixed = thread(built_small, "ask", "twin", serial, "--format", "csv")
+    assert mixed.returncode == 2 and "--section" in mixed.stderr and "components" in mixed.stderr
+    as_json = json.loads(thread(built_small, "ask", "twin", serial, "--format", "json").stdout)
+    assert set(as_json) == {"state", "components", "sensors"}
+    for section, rows in as_json.items():
+        done = thread(built_small, "ask", "twin", serial, "--format", "csv", "--section", section)
+        assert done.returncode == 0, done.stderr
+        frame = pd.read_csv(io.StringIO(done.stdout))  # a ragged file would not parse
+        assert list(frame.columns) == list(rows[0]) and len(frame) == len(rows)
+    state = pd.read_csv(io.StringIO(thread(built_small, "ask", "twin", serial, "--format", "csv", "--section",
+                                           "state").stdout))
+    assert state["serial_number"].tolist() == [serial]
+    wrong = thread(built_small, "ask", "twin", serial, "--section", "nope")
+    assert wrong.returncode != 0 and "state, components, sensors" in wrong.stderr
+
+
+def test_piped_tables_keep_each_row_on_one_line(keys, built_small):
+    """Output to a pipe is not folded at 80 columns: every serial number stays whole on its line."""
+    done = thread(built_small, "ask", "units-with", keys["part"])
+    assert done.returncode == 0
+    serials = [r[0] for r in query(keys["wh"], "select serial_number from thread.unit_configuration "
+                                               "where part_number = ?", [keys["part"]])]
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) > 80
+    assert all(sum(1 for line in lines if s in line) == 1 for s in serials)
+
+
+def test_extra_arguments_and_stdout_export_are_handled(keys, built_small):
+    extra = thread(built_small, "ask", "eco-gaps", "SOMETHING")
+    assert extra.returncode != 0 and "takes no argument" in extra.stderr
+    exported = thread(built_small, "twin", "export", keys["serial"], "--out", "-")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["assetAdministrationShells"]
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_the_command_lists_every_question(tmp_path):
+    done = thread(tmp_path, "ask", "--help")
+    assert done.returncode == 0
+    assert all(f"\n  {name}" in done.stdout for name in QUESTIONS), done.stdout

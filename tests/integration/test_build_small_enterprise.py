@@ -101,6 +101,46 @@ def test_published_tables_are_also_delta(built_small):
         assert copy is not None and copy.num_rows == n
 
 
+# Run in a separate interpreter that cannot import the project (-I: no current directory, no
+# PYTHONPATH): what any analyst's polars or deltalake sees.
+PLAIN_READER = """
+import json, sys
+from pathlib import Path
+import deltalake, polars
+out = {}
+for layer in ("thread", "twin"):
+    for path in sorted(p for p in (Path(sys.argv[1]) / layer).iterdir()):
+        frame = polars.read_delta(str(path))
+        fields = json.loads(deltalake.DeltaTable(str(path)).schema().to_json())["fields"]
+        out[f"{layer}.{path.name}"] = {"rows": frame.height,
+                                       "comments": {f["name"]: f["metadata"].get("comment") for f in fields},
+                                       "required": sorted(f["name"] for f in fields if not f["nullable"])}
+print(json.dumps(out))
+"""
+
+
+def test_every_published_delta_table_opens_in_plain_polars_with_its_descriptions(built_small):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-I", "-c", PLAIN_READER, str(built_small / "lake")],
+                          capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = json.loads(done.stdout)
+    published = {f"{s}.{t}" for s, t in query(built_small / "warehouse.duckdb",
+                                              "select schema_name, table_name from duckdb_tables()")}
+    assert set(tables) == published  # nothing else under lake/thread and lake/twin
+    for name, t in tables.items():
+        assert t["rows"] == query(built_small / "warehouse.duckdb", f"select count(*) from {name}")[0][0], name
+    comments = dict(query(built_small / "warehouse.duckdb", """
+        select schema_name || '.' || table_name || '.' || column_name, comment from duckdb_columns()
+        where comment is not null and schema_name in ('thread', 'twin')"""))
+    assert comments and all(tables[k.rsplit(".", 1)[0]]["comments"][k.rsplit(".", 1)[1]] == v
+                            for k, v in comments.items())
+    assert "serial_number" in tables["thread.units"]["required"]
+    assert "part_number" in tables["thread.parts"]["required"]
+
+
 def test_tables_beyond_dbt_are_described_in_the_warehouse(built_small):
     """The twin history and the model versions are written by the publish step, not dbt: their
     descriptions travel as DuckDB comments like the dbt models' do."""

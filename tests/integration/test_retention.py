@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from orchestration import lake
+from orchestration import lake, twins
 from orchestration.defs.maintenance import lake_retention
 from orchestration.resources import WriterLock
 from orchestration.settings import ThreadSettings
@@ -20,7 +20,7 @@ def test_retention_removes_old_versions_and_keeps_every_table_readable(built_sma
     sources, data = built_small_copy
     lake_dir = data / "lake"
     # More versions of one table: three rewrites of the twin inputs, as refreshes do.
-    inputs = lake_dir / "twin" / "_state" / "inputs"
+    inputs = twins.state_dir(lake_dir) / "inputs"
     current = lake.read(inputs)
     for i in range(3):
         lake.write(inputs, current, "overwrite", batch_id=f"again-{i}")

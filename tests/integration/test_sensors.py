@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import contracts
-from orchestration import lake
+from orchestration import lake, twins
 from orchestration.definitions import SENSORS
 from orchestration.defs.twins import UNITS, twin_refresh_sensor
 from orchestration.settings import ThreadSettings
@@ -103,7 +103,7 @@ def test_a_change_made_before_the_sensor_first_looks_is_not_lost(world):
 
 def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
     _, data, thread = world
-    state = lake.read(data / "lake" / "twin" / "_state" / "inputs")
+    state = lake.read(twins.state_dir(data / "lake") / "inputs")
     serials = sorted(state["serial_number"].to_pylist())
     picked = [serials[0], serials[1], serials[-1]]
     detected = pa.table({
@@ -112,8 +112,8 @@ def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
         "input_hash": pa.array(["new"] * 3),
         "detected_at": pa.array([datetime.now(timezone.utc)] * 3, pa.timestamp("us", tz="UTC")),
     })
-    saved = lake.read(data / "lake" / "twin" / "_pending")
-    lake.write(data / "lake" / "twin" / "_pending", detected, "overwrite", batch_id="test")
+    saved = lake.read(twins.pending_table(data / "lake"))
+    lake.write(twins.pending_table(data / "lake"), detected, "overwrite", batch_id="test")
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions(UNITS.name, serials)
@@ -123,7 +123,7 @@ def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
         assert ranges == [(serials[0], serials[1]), (serials[-1], serials[-1])]
         assert all("warehouse" in {k.to_user_string() for k in r.asset_selection} for r in result.run_requests)
     finally:
-        lake.write(data / "lake" / "twin" / "_pending", saved, "overwrite", batch_id="test")
+        lake.write(twins.pending_table(data / "lake"), saved, "overwrite", batch_id="test")
 
 
 def test_the_thread_is_rebuilt_once_after_sources_land(world):

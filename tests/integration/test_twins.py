@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 from basyx.aas import model
 from basyx.aas.adapter.json import read_aas_json_file
@@ -58,13 +59,51 @@ def test_the_second_build_refreshed_only_changed_twins_and_says_why(live):
     detail = next(s.detail for s in live["second"].steps if s.key == "twin/unit_twin")
     assert detail.startswith(f"{len(refreshed)} of ")
     # The change set records the reasons; every refreshed twin had one.
-    detected = lake.read(data / "lake" / "twin" / "_pending").to_pylist()
+    detected = lake.read(twins.pending_table(data / "lake")).to_pylist()
     reasons = {r["serial_number"]: r["reasons"] for r in detected}
     assert refreshed <= set(reasons)
     assert {"new unit", "telemetry"} & {x for rs in reasons.values() for x in rs}
     # ...and nothing is waiting any more.
     assert twins.pending(data / "lake").num_rows == 0
     assert query(data / "warehouse.duckdb", "select count(*) from twin.unit_twin where is_stale")[0][0] == 0
+
+
+def test_a_units_partition_shows_its_twin_and_the_runs_are_named(live):
+    """The partition page of a unit: its health, RUL, retrofits, hash and why it was refreshed; and
+    every build stage ran as a named job the UI lists."""
+    instance, data = live["instance"], live["data"]
+    serial, health, config = query(data / "warehouse.duckdb", "select serial_number, health_state, "
+                                   "configuration_hash from twin.unit_twin order by 1 limit 1")[0]
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["twin", "unit_twin"]), asset_partitions=[serial]), limit=1).records
+    assert records, "no observation on the unit's partition"
+    meta = {k: v.value for k, v in records[0].asset_observation.metadata.items()}
+    assert meta["health_state"] == health and meta["configuration_hash"] == config
+    assert {"rul_hours", "pending_retrofits", "worst_sensor", "refreshed_because"} <= set(meta)
+    jobs = {r.job_name for r in instance.get_runs()}
+    assert {"build_plm", "build_mes", "build_erp", "build_service", "build_thread", "build_twins",
+            "build_publish"} <= jobs, jobs
+
+
+def test_the_twin_checks_pass_and_catch_a_wrong_twin(live, tmp_path):
+    instance, data = live["instance"], live["data"]
+    evaluations = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey(["twin", "unit_twin"]), name) for name in twins.CHECKS])
+    assert len(evaluations) == len(twins.CHECKS)
+    assert all(e.status.value == "SUCCEEDED" for e in evaluations.values()), evaluations
+    # A copy whose stored components of one unit lost a row: its hash no longer matches.
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    serials = [s for (s,) in query(copy / "warehouse.duckdb", "select serial_number from twin.unit_twin order by 1")]
+    components = twins.state_dir(copy / "lake") / "unit_components"
+    rows = lake.read(components)
+    first = rows.filter(pa.compute.equal(rows["serial_number"], serials[0]))
+    lake.write(components, first.slice(1), "overwrite", batch_id="corrupt",
+               predicate=f"serial_number = '{serials[0]}'")
+    result = twins.check(copy / "build" / "build.duckdb", copy / "lake", serials)
+    assert result["one_twin_per_live_unit"][0] and result["computed_from_current_inputs"][0]
+    passed, meta = result["configuration_hash_matches_components"]
+    assert not passed and meta["failing_units"] == 1 and meta["examples"] == serials[0]
 
 
 def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_path):
@@ -77,15 +116,15 @@ def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_p
         "input_hash": pa.array(["a hash the twin was not computed from"]),
         "detected_at": pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC")),
     })
-    saved = lake.read(data / "lake" / "twin" / "_pending")
-    lake.write(data / "lake" / "twin" / "_pending", detected, "overwrite", batch_id="test")
+    saved = lake.read(twins.pending_table(data / "lake"))
+    lake.write(twins.pending_table(data / "lake"), detected, "overwrite", batch_id="test")
     try:
         out = tmp_path / "warehouse.duckdb"
         publish(data / "build" / "build.duckdb", out, data / "lake")
         rows = dict(query(out, "select serial_number, stale_reason from twin.unit_twin where is_stale"))
         assert rows == {victim: "refresh pending: telemetry"}
     finally:
-        lake.write(data / "lake" / "twin" / "_pending", saved, "overwrite", batch_id="test")
+        lake.write(twins.pending_table(data / "lake"), saved, "overwrite", batch_id="test")
 
 
 def test_a_late_source_marks_every_twin_stale(live, tmp_path):

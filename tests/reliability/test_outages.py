@@ -13,7 +13,7 @@ import pytest
 
 from orchestration import lake
 from orchestration.simulate import advance
-from tests.helpers import build, published, query, start_from
+from tests.helpers import build, published, query, start_from, thread
 
 pytestmark = pytest.mark.slow
 UNREACHABLE = "postgresql+psycopg://thread:Outage-Pw-91@127.0.0.1:9/mes?connect_timeout=2"
@@ -44,6 +44,10 @@ def test_outages_fail_loudly_mark_twins_stale_and_catch_up_without_gaps(tiny_bui
     twins = query(data / "warehouse.duckdb", "select is_stale, stale_reason from twin.unit_twin")
     assert twins and all(stale for stale, _ in twins)
     assert all("last extraction failed" in r and "mes" in r and "plm" in r and "telemetry" in r for _, r in twins)
+    # Monitoring sees it: failing, but every system's last good data is still within its limit.
+    check = _status(sources, data)
+    assert check["exit_code"] == 1 and check["state"] == "warning", check
+    assert {s["system"] for s in check["systems"] if s["failing_entities"]} == {"plm", "mes", "service"}
 
     # Recovery.
     (tmp_path / "plm-away").rename(sources / "plm")
@@ -52,6 +56,7 @@ def test_outages_fail_loudly_mark_twins_stale_and_catch_up_without_gaps(tiny_bui
     result = _build_keeping_env(sources, data, monkeypatch)
     assert result.ok, result.failed
     assert not query(data / "warehouse.duckdb", "select count(*) from twin.unit_twin where is_stale")[0][0]
+    assert _status(sources, data)["exit_code"] == 0
 
     scratch_sources, scratch = tmp_path / "scratch_sources", tmp_path / "scratch"
     shutil.copytree(sources, scratch_sources)
@@ -75,3 +80,12 @@ def _build_keeping_env(sources, data, monkeypatch):
     monkeypatch.setenv("MES_DATABASE_URL", url)
     with dg.DagsterInstance.ephemeral() as instance:
         return run_build(defs, instance, ThreadSettings.from_env())
+
+
+def _status(sources, data) -> dict:
+    import json
+
+    done = thread(["status", "--format", "json"], sources, data)
+    doc = json.loads(done.stdout)
+    assert done.returncode == doc["exit_code"], done.stderr
+    return doc
