@@ -407,24 +407,35 @@ def twin():
     pass
 
 
-@twin.command("export", help="Write the unit's twin as an Asset Administration Shell (AAS v3 JSON); "
-              "`--out -` writes it to standard output.")
-@click.argument("serial")
+@twin.command("export", help="Write twins as Asset Administration Shells (AAS v3.0, checked with aas-test-engines): "
+              "one unit (SERIAL) or the whole fleet (--all). --out FILE.json or FILE.aasx holds every shell "
+              "asked for; --out DIR gets one file per unit (--format json|aasx); `--out -` writes one unit's "
+              "JSON to standard output.")
+@click.argument("serial", required=False)
+@click.option("--all", "fleet", is_flag=True, help="Every unit with a published twin.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, allow_dash=True))
+@click.option("--format", "fmt", type=click.Choice(["json", "aasx"]), default="json", show_default=True,
+              help="The files' format when --out is a folder.")
 @click.pass_context
-def twin_export(ctx, serial, out):
-    from .aas import UnknownSerial, document, export
+def twin_export(ctx, serial, fleet, out, fmt):
+    from .aas import UnknownSerial, document, export, serials
 
     warehouse = ctx.obj.warehouse
     if not warehouse.exists():
         raise click.ClickException(f"No warehouse at {warehouse}: run `thread build` first.")
+    if bool(serial) == fleet:
+        raise click.UsageError("Give a SERIAL or --all (not both).")
     try:
         if str(out) == "-":
+            if fleet:
+                raise click.UsageError("`--out -` writes one unit; for the fleet give a .aasx file or a folder.")
             click.echo(document(warehouse, serial))
-        else:
-            console.print(f"wrote {export(warehouse, serial, out)}")
+            return
+        units = serials(warehouse) if fleet else [serial]
+        written = export(warehouse, units, out, fmt)
     except UnknownSerial as e:
         raise click.ClickException(str(e)) from e
+    console.print(f"wrote {written[0]}" if len(written) == 1 else f"wrote {len(written)} files to {out}")
 
 
 # -- docs ---------------------------------------------------------------------------------------

@@ -161,27 +161,82 @@ def test_a_unit_whose_telemetry_stopped_is_unknown_and_stale(live, tmp_path):
         Silence.parse("72,HX=soon")
 
 
+def _conformance(path) -> str:
+    """aas-test-engines' verdict on an exported file: empty when it conforms, else its report."""
+    import contextlib
+    import io
+
+    from aas_test_engines import file as checker
+
+    with open(path, "rb" if path.suffix == ".aasx" else "r") as f:
+        result = (checker.check_aasx_file if path.suffix == ".aasx" else checker.check_json_file)(f)
+    if result.ok():
+        return ""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result.dump()
+    return out.getvalue()
+
+
 def test_twin_exports_as_an_asset_administration_shell(live, tmp_path):
     data = live["data"]
-    serial, n_parts = query(data / "warehouse.duckdb", """
-        select t.serial_number, count(*) from twin.unit_twin t join twin.unit_components c using (serial_number)
-        where t.last_telemetry_at is not null group by 1 order by 1 limit 1""")[0]
-    path = export(data / "warehouse.duckdb", serial, tmp_path / "twin.json")
+    wh = data / "warehouse.duckdb"
+    serial = query(wh, """
+        select t.serial_number from twin.unit_twin t join thread.unit_as_built_tree b using (serial_number)
+        where t.last_telemetry_at is not null group by 1 order by count(*) desc, 1 limit 1""")[0][0]
+    (path,) = export(wh, serial, tmp_path / "twin.json")
+    assert _conformance(path) == ""  # the official checker, JSON
     store = read_aas_json_file(str(path), failsafe=False)  # the AAS reference library, strict
     shells = [o for o in store if isinstance(o, model.AssetAdministrationShell)]
     assert len(shells) == 1
     specific = {(i.name, i.value) for i in shells[0].asset_information.specific_asset_id}
     assert ("serialNumber", serial) in specific
     submodels = {o.id_short: o for o in store if isinstance(o, model.Submodel)}
-    assert set(submodels) == {"Identification", "HierarchicalStructures", "OperationalData"}
-    entry = submodels["HierarchicalStructures"].get_referable("EntryNode")
-    entities = [s for s in entry.statement if isinstance(s, model.Entity)]
-    assert len(entities) == n_parts
-    sensors = [e for e in submodels["OperationalData"].submodel_element if isinstance(e, model.SubmodelElementCollection)]
-    n_sensors = query(data / "warehouse.duckdb", "select count(*) from twin.unit_sensor_state where serial_number = ?", [serial])[0][0]
+    assert set(submodels) == {"Identification", "BillOfMaterial", "OperationalData"}
+    # No template claimed that is not filled: the Identification is the thread's own.
+    assert "nameplate" not in str(submodels["Identification"].semantic_id).lower()
+    bom = submodels["BillOfMaterial"]
+    assert bom.get_referable("ArcheType").value == "Full"
+
+    def nodes(entity, depth=1):
+        for child in entity.statement:
+            if isinstance(child, model.Entity):
+                yield child, depth
+                yield from nodes(child, depth + 1)
+
+    entry = bom.get_referable("EntryNode")
+    found = list(nodes(entry))
+    edges = query(wh, "select count(*) from thread.unit_as_built_tree where serial_number = ? "
+                      "and parent_part_number is not null", [serial])[0][0]  # the product is the entry node
+    assert len(found) >= edges and max(d for _, d in found) >= 2, "a hierarchy, not a flat list"
+    has_part = [r for r in entry.statement if isinstance(r, model.RelationshipElement)]
+    assert len(has_part) == sum(1 for s in entry.statement if isinstance(s, model.Entity))
+    operational = submodels["OperationalData"]
+    sensors = [e for e in operational.submodel_element if isinstance(e, model.SubmodelElementCollection)]
+    n_sensors = query(wh, "select count(*) from twin.unit_sensor_state where serial_number = ?", [serial])[0][0]
     assert len(sensors) == n_sensors > 0
+    assert operational.get_referable("RemainingUsefulLifeHours") is not None
     with pytest.raises(UnknownSerial, match="no such unit"):
-        export(data / "warehouse.duckdb", "NO-SUCH-1", tmp_path / "x.json")
+        export(wh, "NO-SUCH-1", tmp_path / "x.json")
+
+
+def test_the_fleet_exports_as_one_aasx_or_a_folder_that_conform(live, tmp_path):
+    from orchestration.aas import serials
+
+    wh = live["data"] / "warehouse.duckdb"
+    fleet = serials(wh)[:4]
+    (package,) = export(wh, fleet, tmp_path / "fleet.aasx")
+    assert _conformance(package) == ""  # the official checker, AASX
+    from basyx.aas.adapter import aasx
+
+    store, files = model.DictObjectStore(), aasx.DictSupplementaryFileContainer()
+    with aasx.AASXReader(str(package)) as reader:
+        reader.read_into(store, files)
+    assert {s.asset_information.specific_asset_id.pop().value for s in store
+            if isinstance(s, model.AssetAdministrationShell)} == set(fleet)
+    folder = export(wh, fleet, tmp_path / "fleet", "json")
+    assert sorted(p.name for p in folder) == sorted(f"{s}.json" for s in fleet)
+    assert _conformance(folder[0]) == ""
 
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
