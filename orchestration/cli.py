@@ -474,9 +474,9 @@ def serve(ctx, port, host):
 
     env = ctx.obj.settings
     prepare()
-    dagster_home(env)
+    home = dagster_home(env)
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops it.")
-    procs = [start_service(cmd) for cmd in service_commands(host, port)]
+    procs = [start_service(cmd) for cmd in service_commands(host, port, home)]
 
     class Stop(Exception):
         pass
@@ -501,13 +501,32 @@ def serve(ctx, port, host):
     sys.exit(code)
 
 
-def service_commands(host: str, port: int) -> list[list[str]]:
-    """The webserver and the daemon, as Dagster runs them in production (`dagster dev` is a
-    development wrapper of the same two, deprecated in 1.13)."""
+LOCATION = "orchestration.definitions:defs"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_commands(host: str, port: int, home: Path) -> list[list[str]]:
+    """A code server, the webserver and the daemon, as Dagster is run in production (`dagster dev`
+    is a development wrapper of the same, deprecated in 1.13). The definitions load once, in the
+    code server (loopback only); webserver and daemon reach it through a workspace file in the
+    Dagster home."""
     bin_dir = Path(sys.executable).parent
-    workspace = str(REPO / "workspace.yaml")
-    return [[str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)],
-            [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]]
+    code_port = _free_port()
+    workspace = home / "workspace.yaml"
+    workspace.write_text(f"# Written by `thread serve`: the code server it starts.\nload_from:\n  - grpc_server:\n"
+                         f"      host: 127.0.0.1\n      port: {code_port}\n      location_name: \"{LOCATION}\"\n")
+    module, attribute = LOCATION.split(":")
+    return [[str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
+             "-a", attribute, "-d", str(REPO), "--location-name", LOCATION],
+            [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", host, "-p", str(port)],
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)]]
 
 
 def _default_signals() -> None:
