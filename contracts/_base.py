@@ -58,6 +58,11 @@ class EntityContract:
         return f"{self.system}.{self.entity}"
 
     @property
+    def raw_relation(self) -> str:
+        """The landed table's name in schema `raw` (dbt's source, the lake catalog)."""
+        return f"{self.system}__{self.entity}"
+
+    @property
     def columns(self) -> dict[str, Kind]:
         return column_kinds(self.model)
 

@@ -19,6 +19,16 @@ def ts(**kwargs):
     return pa.Field(dtype_kwargs={"unit": "us", "tz": "UTC"}, **kwargs)
 
 
+def rule(description: str, violation: str):
+    """A rule across columns, run twice from one place: by pandera on every export (the decorated
+    method) and, as SQL, by whoever tests the landed tables against the ODCS contract
+    (`violation`: the DuckDB condition a breaking row meets; datacontract-cli counts such rows)."""
+    def decorate(fn):
+        fn.violation = violation
+        return pa.dataframe_check(description=description)(fn)
+    return decorate
+
+
 def one_of(*values: str, nullable: bool = False, description: str | None = None):
     return pa.Field(isin=list(values), nullable=nullable, description=description,
                     metadata={"explain": "must be one of " + ", ".join(values)})

@@ -26,7 +26,7 @@ def sources_doc(system: SystemContract, entities: list[EntityContract]) -> dict:
     def table(c: EntityContract) -> dict:
         return {
             "name": c.entity,
-            "identifier": f"{c.system}__{c.entity}",
+            "identifier": c.raw_relation,
             "description": c.description,
             "config": {"loaded_at_query": (
                 "select max(extracted_at) from raw.audit__extractions "

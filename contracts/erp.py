@@ -6,7 +6,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from ._base import EntityContract, SystemContract
-from ._types import Date, Int, Timestamp, one_of, ts
+from ._types import Date, Int, Timestamp, one_of, rule, ts
 
 SYSTEM = SystemContract(
     system="erp",
@@ -50,7 +50,8 @@ class PurchaseOrders(pa.DataFrameModel):
     received_at: Series[Timestamp] = ts(nullable=True)
     status: Series[str] = one_of("open", "received", "cancelled")
 
-    @pa.dataframe_check(description="a received order line must have received_at")
+    @rule("a received order line must have received_at",
+          violation="status = 'received' AND received_at IS NULL")
     def received_has_date(cls, df):
         return ~((df["status"] == "received") & df["received_at"].isna())
 

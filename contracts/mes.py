@@ -6,7 +6,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from ._base import EntityContract, SystemContract
-from ._types import Int, Timestamp, one_of, ts
+from ._types import Int, Timestamp, one_of, rule, ts
 
 SYSTEM = SystemContract(
     system="mes",
@@ -39,15 +39,18 @@ class Units(pa.DataFrameModel):
     status: Series[str] = one_of(*UNIT_STATUSES)
     shipped_at: Series[Timestamp] = ts(nullable=True)
 
-    @pa.dataframe_check(description="a completed or shipped unit must have build_completed_at")
+    @rule("a completed or shipped unit must have build_completed_at",
+          violation="status IN ('completed', 'shipped') AND build_completed_at IS NULL")
     def completed_has_date(cls, df):
         return ~(df["status"].isin(["completed", "shipped"]) & df["build_completed_at"].isna())
 
-    @pa.dataframe_check(description="a shipped unit must have shipped_at")
+    @rule("a shipped unit must have shipped_at",
+          violation="status = 'shipped' AND shipped_at IS NULL")
     def shipped_has_date(cls, df):
         return ~((df["status"] == "shipped") & df["shipped_at"].isna())
 
-    @pa.dataframe_check(description="build_completed_at must not be before build_started_at")
+    @rule("build_completed_at must not be before build_started_at",
+          violation="build_completed_at < build_started_at")
     def completed_after_start(cls, df):
         return df["build_completed_at"].isna() | (df["build_completed_at"] >= df["build_started_at"])
 
@@ -81,7 +84,8 @@ class QualityRecords(pa.DataFrameModel):
     result: Series[str] = one_of("pass", "fail")
     recorded_at: Series[Timestamp] = ts(nullable=True)
 
-    @pa.dataframe_check(description="upper_limit must be >= lower_limit")
+    @rule("upper_limit must be >= lower_limit",
+          violation="upper_limit < lower_limit")
     def limits_ordered(cls, df):
         both = df["lower_limit"].notna() & df["upper_limit"].notna()
         return ~both | (df["upper_limit"] >= df["lower_limit"])

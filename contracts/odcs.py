@@ -23,20 +23,23 @@ PHYSICAL = {
     "parquet": {"str": "string", "int": "int64", "float": "double", "timestamp": "timestamp[us, tz=UTC]",
                 "date": "date32"},
 }
-CHECK_TEXT = {
-    "greater_than": lambda s: f"must be > {s['min_value']}",
-    "greater_than_or_equal_to": lambda s: f"must be >= {s['min_value']}",
-    "less_than": lambda s: f"must be < {s['max_value']}",
-    "less_than_or_equal_to": lambda s: f"must be <= {s['max_value']}",
-    "str_matches": lambda s: f"must match {s['pattern']}",
+# pandera's column checks as ODCS logical type options, which datacontract-cli executes.
+TYPE_OPTIONS = {
+    "greater_than": lambda s: {"exclusiveMinimum": s["min_value"]},
+    "greater_than_or_equal_to": lambda s: {"minimum": s["min_value"]},
+    "less_than": lambda s: {"exclusiveMaximum": s["max_value"]},
+    "less_than_or_equal_to": lambda s: {"maximum": s["max_value"]},
+    "str_matches": lambda s: {"pattern": s["pattern"]},
 }
 
 
 def _property(c: EntityContract, name: str, kind: str, column) -> dict:
+    # Types and rules are the landed table's (the servers below); the export's own type is kept
+    # as a custom property for whoever writes the export.
     prop = {
         "name": name,
         "logicalType": KINDS[kind].odcs,
-        "physicalType": PHYSICAL[c.medium][kind],
+        "physicalType": KINDS[kind].duckdb,
         "required": not column.nullable,
     }
     if name in c.key:
@@ -49,49 +52,64 @@ def _property(c: EntityContract, name: str, kind: str, column) -> dict:
     if name in c.personal_data:
         prop["classification"] = "restricted"
         prop["description"] = (prop.get("description", "") + " Personal data: masked before analysts see it.").strip()
-    quality = []
+    quality, options = [], {}
     for chk in column.checks:
         if chk.name == "isin":
-            prop["enum"] = [{"value": v} for v in chk.statistics["allowed_values"]]
-        elif chk.name in CHECK_TEXT:
-            quality.append({"type": "text", "name": chk.name,
-                            "description": f"{name} {CHECK_TEXT[chk.name](chk.statistics)}",
-                            "dimension": "conformity", "severity": "error"})
+            values = list(chk.statistics["allowed_values"])
+            quality.append({"type": "library", "metric": "invalidValues", "arguments": {"validValues": values},
+                            "mustBe": 0, "name": "allowed_values", "dimension": "conformity", "severity": "error",
+                            "description": f"{name} is one of {', '.join(map(str, values))}"})
+        elif chk.name in TYPE_OPTIONS:
+            options |= TYPE_OPTIONS[chk.name](chk.statistics)
+    if options:
+        prop["logicalTypeOptions"] = options
     if kind == "timestamp":
         quality.append({"type": "text", "name": "utc_timestamp", "dimension": "conformity", "severity": "warning",
-                        "description": f"{name} is ISO 8601 in UTC; a value without a time zone is read as UTC "
-                                       "and reported as a warning"})
+                        "description": f"{name} is ISO 8601 in UTC in the export; a value without a time zone is "
+                                       "read as UTC and reported as a warning"})
     if quality:
         prop["quality"] = quality
+    prop["customProperties"] = [{"property": "exportType", "value": PHYSICAL[c.medium][kind]}]
     return prop
 
 
 def _schema_object(c: EntityContract) -> dict:
     schema = c.model.to_schema()
-    obj = {
+    return {
         "name": c.entity,
-        "physicalName": c.location,
-        "physicalType": "table" if c.medium == "table" else "file",
+        "physicalName": c.raw_relation,
+        "physicalType": "table",
         "logicalType": "object",
         "description": c.description,
         "properties": [_property(c, n, k, schema.columns[n]) for n, k in c.columns.items()],
         "quality": [
-            {"type": "text", "name": "key_unique", "dimension": "uniqueness", "severity": "error",
+            {"type": "library", "metric": "duplicateValues", "arguments": {"properties": list(c.key)}, "mustBe": 0,
+             "name": "key_unique", "dimension": "uniqueness", "severity": "error",
              "description": f"({', '.join(c.key)}) identifies one record; conflicting records are quarantined"},
         ] + [
-            {"type": "text", "name": chk.name, "dimension": "consistency", "severity": "error",
-             "description": chk.description or chk.name}
+            # A rule pandera runs in Python, here as the SQL count of the rows that break it.
+            {"type": "sql", "name": chk.name, "dimension": "consistency", "severity": "error",
+             "description": chk.description or chk.name, "mustBe": 0,
+             "query": f"SELECT count(*) FROM ${{model}} WHERE {' '.join(getattr(c.model, chk.name).violation.split())}"}
             for chk in schema.checks
         ],
         "customProperties": [
             {"property": "extractionMode", "value": c.mode},
-            {"property": "medium", "value": c.medium},
+            {"property": "exportMedium", "value": c.medium},
+            {"property": "exportLocation", "value": c.location},
         ],
     }
-    return obj
 
 
-def to_odcs(system: SystemContract, entities: list[EntityContract]) -> dict:
+def lake_server(catalog: Path) -> dict:
+    return {"server": "lake", "type": "duckdb", "environment": "production", "database": str(catalog),
+            "schema": "raw",
+            "description": "What landed in the lake, as the last build read it: the lake catalog's views over each "
+                           "raw Delta table's current version (rows that broke the contract are in quarantine, "
+                           "not here). Refreshed by every build."}
+
+
+def to_odcs(system: SystemContract, entities: list[EntityContract], catalog: Path | None = None) -> dict:
     hours = system.freshness_limit.total_seconds() / 3600
     return {
         "apiVersion": API_VERSION,
@@ -117,6 +135,7 @@ def to_odcs(system: SystemContract, entities: list[EntityContract]) -> dict:
              "description": f"The last successful extraction is at most {hours:g} hours old; "
                             "after that everything fed by this system is marked stale."},
         ],
+        **({"servers": [lake_server(catalog)]} if catalog else {}),
         "schema": [_schema_object(c) for c in entities],
         "customProperties": [
             {"property": "owningSystem", "value": system.system},
@@ -125,12 +144,14 @@ def to_odcs(system: SystemContract, entities: list[EntityContract]) -> dict:
     }
 
 
-def export(out: Path, systems: dict[str, SystemContract], entities) -> list[Path]:
+def export(out: Path, systems: dict[str, SystemContract], entities, catalog: Path | None = None) -> list[Path]:
+    """One ODCS file per system; with `catalog` (the lake catalog's path), a `lake` server that
+    `datacontract test` runs every rule against."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, system in systems.items():
-        doc = to_odcs(system, [e for e in entities.values() if e.system == name])
+        doc = to_odcs(system, [e for e in entities.values() if e.system == name], catalog)
         path = out / f"{name}.odcs.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         written.append(path)

@@ -6,7 +6,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from ._base import EntityContract, SystemContract
-from ._types import Int, Timestamp, one_of, ts
+from ._types import Int, Timestamp, one_of, rule, ts
 
 SYSTEM = SystemContract(
     system="plm",
@@ -47,7 +47,8 @@ class PartRevisions(pa.DataFrameModel):
     eco_number: Series[str] = pa.Field(nullable=True)
     description: Series[str] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(description="a released or superseded revision must have released_at")
+    @rule("a released or superseded revision must have released_at",
+          violation="state IN ('released', 'superseded') AND released_at IS NULL")
     def released_has_date(cls, df):
         return ~(df["state"].isin(["released", "superseded"]) & df["released_at"].isna())
 
@@ -59,7 +60,8 @@ class BomLines(pa.DataFrameModel):
     child_part_number: Series[str]
     quantity: Series[float] = pa.Field(gt=0, metadata={"explain": "must be > 0"})
 
-    @pa.dataframe_check(description="a part cannot contain itself")
+    @rule("a part cannot contain itself",
+          violation="parent_part_number = child_part_number")
     def not_self(cls, df):
         return df["parent_part_number"] != df["child_part_number"]
 
@@ -80,15 +82,18 @@ class Ecos(pa.DataFrameModel):
     effective_from: Series[str] = pa.Field(nullable=True)
     field_action: Series[str] = one_of(*FIELD_ACTIONS)
 
-    @pa.dataframe_check(description="a released ECO must have released_at and effective_from")
+    @rule("a released ECO must have released_at and effective_from",
+          violation="state = 'released' AND (released_at IS NULL OR effective_from IS NULL)")
     def released_is_dated(cls, df):
         released = df["state"] == "released"
         return ~(released & (df["released_at"].isna() | df["effective_from"].isna()))
 
-    @pa.dataframe_check(
-        description="effective_from must be a YYYY-MM-DD date for 'date' effectivity "
-        "and a serial number (PREFIX-NUMBER) for 'serial' effectivity"
-    )
+    @rule("effective_from must be a YYYY-MM-DD date for 'date' effectivity "
+          "and a serial number (PREFIX-NUMBER) for 'serial' effectivity",
+          violation=rf"""effective_from IS NOT NULL AND NOT (
+              (effectivity_type = 'date' AND regexp_matches(effective_from, '{_DATE_TEXT}'))
+              OR (effectivity_type = 'serial' AND contains(effective_from, '-')
+                  AND NOT regexp_matches(effective_from, '{_DATE_TEXT}')))""")
     def effective_from_matches_type(cls, df):
         value = df["effective_from"].fillna("")
         is_date = value.str.match(_DATE_TEXT)
@@ -114,7 +119,8 @@ class SensorLimits(pa.DataFrameModel):
     warning_high: Series[float]
     critical_high: Series[float]
 
-    @pa.dataframe_check(description="critical_high must be >= warning_high")
+    @rule("critical_high must be >= warning_high",
+          violation="critical_high < warning_high")
     def limits_ordered(cls, df):
         return df["critical_high"] >= df["warning_high"]
 

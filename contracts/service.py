@@ -6,7 +6,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from ._base import EntityContract, SystemContract
-from ._types import Timestamp, one_of, ts
+from ._types import Timestamp, one_of, rule, ts
 
 SYSTEM = SystemContract(
     system="service",
@@ -61,11 +61,13 @@ class ServiceEvents(pa.DataFrameModel):
     eco_number: Series[str] = pa.Field(nullable=True)
     notes: Series[str] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(description="closed_at must not be before occurred_at")
+    @rule("closed_at must not be before occurred_at",
+          violation="closed_at < occurred_at")
     def closed_after_opened(cls, df):
         return df["closed_at"].isna() | (df["closed_at"] >= df["occurred_at"])
 
-    @pa.dataframe_check(description="a retrofit must name the removed or the installed part")
+    @rule("a retrofit must name the removed or the installed part",
+          violation="event_type = 'retrofit' AND removed_part_number IS NULL AND installed_part_number IS NULL")
     def retrofit_names_part(cls, df):
         return ~(
             (df["event_type"] == "retrofit")
@@ -73,7 +75,8 @@ class ServiceEvents(pa.DataFrameModel):
             & df["installed_part_number"].isna()
         )
 
-    @pa.dataframe_check(description="an installed part must come with its installed_revision")
+    @rule("an installed part must come with its installed_revision",
+          violation="installed_part_number IS NOT NULL AND installed_revision IS NULL")
     def installed_has_revision(cls, df):
         return df["installed_part_number"].isna() | df["installed_revision"].notna()
 

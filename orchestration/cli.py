@@ -235,14 +235,20 @@ def contracts():
     pass
 
 
-@contracts.command("export", help="Write every contract as an Open Data Contract Standard (v3) YAML file.")
+@contracts.command("export", help="Write every contract as an Open Data Contract Standard (v3) YAML file, with this "
+                   "data directory's lake as the server: `datacontract test FILE` then runs every rule on what landed.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-def contracts_export(out):
+@click.pass_context
+def contracts_export(ctx, out):
     import contracts as registry
     from contracts.odcs import export
 
-    for path in export(out, registry.SYSTEMS, registry.ENTITIES):
+    catalog = ctx.obj.settings.lake_catalog
+    for path in export(out, registry.SYSTEMS, registry.ENTITIES, catalog):
         console.print(f"wrote {path}")
+    if not catalog.exists():
+        console.print(f"[yellow]{catalog} does not exist yet: `thread build` writes it; until then "
+                      "`datacontract test` has nothing to read.[/]")
 
 
 # -- ask ----------------------------------------------------------------------------------------
@@ -476,7 +482,12 @@ def serve(ctx, port, host):
     prepare()
     home = dagster_home(env)
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops it.")
-    procs = [start_service(cmd) for cmd in service_commands(host, port, home)]
+    _create_instance_storage(home)
+    code_server, *services = service_commands(host, port, home)
+    procs = [start_service(code_server)]
+    # Webserver and daemon connect once the code server listens (it then loads the definitions).
+    _wait_for_port(code_server[code_server.index("-p") + 1], procs[0])
+    procs += [start_service(cmd) for cmd in services]
 
     class Stop(Exception):
         pass
@@ -496,7 +507,7 @@ def serve(ctx, port, host):
     except Stop:
         pass
     finally:
-        for p in procs:
+        for p in reversed(procs):  # the code server last: the others use it until they stop
             stop_process_group(p)
     sys.exit(code)
 
@@ -510,6 +521,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _create_instance_storage(home: Path) -> None:
+    """The Dagster instance's storage, created here once before the services start: three
+    processes creating a fresh SQLite storage at the same moment can stamp its schema twice, and
+    then none of them loads."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
+def _wait_for_port(port: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    stop_process_group(proc)
+    raise click.ClickException(f"The Dagster code server did not start on port {port} (exit code {proc.poll()}).")
 
 
 def service_commands(host: str, port: int, home: Path) -> list[list[str]]:

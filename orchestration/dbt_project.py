@@ -130,6 +130,38 @@ def _view_sql(con, path: Path, schema) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def _raw_views(con, lake_dir: Path) -> None:
+    """Schema `raw`: one view per contract entity over its Delta table's current version."""
+    import contracts
+
+    from . import lake
+    from .ingest.audit import raw_schema
+
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for c in contracts.ENTITIES.values():
+        p = lake.raw_table(lake_dir, c.system, c.entity)
+        sql = _view_sql(con, p, lake.schema(p) or raw_schema(c))
+        con.execute(f"CREATE OR REPLACE VIEW raw.{c.raw_relation} AS {sql}")
+
+
+def write_lake_catalog(catalog: Path, lake_dir: Path) -> None:
+    """The lake's catalog for DuckDB readers: a small database of views (schema `raw`, one per
+    landed entity) over the raw Delta tables' current versions, readable without DuckDB's Delta
+    extension. The ODCS contracts name it as their server, so `datacontract test` checks what
+    landed. Written beside and swapped in whole: an open reader keeps the catalog it opened."""
+    import duckdb
+
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        _raw_views(con, lake_dir)
+    finally:
+        con.close()
+    os.replace(tmp, catalog)
+
+
 def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
     """Point schema `raw` of the build database at the current version of every raw Delta table,
     the audit tables, the source systems' contracts and the customers' masks."""
@@ -138,7 +170,7 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
     import contracts
 
     from . import lake
-    from .ingest.audit import AUDIT_TABLES, raw_schema
+    from .ingest.audit import AUDIT_TABLES
 
     build_db.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -152,11 +184,7 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
             + (f" (PID {holder.group(1)})" if holder else "")
             + ": close it and rerun (analysts read warehouse.duckdb, which never blocks a refresh).") from None
     try:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        for c in contracts.ENTITIES.values():
-            p = lake.raw_table(lake_dir, c.system, c.entity)
-            sql = _view_sql(con, p, lake.schema(p) or raw_schema(c))
-            con.execute(f"CREATE OR REPLACE VIEW raw.{c.system}__{c.entity} AS {sql}")
+        _raw_views(con, lake_dir)
         for name, sch in AUDIT_TABLES.items():
             sql = _view_sql(con, lake.audit_table(lake_dir, name), sch)
             con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {sql}")

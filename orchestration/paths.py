@@ -19,3 +19,8 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 def warehouse(root: Path) -> Path:
     """The analysts' DuckDB file in a data directory."""
     return Path(root) / "warehouse.duckdb"
+
+
+def lake_catalog(root: Path) -> Path:
+    """The lake's catalog for DuckDB readers (views over the raw tables) in a data directory."""
+    return Path(root) / "lake.duckdb"

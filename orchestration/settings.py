@@ -179,6 +179,10 @@ class ThreadSettings(dg.ConfigurableResource):
         return paths.warehouse(self.data_root)
 
     @property
+    def lake_catalog(self) -> Path:
+        return paths.lake_catalog(self.data_root)
+
+    @property
     def dbt_target_dir(self) -> Path:
         return self.data_root / "build" / "dbt_target"
 
@@ -193,6 +197,16 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def dbt_log_dir(self) -> Path:
         return self.logs_dir / "dbt"
+
+    @property
+    def lineage_file(self) -> Path:
+        """Where OpenLineage events go when the OpenLineage client is not configured otherwise."""
+        return self.logs_dir / "openlineage.jsonl"
+
+    def lineage(self):
+        from . import lineage
+
+        return lineage.client(self.lineage_file)
 
     @property
     def report_dir(self) -> Path:

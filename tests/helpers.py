@@ -289,7 +289,8 @@ def start_server(sources: Path, data: Path, tmp: Path) -> Server:
     proc = subprocess.Popen([thread, "serve", "--port", str(port)], env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(proc, port, log)
-    deadline = time.monotonic() + 120
+    # Generous: on two busy cores the code server takes far longer than its idle ~6 s.
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"thread serve exited: {log.read_text()[-2000:]}")
@@ -300,18 +301,24 @@ def start_server(sources: Path, data: Path, tmp: Path) -> Server:
             time.sleep(1)
     else:
         stop_server(server)
-        raise RuntimeError(f"thread serve did not answer in 120 s: {log.read_text()[-2000:]}")
+        raise RuntimeError(f"thread serve did not answer in 240 s: {log.read_text()[-2000:]}")
     # The code location loads after the webserver answers.
+    status = None
     while time.monotonic() < deadline:
         try:
             nodes = server.graphql("{ assetNodes { id } }")["assetNodes"]
             if nodes:
                 return server
-        except Exception:  # noqa: BLE001 - not loaded yet
-            pass
+            status = server.graphql(LOCATION_STATUS)
+        except Exception as e:  # noqa: BLE001 - not loaded yet
+            status = repr(e)
         time.sleep(1)
     stop_server(server)
-    raise RuntimeError("the code location did not load")
+    raise RuntimeError(f"the code location did not load: {status}\n{log.read_text()[-3000:]}")
+
+
+LOCATION_STATUS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
 def stop_server(server: Server) -> None:

@@ -3,10 +3,10 @@
 import dagster as dg
 import duckdb
 
-from .. import publish, report, shards
+from .. import lake, lineage, publish, report, shards, twins
+from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from ..fingerprints import Ledger
 from .keys import TWIN_KEY, WAREHOUSE_KEY
 from .thread import published_keys
 
@@ -30,8 +30,18 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     store = shards.Store(thread.build_db)
     changes = publish.Changes(shards=store.pending_publish("shards"), twin_units=store.pending_publish("twins"),
                               digests=store.published_digests())
-    result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
-                             memory_limit=thread.memory_limit, changes=changes, silence=silence)
+    inputs_seen = [*(lineage.duckdb(thread.build_db, f"thread.{t}") for t in publish.thread_tables(thread.build_db)),
+                   *(lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES)]
+    with lineage.step(thread.lineage(), "publish.warehouse", lineage.Parent(context.run_id, context.job_name),
+                      inputs=inputs_seen) as step:
+        result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
+                                 memory_limit=thread.memory_limit, changes=changes, silence=silence)
+        for name, rows in result["tables"].items():
+            schema, table = name.split(".", 1)
+            for out in (lineage.duckdb(thread.warehouse, name),
+                        lineage.delta(lake.published_table(thread.lake_dir, schema, table))):
+                step.outputs.append(out)
+                step.rows[out] = int(rows)
     store.published(result["digests"])
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:

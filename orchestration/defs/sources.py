@@ -21,6 +21,7 @@ import dagster as dg
 import contracts
 from contracts import KINDS, EntityContract, ExportBreach
 
+from .. import lake, lineage
 from ..ingest import extract_entity, new_batch_id, watch
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -93,17 +94,24 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
         batch = new_batch_id(c, now, context.run_id)
         # Taken before reading: a change made during the extraction is seen as a change next time.
         signature = watch.signatures([c], thread.sources(), stamped=True)[c.entity]
-        try:
-            report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
-                                    guards=thread.guards(), source_signature=signature)
-        except ExportBreach as breach:
-            _audited(context, c, batch, "failed")
-            raise dg.Failure(
-                description=str(breach),
-                metadata={"system": c.system, "entity": c.entity, "location": breach.location,
-                          "column": breach.column or "", "batch_id": batch},
-                allow_retries=False,
-            ) from breach
+        raw = lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity),
+                            {n: KINDS[k].duckdb for n, k in c.columns.items()})
+        with lineage.step(thread.lineage(), f"extract.{c.system}.{c.entity}", lineage.Parent(context.run_id,
+                          context.job_name), inputs=[lineage.export(c, thread.sources())], outputs=[raw]) as step:
+            try:
+                report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
+                                        guards=thread.guards(), source_signature=signature)
+            except ExportBreach as breach:
+                _audited(context, c, batch, "failed")
+                raise dg.Failure(
+                    description=str(breach),
+                    metadata={"system": c.system, "entity": c.entity, "location": breach.location,
+                              "column": breach.column or "", "batch_id": batch},
+                    allow_retries=False,
+                ) from breach
+            step.rows[raw] = report.accepted_rows
+            if report.quarantined_rows:
+                step.outputs.append(lineage.delta(lake.quarantine_table(thread.lake_dir, c.system, c.entity)))
         _audited(context, c, batch, "ok")
         return dg.MaterializeResult(metadata=report.metadata(), check_results=[_contract_check(c, report)])
 

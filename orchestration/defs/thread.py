@@ -13,14 +13,28 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 from packaging.version import Version
 
-from ..dbt_project import DBT_EXECUTABLE, PROJECT, BuildDatabaseLocked, prepare_build_db
-from .. import fingerprints, lake, shards
+import contracts
+
+from .. import dbt_project, fingerprints, lake, lineage, shards
+from ..dbt_project import (
+    DBT_EXECUTABLE,
+    PROJECT,
+    BuildDatabaseLocked,
+    prepare_build_db,
+    write_lake_catalog,
+)
 from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from .keys import (AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS, RUL_INPUT_KEYS, RUL_KEY,
-                   TWIN_CHANGES_KEY)
+from .keys import (
+    AUDIT_WRITTEN_BY_DBT_STEP,
+    AUDIT_WRITTEN_BY_EXTRACTION,
+    RAW_KEYS,
+    RUL_INPUT_KEYS,
+    RUL_KEY,
+    TWIN_CHANGES_KEY,
+)
 
 
 class ThreadDbtCli(DbtCliResource):
@@ -61,10 +75,19 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     inputs = fingerprints.digest([sources, code_now])
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
+        if not thread.lake_catalog.exists():
+            write_lake_catalog(thread.lake_catalog, thread.lake_dir)
         return
     new_database = not thread.build_db.exists()
+    parent = lineage.Parent(context.run_id, context.job_name)
+    raw = {c.raw_relation: lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity))
+           for c in contracts.ENTITIES.values()}
     try:
-        prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
+        with lineage.step(thread.lineage(), "thread.raw_views", parent, inputs=raw.values(),
+                          outputs=[lineage.duckdb(db, f"raw.{r}") for db in (thread.build_db, thread.lake_catalog)
+                                   for r in raw]):
+            prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
+            write_lake_catalog(thread.lake_catalog, thread.lake_dir)
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     if new_database:  # the state files beside it describe a build database that is gone
@@ -95,6 +118,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             if runs == 2:
                 checkpoint("dbt-run")
             yield event
+        lineage.dbt_models(thread.lineage(), thread.dbt_target_dir / "run_results.json", dbt_project.manifest(),
+                           thread.build_db, parent)
 
     # The memory limit is validated here (dbt_vars), before dbt-duckdb pastes it into SET.
     if not whole:  # a hand-picked subset (the UI): those models, every shard

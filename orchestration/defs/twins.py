@@ -15,7 +15,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import fingerprints, lake, publish, rul, shards, twins
+from .. import fingerprints, lake, lineage, publish, rul, shards, twins
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -146,8 +146,13 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
             else set(reasons)
         targets = sorted(s for s in candidates if twins.partition_key(s, size) in keys)
     now = datetime.now(timezone.utc)
-    counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
-                           memory_limit=thread.memory_limit)
+    state = {t: lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES}
+    with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
+                      inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
+                      outputs=state.values()) as step:
+        counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
+                               memory_limit=thread.memory_limit)
+        step.rows.update({state[t]: n for t, n in counts.items() if t in state})
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
     shards.Store(thread.build_db).add_pending_publish("twins", targets)

@@ -35,7 +35,14 @@ def test_ui_listens_on_loopback_only(served):
     listening = [c.laddr for c in psutil.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN and c.pid in pids]
     assert any(a.port == served.port for a in listening), listening
-    assert all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
+    assert all(_loopback(a.ip) for a in listening), listening
+
+
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
 def test_server_stops_cleanly(small_sources, tmp_path):
