@@ -467,6 +467,22 @@ def docs(ctx, port, host, no_serve):
         serve(ctx.obj.settings, port, host)
 
 
+# -- api ------------------------------------------------------------------------------------------
+
+@main.command(help="Serve the published twins to applications over HTTP, read-only: GET /events streams every change "
+              "of a twin as Server-Sent Events (resume with Last-Event-ID or ?after=ID; ?after=now; ?serial=).")
+@click.option("--port", default=8081, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
+@click.pass_context
+def api(ctx, port, host):
+    from . import api as http_api
+
+    warehouse = ctx.obj.warehouse
+    console.print(f"Twin API on http://{host}:{port}  (events: /events; reads {warehouse}); Ctrl-C stops it.")
+    http_api.serve(warehouse, host, port)
+
+
 # -- serve ----------------------------------------------------------------------------------------
 
 @main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")

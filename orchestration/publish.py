@@ -253,6 +253,9 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
         history = twin_history.new_states(con, lake_dir, stored, now)
         plan[twin_history.PUBLISHED] = _write_history(con, stored, history, descriptions,
                                                       twin_history.PUBLISHED in existing and changes is not None)
+        # A view: the events are the history's rows, read in event order; nothing to copy.
+        con.execute(f"CREATE OR REPLACE VIEW {twin_history.EVENTS} AS {twin_history.events_sql()}")
+        _comment(con, twin_history.EVENTS, descriptions, kind="VIEW")
         con.execute("DETACH build")
         con.execute("CHECKPOINT")
     finally:
@@ -280,10 +283,10 @@ def _write_history(con, stored, history, descriptions, incremental: bool) -> Wri
     return written
 
 
-def _comment(con, name: str, descriptions) -> None:
+def _comment(con, name: str, descriptions, kind: str = "TABLE") -> None:
     for col, text in (descriptions or {}).get(name, {}).items():
         target = name + (f".{_q(col)}" if col else "")
-        con.execute(f"COMMENT ON {'COLUMN' if col else 'TABLE'} {target} IS {lake.sql_literal(text)}")
+        con.execute(f"COMMENT ON {'COLUMN' if col else kind} {target} IS {lake.sql_literal(text)}")
 
 
 def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) -> str | None:
@@ -361,4 +364,5 @@ def descriptions() -> dict[str, dict[str, str]]:
     history[""] = twin_history.DESCRIPTION
     out[twin_history.PUBLISHED] = history
     out["twin.rul_models"] = {"": rul.VERSIONS_DESCRIPTION, **rul.VERSION_COLUMNS}
+    out[twin_history.EVENTS] = {"": twin_history.EVENTS_DESCRIPTION, **twin_history.EVENTS_COLUMNS}
     return out

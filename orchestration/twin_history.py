@@ -48,6 +48,36 @@ DESCRIPTION = ("Every state in which each twin was published, with when and why 
                "--as-of TIMESTAMP` reads the state valid then.")
 
 
+EVENTS = "twin.twin_change_events"
+# One event per published change of a twin, in the order they happened: the id is the publish
+# time (microseconds since 1970, fixed width) and the serial number, so ids sort as the events do
+# and a consumer resumes after the last id it saw (`event_id > ?`), with nothing numbered centrally.
+EVENTS_COLUMNS = {
+    "event_id": "Ordered, stable id of the change: a consumer resumes after the last id it saw.",
+    "serial_number": "The unit whose twin changed.",
+    "changed_at": "When the changed twin was published.",
+    "changes": "What changed from the previous state (as in unit_twin_history.changes).",
+    "refresh_reasons": "Why the twin was recomputed: the inputs that changed.",
+    "old_configuration_hash": "The configuration hash before the change; null for a new twin.",
+    "new_configuration_hash": "The configuration hash after it.",
+    "health_state": "Health after the change.",
+    "pending_retrofits": "Retrofits still due after the change.",
+    "is_stale": "Whether the twin is stale after the change.",
+}
+EVENTS_DESCRIPTION = ("One event per change of a published twin, append-only and ordered by event_id (what `thread api` "
+                      "streams at /events): serial, time, what changed, why, and the configuration hash before and "
+                      "after.")
+
+
+def events_sql(history: str = PUBLISHED) -> str:
+    return f"""
+        SELECT lpad(epoch_us(valid_from)::VARCHAR, 17, '0') || '-' || serial_number AS event_id,
+               serial_number, valid_from AS changed_at, changes, refresh_reasons,
+               lag(configuration_hash) OVER (PARTITION BY serial_number ORDER BY valid_from) AS old_configuration_hash,
+               configuration_hash AS new_configuration_hash, health_state, pending_retrofits, is_stale
+        FROM {history}"""
+
+
 def table(lake_dir: Path) -> Path:
     from .twins import internal_dir
 

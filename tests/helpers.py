@@ -38,7 +38,7 @@ VOLATILE = {"refreshed_at", "detected_at"}
 # Tables that record the way a warehouse got here, not what it answers: the twin history has a
 # state per publish and the model catalogue a version per retraining, so a sequence of refreshes
 # has more of them than one build from scratch.
-PATH_DEPENDENT = {"twin.unit_twin_history", "twin.rul_models"}
+PATH_DEPENDENT = {"twin.unit_twin_history", "twin.twin_change_events", "twin.rul_models"}
 SALT = "reliability-salt-7f3a"
 
 

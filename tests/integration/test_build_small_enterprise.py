@@ -133,8 +133,9 @@ def test_every_published_delta_table_opens_in_plain_polars_with_its_descriptions
     for name, t in tables.items():
         assert t["rows"] == query(built_small / "warehouse.duckdb", f"select count(*) from {name}")[0][0], name
     comments = dict(query(built_small / "warehouse.duckdb", """
-        select schema_name || '.' || table_name || '.' || column_name, comment from duckdb_columns()
-        where comment is not null and schema_name in ('thread', 'twin')"""))
+        select c.schema_name || '.' || c.table_name || '.' || c.column_name, c.comment from duckdb_columns() c
+        join duckdb_tables() t using (schema_name, table_name)
+        where c.comment is not null and c.schema_name in ('thread', 'twin')"""))
     assert comments and all(tables[k.rsplit(".", 1)[0]]["comments"][k.rsplit(".", 1)[1]] == v
                             for k, v in comments.items())
     assert "serial_number" in tables["thread.units"]["required"]
