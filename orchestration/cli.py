@@ -446,10 +446,18 @@ def twin_export(ctx, serial, fleet, out, fmt):
 
 # -- docs ---------------------------------------------------------------------------------------
 
+def listening(port: int):
+    """--port and --host of a command that serves something."""
+    def decorate(fn):
+        fn = click.option("--host", default="127.0.0.1", show_default=True,
+                          help="Interface to listen on. Anything but loopback exposes it: put it behind an "
+                               "authenticating proxy.")(fn)
+        return click.option("--port", default=port, show_default=True)(fn)
+    return decorate
+
+
 @main.command(help="Generate the dbt docs of the thread (every table and column) and serve them on 127.0.0.1.")
-@click.option("--port", default=8080, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
+@listening(8080)
 @click.option("--no-serve", is_flag=True, help="Only generate (<data>/docs/static_index.html opens without a server; "
               "index.html needs one).")
 @click.pass_context
@@ -469,11 +477,10 @@ def docs(ctx, port, host, no_serve):
 
 # -- api ------------------------------------------------------------------------------------------
 
+
 @main.command(help="Serve the published twins to applications over HTTP, read-only: GET /events streams every change "
               "of a twin as Server-Sent Events (resume with Last-Event-ID or ?after=ID; ?after=now; ?serial=).")
-@click.option("--port", default=8081, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
+@listening(8081)
 @click.pass_context
 def api(ctx, port, host):
     from . import api as http_api
@@ -486,9 +493,7 @@ def api(ctx, port, host):
 # -- serve ----------------------------------------------------------------------------------------
 
 @main.command(help="Run the Dagster webserver and daemon on 127.0.0.1 (sensors and schedules on).")
-@click.option("--port", default=3000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on. Anything but loopback exposes it: put it behind an authenticating proxy.")
+@listening(3000)
 @click.pass_context
 def serve(ctx, port, host):
     from .dbt_project import prepare

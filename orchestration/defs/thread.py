@@ -113,13 +113,17 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             events = (_as_output(context, e) for e in invocation.stream())
         else:
             events = dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
-        for event in events:
-            runs += 1
-            if runs == 2:
-                checkpoint("dbt-run")
-            yield event
-        lineage.dbt_models(thread.lineage(), thread.dbt_target_dir / "run_results.json", dbt_project.manifest(),
-                           thread.build_db, parent)
+        results = thread.dbt_target_dir / "run_results.json"
+        before = results.stat().st_mtime_ns if results.exists() else None
+        try:
+            for event in events:
+                runs += 1
+                if runs == 2:
+                    checkpoint("dbt-run")
+                yield event
+        finally:  # a failed dbt run reports its failed models too; a run that wrote no results, nothing
+            if results.exists() and results.stat().st_mtime_ns != before:
+                lineage.dbt_models(thread.lineage(), results, dbt_project.manifest(), thread.build_db, parent)
 
     # The memory limit is validated here (dbt_vars), before dbt-duckdb pastes it into SET.
     if not whole:  # a hand-picked subset (the UI): those models, every shard
