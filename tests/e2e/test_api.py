@@ -46,14 +46,18 @@ def api(small_sources, built_small, tmp_path_factory):
         raise
 
 
-def _stream(url: str, last_id: str | None = None, query_string: str = "", timeout: float = 120):
-    """The events of one connection, as (id, data), until the caller stops."""
+def _connect(url: str, last_id: str | None = None, query_string: str = "", timeout: float = 120):
     headers = {"Accept": "text/event-stream"}
     if last_id is not None:
         headers["Last-Event-ID"] = last_id
-    req = urllib.request.Request(f"{url}/events{query_string}", headers=headers)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        assert r.headers["Content-Type"].startswith("text/event-stream")
+    r = urllib.request.urlopen(urllib.request.Request(f"{url}/events{query_string}", headers=headers), timeout=timeout)
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+    return r
+
+
+def _stream(url: str, last_id: str | None = None, query_string: str = "", timeout: float = 120, response=None):
+    """The events of one connection, as (id, data), until the caller stops."""
+    with response or _connect(url, last_id, query_string, timeout) as r:
         event = {}
         for raw in r:
             line = raw.decode().rstrip("\n")
@@ -87,11 +91,16 @@ def test_a_consumer_that_reconnects_misses_nothing_and_sees_nothing_twice(api):
     assert {"serial_number", "changed_at", "changes", "refresh_reasons", "old_configuration_hash",
             "new_configuration_hash"} <= set(event)
     assert event["changes"] == ["new twin"] and event["old_configuration_hash"] is None
+    one = every[-1].split("-", 1)[1]
+    mine = [e for _, e in _take(_stream(url, query_string=f"?serial={one}"), 1)]
+    assert [e["serial_number"] for e in mine] == [one]
 
 
 def test_an_eco_reaches_a_subscriber_as_events_of_the_units_it_affects(api):
     url, sources, data = api
     [(last,)] = query(data / "warehouse.duckdb", "select max(event_id) from twin.twin_change_events")
+    # Subscribed before the change: only what happens from now on.
+    from_now = _connect(url, query_string="?after=now", timeout=600)
     release_eco(sources, 0, 1, "retrofit")
     done = thread(["build"], sources, data)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -108,3 +117,8 @@ def test_an_eco_reaches_a_subscriber_as_events_of_the_units_it_affects(api):
     for serial in affected:
         assert "eco impact" in got[serial]["changes"], got[serial]
         assert "eco" in got[serial]["refresh_reasons"], got[serial]
+    # The subscriber from now saw the same first events, and nothing from before.
+    live = _stream(url, response=from_now)
+    first = next(live)
+    live.close()
+    assert first[0] > last and first[1]["serial_number"] in got
