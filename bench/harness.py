@@ -213,17 +213,22 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
     return meta
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Served:
     """`thread serve` on a copy, as a user runs it (its own process group, loopback)."""
 
     def __init__(self, sources: Path, data: Path, log: Path, units_per_partition: int = 1):
-        import socket
         import subprocess
         import sys
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("THREAD_", "DAGSTER_"))}
         env.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data), "THREAD_PII_SALT": "bench-salt",
                     "THREAD_TWIN_UNITS_PER_PARTITION": str(units_per_partition),
@@ -296,13 +301,10 @@ class Subscriber:
     reasons include `reason`."""
 
     def __init__(self, data: Path, log: Path, reason: str):
-        import socket
         import subprocess
         import sys
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = _free_port()
         env = {**os.environ, "THREAD_DATA_DIR": str(data)}
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "thread"), "api", "--port", str(self.port)],
                                      env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

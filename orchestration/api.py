@@ -41,34 +41,33 @@ def _stamp(warehouse: Path):
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def read_events(warehouse: Path, after: str, serial: str | None = None, limit: int = PAGE) -> list[dict]:
+def _rows(warehouse: Path, sql: str, params: list) -> list[dict]:
+    """Rows of a query on the warehouse; none when it is not published yet, or was published
+    before the events existed."""
     if not warehouse.exists():
         return []
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        where, params = "event_id > ?", [after]
-        if serial:
-            where += " AND serial_number = ?"
-            params.append(serial)
-        cur = con.execute(f"SELECT * FROM {EVENTS} WHERE {where} ORDER BY event_id LIMIT {int(limit)}", params)
+        cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
-    except duckdb.CatalogException:  # a warehouse published before the events existed
+    except duckdb.CatalogException:
         return []
     finally:
         con.close()
+
+
+def read_events(warehouse: Path, after: str, serial: str | None = None, limit: int = PAGE) -> list[dict]:
+    where, params = "event_id > ?", [after]
+    if serial:
+        where += " AND serial_number = ?"
+        params.append(serial)
+    return _rows(warehouse, f"SELECT * FROM {EVENTS} WHERE {where} ORDER BY event_id LIMIT {int(limit)}", params)
 
 
 def latest_event_id(warehouse: Path) -> str:
-    if not warehouse.exists():
-        return ""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(f"SELECT coalesce(max(event_id), '') FROM {EVENTS}").fetchone()[0]
-    except duckdb.CatalogException:
-        return ""
-    finally:
-        con.close()
+    rows = _rows(warehouse, f"SELECT max(event_id) AS last FROM {EVENTS}", [])
+    return (rows[0]["last"] if rows else None) or ""
 
 
 def _sse(event: dict) -> str:

@@ -504,10 +504,11 @@ def serve(ctx, port, host):
     home = dagster_home(env)
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops it.")
     _create_instance_storage(home)
-    code_server, *services = service_commands(host, port, home)
+    code_port = _free_port()
+    code_server, *services = service_commands(host, port, home, code_port)
     procs = [start_service(code_server)]
     # Webserver and daemon connect once the code server listens (it then loads the definitions).
-    _wait_for_port(code_server[code_server.index("-p") + 1], procs[0])
+    _wait_for_port(code_port, procs[0])
     procs += [start_service(cmd) for cmd in services]
 
     class Stop(Exception):
@@ -554,13 +555,13 @@ def _create_instance_storage(home: Path) -> None:
         pass
 
 
-def _wait_for_port(port: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
@@ -568,13 +569,12 @@ def _wait_for_port(port: str, proc: subprocess.Popen, timeout: float = 120) -> N
     raise click.ClickException(f"The Dagster code server did not start on port {port} (exit code {proc.poll()}).")
 
 
-def service_commands(host: str, port: int, home: Path) -> list[list[str]]:
+def service_commands(host: str, port: int, home: Path, code_port: int) -> list[list[str]]:
     """A code server, the webserver and the daemon, as Dagster is run in production (`dagster dev`
     is a development wrapper of the same, deprecated in 1.13). The definitions load once, in the
     code server (loopback only); webserver and daemon reach it through a workspace file in the
     Dagster home."""
     bin_dir = Path(sys.executable).parent
-    code_port = _free_port()
     workspace = home / "workspace.yaml"
     workspace.write_text(f"# Written by `thread serve`: the code server it starts.\nload_from:\n  - grpc_server:\n"
                          f"      host: 127.0.0.1\n      port: {code_port}\n      location_name: \"{LOCATION}\"\n")

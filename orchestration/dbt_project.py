@@ -130,21 +130,26 @@ def _view_sql(con, path: Path, schema) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def _raw_views(con, lake_dir: Path) -> None:
-    """Schema `raw`: one view per contract entity over its Delta table's current version."""
+def _raw_views(con, lake_dir: Path, views: dict[str, str] | None = None) -> dict[str, str]:
+    """Schema `raw`: one view per contract entity over its Delta table's current version. Returns
+    the views' SQL, so a second database can get the same views without reading the logs again."""
     import contracts
 
     from . import lake
     from .ingest.audit import raw_schema
 
+    if views is None:
+        views = {}
+        for c in contracts.ENTITIES.values():
+            p = lake.raw_table(lake_dir, c.system, c.entity)
+            views[c.raw_relation] = _view_sql(con, p, lake.schema(p) or raw_schema(c))
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    for c in contracts.ENTITIES.values():
-        p = lake.raw_table(lake_dir, c.system, c.entity)
-        sql = _view_sql(con, p, lake.schema(p) or raw_schema(c))
-        con.execute(f"CREATE OR REPLACE VIEW raw.{c.raw_relation} AS {sql}")
+    for relation, sql in views.items():
+        con.execute(f"CREATE OR REPLACE VIEW raw.{relation} AS {sql}")
+    return views
 
 
-def write_lake_catalog(catalog: Path, lake_dir: Path) -> None:
+def write_lake_catalog(catalog: Path, lake_dir: Path, views: dict[str, str] | None = None) -> None:
     """The lake's catalog for DuckDB readers: a small database of views (schema `raw`, one per
     landed entity) over the raw Delta tables' current versions, readable without DuckDB's Delta
     extension. The ODCS contracts name it as their server, so `datacontract test` checks what
@@ -156,15 +161,16 @@ def write_lake_catalog(catalog: Path, lake_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
-        _raw_views(con, lake_dir)
+        _raw_views(con, lake_dir, views)
     finally:
         con.close()
     os.replace(tmp, catalog)
 
 
-def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
+def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> dict[str, str]:
     """Point schema `raw` of the build database at the current version of every raw Delta table,
-    the audit tables, the source systems' contracts and the customers' masks."""
+    the audit tables, the source systems' contracts and the customers' masks. Returns the raw
+    tables' view SQL (for the lake catalog)."""
     import duckdb
 
     import contracts
@@ -184,7 +190,7 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
             + (f" (PID {holder.group(1)})" if holder else "")
             + ": close it and rerun (analysts read warehouse.duckdb, which never blocks a refresh).") from None
     try:
-        _raw_views(con, lake_dir)
+        views = _raw_views(con, lake_dir)
         for name, sch in AUDIT_TABLES.items():
             sql = _view_sql(con, lake.audit_table(lake_dir, name), sch)
             con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {sql}")
@@ -208,3 +214,4 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> None:
         )
     finally:
         con.close()
+    return views

@@ -30,14 +30,15 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     store = shards.Store(thread.build_db)
     changes = publish.Changes(shards=store.pending_publish("shards"), twin_units=store.pending_publish("twins"),
                               digests=store.published_digests())
-    inputs_seen = [*(lineage.duckdb(thread.build_db, f"thread.{t}") for t in publish.thread_tables(thread.build_db)),
-                   *(lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES)]
     with lineage.step(thread.lineage(), "publish.warehouse", lineage.Parent(context.run_id, context.job_name),
-                      inputs=inputs_seen) as step:
+                      inputs=[lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES]) as step:
         result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),
                                  memory_limit=thread.memory_limit, changes=changes, silence=silence)
+        # What was published names the thread tables it was read from (no second look at the build).
         for name, rows in result["tables"].items():
             schema, table = name.split(".", 1)
+            if schema == "thread":
+                step.inputs.append(lineage.duckdb(thread.build_db, name))
             for out in (lineage.duckdb(thread.warehouse, name),
                         lineage.delta(lake.published_table(thread.lake_dir, schema, table))):
                 step.outputs.append(out)

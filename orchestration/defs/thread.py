@@ -86,8 +86,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         with lineage.step(thread.lineage(), "thread.raw_views", parent, inputs=raw.values(),
                           outputs=[lineage.duckdb(db, f"raw.{r}") for db in (thread.build_db, thread.lake_catalog)
                                    for r in raw]):
-            prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
-            write_lake_catalog(thread.lake_catalog, thread.lake_dir)
+            views = prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
+            write_lake_catalog(thread.lake_catalog, thread.lake_dir, views)
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     if new_database:  # the state files beside it describe a build database that is gone
