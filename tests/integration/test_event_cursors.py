@@ -183,7 +183,10 @@ def test_a_snapshot_being_rewritten_is_read_whole_or_not_at_all(world, monkeypat
     assert _versions_rows(raw) == [before, report.accepted_rows] and report.accepted_rows == before + 1
 
     # A writer that never pauses: the export is refused for now, recorded, and nothing lands.
-    monkeypatch.setattr(readers, "WRITE_WAIT_S", 2.0)
+    # A quiet spell twice the writer's stall that a loaded CI machine can cause (a 0.1 s sleep
+    # has been seen to last over a second), and the wait twice that.
+    monkeypatch.setattr(readers, "QUIET_S", 2.0)
+    monkeypatch.setattr(readers, "WRITE_WAIT_S", 4.0)
     stop = threading.Event()
 
     def never_pause():
