@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure ECO file change -> published twin with `thread serve` running")
     parser.add_argument("--live-default", action="store_true",
                         help="the default enterprise with `thread serve`: advance 1 day -> every twin published")
+    parser.add_argument("--api-only", action="store_true",
+                        help="only `thread api`'s AAS latencies, on the data the last run at this scale built "
+                        "(kept in the cache); adds them to results/<scale>.json")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from orchestration.dbt_project import prepare
 
-    from .harness import run, run_live_default, run_quarantine, run_rul, write
+    from .harness import add_aas_api, run, run_live_default, run_quarantine, run_rul, write
 
     prepare()
     if args.live_default:
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         path = HERE / "results" / "live_default.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {path}")
+        return
+    if args.api_only:
+        print(f"wrote {add_aas_api(args.scale, args.cache / f'run-{args.scale}', HERE / 'results', HERE / 'README.md')}")
         return
     if args.quarantine:
         print(f"wrote {run_quarantine(HERE)}")

@@ -296,18 +296,45 @@ def wait_published(warehouse: Path, condition: str, started: float, timeout: flo
     raise RuntimeError(f"not published within {timeout} s: {condition}")
 
 
-class Subscriber:
-    """`thread api` and one client of its event stream, noting when the first event arrives whose
-    reasons include `reason`."""
+class Api:
+    """`thread api` on a built data directory, in its own process group."""
 
-    def __init__(self, data: Path, log: Path, reason: str):
+    def __init__(self, data: Path, log: Path):
         import subprocess
         import sys
 
         self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "THREAD_DATA_DIR": str(data)}
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "thread"), "api", "--port", str(self.port)],
                                      env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+class Subscriber(Api):
+    """`thread api` and one client of its event stream, noting when the first event arrives whose
+    reasons include `reason`."""
+
+    def __init__(self, data: Path, log: Path, reason: str):
+        super().__init__(data, log)
         con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
         self.after = con.execute("SELECT coalesce(max(event_id), '') FROM twin.twin_change_events").fetchone()[0]
         con.close()
@@ -334,11 +361,6 @@ class Subscriber:
                     return
                 time.sleep(0.2)
 
-    def stop(self) -> None:
-        import signal
-
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
 
 
 def live_eco(sources: Path, data: Path, workdir: Path, units_per_partition: int = 1) -> tuple[float, float | None]:
@@ -497,6 +519,58 @@ def queries(warehouse: Path, runs: int = 20, seed: int = 1) -> dict:
     return {"p50_ms": round(statistics.median(every), 1), "p95_ms": round(_p95(every), 1), "per_question": per}
 
 
+def aas_api(data: Path, log: Path, runs: int = 50, seed: int = 1) -> dict:
+    """`thread api` as an AAS repository, over HTTP on loopback: a page of 100 shells from a random
+    serial, and one submodel by id per kind, each of a different unit (so never from the API's cache
+    of built submodels): p50 and p95 of the whole answer, and its size."""
+    import base64
+    import urllib.request
+
+    from orchestration import aas
+
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    rng = random.Random(seed)
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    serials = [r for (r,) in con.execute("SELECT serial_number FROM twin.unit_twin ORDER BY 1").fetchall()]
+    con.close()
+    api = Api(data, log)
+    try:
+        api.wait_ready()
+        plans = {"shells page of 100": lambda u: f"/shells?limit=100&cursor={b64(u)}"}
+        plans |= {f"submodel {kind}": (lambda k: lambda u: f"/submodels/{b64(aas.submodel_id(k, u))}")(kind)
+                  for kind in aas.SUBMODELS}
+        out = {}
+        for name, path in plans.items():
+            times, size = [], 0
+            for unit in rng.sample(serials, min(runs, len(serials))):
+                started = time.perf_counter()
+                with urllib.request.urlopen(api.url + path(unit), timeout=120) as r:
+                    size = max(size, len(r.read()))
+                times.append((time.perf_counter() - started) * 1000)
+            out[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(_p95(times), 1),
+                         "largest_kb": round(size / 1024, 1)}
+        return out
+    finally:
+        api.stop()
+
+
+def add_aas_api(scale: str, workdir: Path, results_dir: Path, readme: Path) -> Path:
+    """`--api-only`: the AAS API's latencies on the data the last full run at `scale` built, added to
+    that run's results (with their own date: the build's figures stay the build's)."""
+    data = workdir / "data"
+    if not (data / "warehouse.duckdb").exists():
+        raise SystemExit(f"no built data in {data}: run `python -m bench --scale {scale}` first")
+    path = results_dir / f"{scale}.json"
+    result = json.loads(path.read_text())
+    result["aas_api"] = aas_api(data, workdir / "aas-api.log")
+    result["aas_api_measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    readme.write_text(with_targets(readme.read_text(), results_dir))
+    return path
+
+
 def cli_startup(data: Path, runs: int = 5) -> dict:
     """Wall time of the `thread` command as an analyst runs it, process start included: its help,
     and a question on this warehouse."""
@@ -626,6 +700,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
     say(f"queries: p50 {q['p50_ms']} ms, p95 {q['p95_ms']} ms")
     cli = cli_startup(data)
     say(f"the thread command: --help {cli['help_s']} s, ask twin {cli['ask_twin_s']} s (median of 5)")
+    api = aas_api(data, workdir / "aas-api.log")
+    say("thread api (AAS): " + ", ".join(f"{k} p95 {v['p95_ms']} ms" for k, v in api.items()))
     stage_seconds = {k: round(v.seconds, 2) for k, v in stages.items()}
     stage_seconds["simulate"] = round(simulate_s, 2)
     return {
@@ -651,6 +727,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         "query_p95_ms": q["p95_ms"],
         "queries": q["per_question"],
         "cli_startup_s": cli,
+        "aas_api": api,
         "peak_rss_mb": mem.mb,
         "twin_units_per_partition": UNITS_PER_PARTITION[scale],
         "stages": stage_seconds,
@@ -759,6 +836,11 @@ def targets_table(results_dir: Path) -> str:
                      f"{m['floor_s']:.1f} s)", verdict(m["full_over_floor"] <= 10)))
         rows.append(("analyst question p95 at M", "≤ 200 ms", f"{m['query_p95_ms']:.0f} ms",
                      verdict(m["query_p95_ms"] <= 200)))
+    for scale, run in (("M", m), ("L", big)):
+        for name, figures in ((run or {}).get("aas_api") or {}).items():
+            rows.append((f"{scale}: `thread api` (AAS), {name}", "p95 ≤ 100 ms (issue 19)",
+                         f"{figures['p95_ms']:.0f} ms ({figures['largest_kb']:,.0f} KB)",
+                         verdict(figures["p95_ms"] <= 100)))
     if big:
         when = big["measured_at"][:10]
         rows.append(("L: full build peak memory", "≤ 8 GiB", f"{big['peak_rss_mb'] / 1024:.1f} GiB "

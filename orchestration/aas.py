@@ -37,6 +37,11 @@ def _id_short(text: str) -> str:
     return cleaned if cleaned[:1].isalpha() else f"X{cleaned}"
 
 
+# `_id_short(serial_number)` in DuckDB's SQL, to filter shells by idShort in the warehouse.
+ID_SHORT_SQL = ("(CASE WHEN regexp_matches(serial_number, '^[A-Za-z]') THEN '' ELSE 'X' END"
+                " || regexp_replace(serial_number, '[^A-Za-z0-9_]', '_', 'g'))")
+
+
 def _semantic(value: str):
     from basyx.aas import model
 
@@ -93,14 +98,65 @@ SOURCES = {
                FROM twin.unit_components c SEMI JOIN wanted USING (serial_number)
                LEFT JOIN thread.parts p USING (part_number) ORDER BY c.part_number, c.revision""",
 }
+# The submodels of every shell, in the order a shell lists them, and the sources each one reads.
+SUBMODELS = {
+    "Identification": ("twin", "unit"),
+    "BillOfMaterial": ("unit", "tree", "held"),
+    "OperationalData": ("twin", "sensors"),
+}
 # Units read from the warehouse at a time when exporting many.
 BATCH_UNITS = 200
+
+
+def aas_id(serial: str) -> str:
+    return f"{BASE}:aas:{serial}"
+
+
+def global_asset_id(serial: str) -> str:
+    return f"{BASE}:asset:{serial}"
+
+
+def submodel_id(kind: str, serial: str) -> str:
+    return f"{BASE}:sm:{kind.lower()}:{serial}"
+
+
+def serial_of_shell(identifier: str) -> str | None:
+    prefix = f"{BASE}:aas:"
+    return identifier[len(prefix):] or None if identifier.startswith(prefix) else None
+
+
+def serial_of_asset(identifier: str) -> str | None:
+    prefix = f"{BASE}:asset:"
+    return identifier[len(prefix):] or None if identifier.startswith(prefix) else None
+
+
+def parse_submodel_id(identifier: str) -> tuple[str, str] | None:
+    """(kind, serial) of one of our submodel ids, None for any other id."""
+    for kind in SUBMODELS:
+        prefix = f"{BASE}:sm:{kind.lower()}:"
+        if identifier.startswith(prefix) and len(identifier) > len(prefix):
+            return kind, identifier[len(prefix):]
+    return None
+
+
+def load(con, units: list[str], sources) -> dict[str, dict[str, list[dict]]]:
+    """Rows of the given SOURCES for `units`, per source and serial; `con` in UTC."""
+    import pyarrow as pa
+
+    con.register("wanted", pa.table({"serial_number": pa.array(units, pa.string())}))
+    try:
+        rows = {name: {} for name in sources}
+        for name in sources:
+            for r in _rows(con, SOURCES[name], []):
+                rows[name].setdefault(r["serial_number"], []).append(r)
+        return rows
+    finally:
+        con.unregister("wanted")
 
 
 def shells(warehouse: Path, units: Iterable[str]) -> list:
     """The shell and submodels of each unit, as basyx objects."""
     import duckdb
-    import pyarrow as pa
 
     units = list(units)
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -109,50 +165,62 @@ def shells(warehouse: Path, units: Iterable[str]) -> list:
         out = []
         for i in range(0, len(units), BATCH_UNITS):
             batch = units[i:i + BATCH_UNITS]
-            con.register("wanted", pa.table({"serial_number": pa.array(batch, pa.string())}))
-            rows = {name: {} for name in SOURCES}
-            for name, sql in SOURCES.items():
-                for r in _rows(con, sql, []):
-                    rows[name].setdefault(r["serial_number"], []).append(r)
+            rows = load(con, batch, SOURCES)
             for serial in batch:
                 if serial not in rows["twin"]:
                     known = _rows(con, "SELECT status FROM thread.units WHERE serial_number = ?", [serial])
                     why = f"it is {known[0]['status']} (no twin)" if known else "no such unit in the thread"
                     raise UnknownSerial(f"No twin for serial {serial!r}: {why}.")
-                out += _unit(serial, {name: rows[name].get(serial, []) for name in SOURCES})
-            con.unregister("wanted")
+                mine = {name: rows[name].get(serial, []) for name in SOURCES}
+                out += [shell(serial, mine["unit"][0]["product_part_number"]),
+                        *(submodel(kind, serial, mine) for kind in SUBMODELS)]
         return out
     finally:
         con.close()
 
 
-def _unit(serial: str, rows: dict[str, list[dict]]) -> list:
+def shell(serial: str, product: str):
+    """The unit's shell: its asset (the serial as specific asset id, the product part number as asset
+    type) and references to its submodels."""
     from basyx.aas import model
 
-    twin, unit = rows["twin"][0], rows["unit"][0]
-    asset_id = f"{BASE}:asset:{serial}"
-    ids = {name: f"{BASE}:sm:{name.lower()}:{serial}" for name in ("Identification", "BillOfMaterial",
-                                                                  "OperationalData")}
-    identification = model.Submodel(ids["Identification"], id_short="Identification",
-                                    semantic_id=_semantic(IDENTIFICATION), submodel_element=[
-        _prop("SerialNumber", serial),
-        _prop("ProductPartNumber", unit["product_part_number"]),
-        _prop("ProductRevision", unit["product_revision"]),
-        _prop("Status", unit["status"]),
-        _prop("ProductionLine", unit["line_id"]),
-        _prop("WorkOrder", unit["work_order_number"]),
-        _prop("BuildStarted", unit["build_started_at"]),
-        _prop("BuildCompleted", unit["build_completed_at"]),
-        _prop("Shipped", unit["shipped_at"]),
-        _prop("Site", unit["site"]),
-        _prop("ConfigurationHash", twin["configuration_hash"]),
-        _prop("RefreshedAt", twin["refreshed_at"]),
-        _prop("IsStale", bool(twin["is_stale"])),
-        _prop("StaleReason", twin["stale_reason"]),
-    ])
-    bom = _bill_of_material(rows["tree"], rows["held"], unit["product_part_number"], ids["BillOfMaterial"], asset_id)
-    operational = model.Submodel(ids["OperationalData"], id_short="OperationalData",
-                                 semantic_id=_semantic(OPERATIONAL), submodel_element=[
+    return model.AssetAdministrationShell(
+        model.AssetInformation(model.AssetKind.INSTANCE, global_asset_id=global_asset_id(serial),
+                               specific_asset_id=[model.SpecificAssetId("serialNumber", serial)],
+                               asset_type=product),
+        id_=aas_id(serial), id_short=_id_short(serial),
+        submodel={model.ModelReference((model.Key(model.KeyTypes.SUBMODEL, submodel_id(kind, serial)),),
+                                       model.Submodel) for kind in SUBMODELS})
+
+
+def submodel(kind: str, serial: str, rows: dict[str, list[dict]]):
+    """One of the unit's submodels (a key of SUBMODELS), from the rows of the sources it reads."""
+    from basyx.aas import model
+
+    sid = submodel_id(kind, serial)
+    if kind == "BillOfMaterial":
+        return _bill_of_material(rows["tree"], rows["held"], rows["unit"][0]["product_part_number"], sid,
+                                 global_asset_id(serial))
+    twin = rows["twin"][0]
+    if kind == "Identification":
+        unit = rows["unit"][0]
+        return model.Submodel(sid, id_short=kind, semantic_id=_semantic(IDENTIFICATION), submodel_element=[
+            _prop("SerialNumber", serial),
+            _prop("ProductPartNumber", unit["product_part_number"]),
+            _prop("ProductRevision", unit["product_revision"]),
+            _prop("Status", unit["status"]),
+            _prop("ProductionLine", unit["line_id"]),
+            _prop("WorkOrder", unit["work_order_number"]),
+            _prop("BuildStarted", unit["build_started_at"]),
+            _prop("BuildCompleted", unit["build_completed_at"]),
+            _prop("Shipped", unit["shipped_at"]),
+            _prop("Site", unit["site"]),
+            _prop("ConfigurationHash", twin["configuration_hash"]),
+            _prop("RefreshedAt", twin["refreshed_at"]),
+            _prop("IsStale", bool(twin["is_stale"])),
+            _prop("StaleReason", twin["stale_reason"]),
+        ])
+    return model.Submodel(sid, id_short=kind, semantic_id=_semantic(OPERATIONAL), submodel_element=[
         _prop("HealthState", twin["health_state"]),
         _prop("WorstSensor", twin["worst_sensor"]),
         _prop("LastTelemetryAt", twin["last_telemetry_at"]),
@@ -167,13 +235,6 @@ def _unit(serial: str, rows: dict[str, list[dict]]) -> list:
             _prop("State", s["state"]),
         ]) for s in rows["sensors"]),
     ])
-    shell = model.AssetAdministrationShell(
-        model.AssetInformation(model.AssetKind.INSTANCE, global_asset_id=asset_id,
-                               specific_asset_id=[model.SpecificAssetId("serialNumber", serial)],
-                               asset_type=unit["product_part_number"]),
-        id_=f"{BASE}:aas:{serial}", id_short=_id_short(serial),
-        submodel={model.ModelReference.from_referable(sm) for sm in (identification, bom, operational)})
-    return [shell, identification, bom, operational]
 
 
 def _bill_of_material(edges: list[dict], components: list[dict], product: str, submodel_id: str, asset_id: str):

@@ -1,5 +1,7 @@
 """`thread api`: the published twins for applications, read-only, over HTTP.
 
+The twins as an AAS repository (AAS Part 2 HTTP API v3.0, read profiles): see `aas_api`.
+
 `GET /events` streams every change of a twin as Server-Sent Events, in order (from
 `twin.twin_change_events`): `id` is the event id, `event` is `twin-changed`, `data` the change as
 JSON. A consumer that reconnects sends the last id it saw (`Last-Event-ID`, as browsers'
@@ -26,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from . import aas_api, lake
 from .twin_history import EVENTS
 
 PAGE = 500
@@ -46,7 +49,7 @@ def _rows(warehouse: Path, sql: str, params: list) -> list[dict]:
     before the events existed."""
     if not warehouse.exists():
         return []
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = lake.open_published(warehouse)
     try:
         cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
@@ -113,7 +116,7 @@ def app(warehouse: Path) -> Starlette:
     async def health(request: Request):
         return JSONResponse({"warehouse": warehouse.exists(), "pid": os.getpid()})
 
-    return Starlette(routes=[Route("/events", events), Route("/health", health)])
+    return Starlette(routes=[Route("/events", events), Route("/health", health), *aas_api.routes(warehouse)])
 
 
 def serve(warehouse: Path, host: str, port: int) -> None:

@@ -478,15 +478,18 @@ def docs(ctx, port, host, no_serve):
 # -- api ------------------------------------------------------------------------------------------
 
 
-@main.command(help="Serve the published twins to applications over HTTP, read-only: GET /events streams every change "
-              "of a twin as Server-Sent Events (resume with Last-Event-ID or ?after=ID; ?after=now; ?serial=).")
+@main.command(help="Serve the published twins to applications over HTTP, read-only: an AAS repository (AAS Part 2 "
+              "HTTP API v3.0 read profiles: /shells, /submodels, /serialization, /description, /lookup/shells) and "
+              "GET /events, every change of a twin as Server-Sent Events (resume with Last-Event-ID or ?after=ID; "
+              "?after=now; ?serial=).")
 @listening(8081)
 @click.pass_context
 def api(ctx, port, host):
     from . import api as http_api
 
     warehouse = ctx.obj.warehouse
-    console.print(f"Twin API on http://{host}:{port}  (events: /events; reads {warehouse}); Ctrl-C stops it.")
+    console.print(f"Twin API on http://{host}:{port}  (AAS: /shells, /submodels; events: /events; reads {warehouse}); "
+                  "Ctrl-C stops it.")
     http_api.serve(warehouse, host, port)
 
 

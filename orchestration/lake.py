@@ -74,6 +74,23 @@ def duck(path: Path | str | None = None, read_only: bool = False, memory_limit: 
     return con
 
 
+PUBLISHED = "published"
+
+
+def open_published(warehouse: Path):
+    """A connection that reads the warehouse file as it is now, attached read-only as the default
+    catalog (`published`). Not `duckdb.connect(path)`: DuckDB shares one database per path within a
+    process, so while any connection to it is open, a new one would keep reading the file a publish
+    has since replaced. Cursors of it attach nothing: run `USE published` on each."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute(f"ATTACH {sql_literal(str(warehouse))} AS {PUBLISHED} (READ_ONLY)")
+    con.execute(f"USE {PUBLISHED}")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
 def exists(path: Path) -> bool:
     return (Path(path) / "_delta_log").is_dir()
 
