@@ -12,7 +12,7 @@ Repository), served by `thread api`.
 
 Identifiers in paths are base64url-encoded, as the standard says. Errors are the standard's
 `Result` (`{"messages": [{"code", "messageType", "text", "timestamp"}]}`), 400 for a malformed
-request, 404 for what is not there. The objects themselves come from `aas` (basyx-python-sdk), the
+request, 404 for what is not there. The objects themselves come from `aas` (aas-core3.0), the
 same ones `thread twin export` writes; this module only finds, pages, projects and encodes them.
 
 Reads the published warehouse read-only through one connection per published file: a publish
@@ -31,6 +31,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,7 +45,9 @@ DEFAULT_LIMIT = 100
 # `/serialization` without ids is the whole repository; past this many twins ask for ids (or use
 # `thread twin export`, which writes a folder) instead of building one response of the fleet.
 SERIALIZE_ALL_MAX_UNITS = 1000
-# Submodels kept built (per published file): one bill of material is ~1 MB of JSON at 1,000 parts.
+# Submodels kept built (per published file), as JSON text: one bill of material is ~1 MB at
+# 1,000 parts. Text, not parsed objects: the garbage collector would walk every one of those on
+# each collection, and the pauses showed in the response times.
 CACHED_SUBMODELS = 32
 
 # Where each kind of element keeps its children (idShortPath steps into these).
@@ -64,8 +67,7 @@ class ApiError(Exception):
 
 
 def _json(body, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status,
-                    media_type="application/json")
+    return Response(orjson.dumps(body), status, media_type="application/json")
 
 
 def _error(status: int, text: str) -> Response:
@@ -247,7 +249,7 @@ class Repository:
         self._lock = threading.Lock()
         self._stamp = None
         self._con = None
-        self._built: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self._built: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
     def _current(self):
         """The connection to the published file, reopened (and the built submodels dropped) when a
@@ -270,10 +272,6 @@ class Repository:
         cur.execute(f"USE {lake.PUBLISHED}")
         cur.execute("SET TimeZone = 'UTC'")
         return cur
-
-    @staticmethod
-    def _encode(obj) -> dict:
-        return json.loads(json.dumps(obj, cls=aas._encoder()))
 
     def _units(self, cur, after: str | None, limit: int | None, serial: str | None = None,
                id_short: str | None = None) -> list[dict]:
@@ -302,7 +300,7 @@ class Repository:
             rows = self._units(cur, after, limit, serial, id_short)
         finally:
             cur.close()
-        return [self._encode(aas.shell(r["serial_number"], r["product_part_number"])) for r in rows]
+        return [aas.jsonable(aas.shell(r["serial_number"], r["product_part_number"])) for r in rows]
 
     def shell(self, identifier: str) -> dict:
         serial = aas.serial_of_shell(identifier)
@@ -312,6 +310,9 @@ class Repository:
         return found[0]
 
     def submodel(self, identifier: str, of_shell: str | None = None) -> dict:
+        return json.loads(self.submodel_text(identifier, of_shell))
+
+    def submodel_text(self, identifier: str, of_shell: str | None = None) -> bytes:
         parsed = aas.parse_submodel_id(identifier)
         if parsed is None or (of_shell is not None and aas.aas_id(parsed[1]) != of_shell):
             where = f" in shell {of_shell!r}" if of_shell else ""
@@ -323,7 +324,7 @@ class Repository:
             hit = self._build([parsed])[0]
         return hit
 
-    def _build(self, wanted: list[tuple[str, str]]) -> list[dict]:
+    def _build(self, wanted: list[tuple[str, str]]) -> list[bytes]:
         cur = self._cursor()
         try:
             stamp = self._stamp
@@ -336,7 +337,7 @@ class Repository:
         for kind, serial in wanted:
             if serial not in rows["twin"]:
                 raise ApiError(404, f"no submodel {aas.submodel_id(kind, serial)!r}: unit {serial!r} has no twin")
-            built = self._encode(aas.submodel(kind, serial, {s: rows[s].get(serial, []) for s in sources}))
+            built = orjson.dumps(aas.jsonable(aas.submodel(kind, serial, {s: rows[s].get(serial, []) for s in sources})))
             out.append(built)
             with self._lock:
                 if self._stamp == stamp:
@@ -367,7 +368,7 @@ class Repository:
         missing = [p for p, b in built.items() if b is None]
         for p, b in zip(missing, self._build(missing) if missing else [], strict=True):
             built[p] = b
-        return [built[p] for p in page[:limit]], len(page) > limit
+        return [json.loads(built[p]) for p in page[:limit]], len(page) > limit
 
     def twin_count(self) -> int:
         cur = self._cursor()
@@ -380,12 +381,15 @@ class Repository:
 # -- routes ----------------------------------------------------------------------------------------
 
 
-def _submodel_view(repo: Repository, request: Request, submodel: dict, rest: list[str]) -> Response:
-    """/submodels/{id}[/...] and /shells/{id}/submodels/{id}[/...]."""
+def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[str]) -> Response:
+    """/submodels/{id}[/...] and /shells/{id}/submodels/{id}[/...], from the submodel's JSON text."""
     if not rest:
         level = _choice(request, "level", ("deep", "core"), "deep")
         _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
-        return _json(_core(submodel) if level == "core" else submodel)
+        if level == "deep":
+            return Response(text, media_type="application/json")
+        return _json(_core(json.loads(text)))
+    submodel = json.loads(text)
     if len(rest) == 1 and rest[0].startswith("$"):
         return _json(_modifier(request, submodel, rest[0], [{"type": "Submodel", "value": submodel["id"]}]))
     if rest[0] != "submodel-elements":
@@ -483,8 +487,8 @@ def _shells(repo: Repository, request: Request, rest: list[str]) -> Response:
             raise ApiError(400, f"cursor {after!r} is not a submodel of shell {shell['id']!r}")
         return _json(_paged(refs[start:start + limit + 1], limit, lambda r: r["keys"][0]["value"]))
     if tail[0] == "submodels" and len(tail) >= 2:
-        submodel = repo.submodel(b64decode(tail[1], "submodel id"), of_shell=shell["id"])
-        return _submodel_view(repo, request, submodel, tail[2:])
+        text = repo.submodel_text(b64decode(tail[1], "submodel id"), of_shell=shell["id"])
+        return _submodel_view(repo, request, text, tail[2:])
     raise ApiError(404, f"no such resource: {request.url.path}")
 
 
@@ -507,8 +511,8 @@ def _submodels(repo: Repository, request: Request, rest: list[str]) -> Response:
             body["result"] = [_modifier(request, s, modifier, [{"type": "Submodel", "value": s["id"]}])
                               for s in items]
         return _json(body)
-    submodel = repo.submodel(b64decode(rest[0], "submodel id"))
-    return _submodel_view(repo, request, submodel, rest[1:])
+    text = repo.submodel_text(b64decode(rest[0], "submodel id"))
+    return _submodel_view(repo, request, text, rest[1:])
 
 
 def _serialization(repo: Repository, request: Request) -> Response:

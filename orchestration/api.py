@@ -17,6 +17,7 @@ waits for a reader. No personal data is in what it serves (the twin tables hold 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from pathlib import Path
@@ -122,6 +123,9 @@ def app(warehouse: Path) -> Starlette:
 def serve(warehouse: Path, host: str, port: int) -> None:
     import uvicorn
 
+    # What is loaded by now lives as long as the server: out of the garbage collector's sight, so a
+    # collection in the middle of building a submodel walks only that request's objects.
+    gc.freeze()
     # Open event streams never end by themselves: on Ctrl-C, close them after 2 s.
     uvicorn.run(app(warehouse), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=2)
