@@ -42,6 +42,8 @@ SSP = "https://admin-shell.io/aas/API/3/0/"
 PROFILES = [f"{SSP}AssetAdministrationShellRepositoryServiceSpecification/SSP-002",
             f"{SSP}SubmodelRepositoryServiceSpecification/SSP-002"]
 DEFAULT_LIMIT = 100
+# A larger `limit` gets this many and a cursor: one request never builds the fleet.
+MAX_LIMIT = 1000
 # `/serialization` without ids is the whole repository; past this many twins ask for ids (or use
 # `thread twin export`, which writes a folder) instead of building one response of the fleet.
 SERIALIZE_ALL_MAX_UNITS = 1000
@@ -97,7 +99,7 @@ def _limit(request: Request) -> int:
         return DEFAULT_LIMIT
     if not raw.isdigit() or int(raw) < 1:
         raise ApiError(400, f"limit must be a positive whole number, not {raw!r}")
-    return int(raw)
+    return min(int(raw), MAX_LIMIT)
 
 
 def _cursor(request: Request) -> str | None:
