@@ -362,7 +362,6 @@ class Subscriber(Api):
                 time.sleep(0.2)
 
 
-
 def live_eco(sources: Path, data: Path, workdir: Path, units_per_partition: int = 1) -> tuple[float, float | None]:
     """With `thread serve` running: an ECO appended to PLM's export -> its affected twins published
     (the warehouse shows the ECO's impact and no twin waiting for a refresh), and -> the first
