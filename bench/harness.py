@@ -522,13 +522,10 @@ def aas_api(data: Path, log: Path, runs: int = 50, seed: int = 1) -> dict:
     """`thread api` as an AAS repository, over HTTP on loopback: a page of 100 shells from a random
     serial, and one submodel by id per kind, each of a different unit (so never from the API's cache
     of built submodels): p50 and p95 of the whole answer, and its size."""
-    import base64
     import urllib.request
 
     from orchestration import aas
-
-    def b64(text: str) -> str:
-        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    from orchestration.aas_api import b64encode as b64
 
     rng = random.Random(seed)
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)

@@ -115,6 +115,13 @@ def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str)
     return raw
 
 
+def _level(request: Request) -> str:
+    """`level` (deep or core), checked along with `extent` (no element here holds a blob, so both
+    extents answer the same)."""
+    _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+    return _choice(request, "level", ("deep", "core"), "deep")
+
+
 def _asset_ids(request: Request) -> list[tuple[str, str]]:
     out = []
     for raw in request.query_params.getlist("assetIds"):
@@ -372,13 +379,6 @@ class Repository:
             built[p] = b
         return [json.loads(built[p]) for p in page[:limit]], len(page) > limit
 
-    def twin_count(self) -> int:
-        cur = self._cursor()
-        try:
-            return cur.execute("SELECT count(*) FROM twin.unit_twin").fetchone()[0]
-        finally:
-            cur.close()
-
 
 # -- routes ----------------------------------------------------------------------------------------
 
@@ -386,8 +386,7 @@ class Repository:
 def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[str]) -> Response:
     """/submodels/{id}[/...] and /shells/{id}/submodels/{id}[/...], from the submodel's JSON text."""
     if not rest:
-        level = _choice(request, "level", ("deep", "core"), "deep")
-        _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+        level = _level(request)
         if level == "deep":
             return Response(text, media_type="application/json")
         return _json(_core(json.loads(text)))
@@ -400,8 +399,7 @@ def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[s
     if len(rest) == 1 or (len(rest) == 2 and rest[1].startswith("$")):
         modifier = rest[1] if len(rest) == 2 else ""
         limit, after = _limit(request), _cursor(request)
-        level = _choice(request, "level", ("deep", "core"), "deep")
-        _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+        level = _level(request)
         start = 0
         if after is not None:
             if not after.isdigit():
@@ -411,7 +409,7 @@ def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[s
         # $path pages over the paths themselves (every element's, down the tree), the rest over the
         # submodel's own elements.
         items = _paths(elements, deep=level == "deep") if modifier == "$path" else elements
-        page = items[start:start + limit + 1]
+        page = items[start:start + limit]
         if modifier == "":
             result = [_core(e, 0) if level == "core" else e for e in page]
         elif modifier == "$path":
@@ -419,9 +417,9 @@ def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[s
         else:
             result = [_modifier(request, e, modifier, [*keys, {"type": e["modelType"], "value": e["idShort"]}],
                                 e["idShort"]) for e in page]
-        body = _paged(list(range(start, start + len(page))), limit, str)
-        body["result"] = result[:limit]
-        return _json(body)
+        more = len(items) > start + limit
+        return _json({"paging_metadata": {"cursor": b64encode(str(start + limit - 1))} if more else {},
+                      "result": result})
     element, keys = find(submodel, rest[1])
     modifier = rest[2] if len(rest) == 3 else ""
     if len(rest) > 3 or (modifier and not modifier.startswith("$") and modifier != "attachment"):
@@ -431,8 +429,7 @@ def _submodel_view(repo: Repository, request: Request, text: bytes, rest: list[s
             raise ApiError(400, f"{rest[1]!r} is a {element['modelType']}, not a File: it has no attachment")
         raise ApiError(404, f"{rest[1]!r} has no attachment")
     if modifier == "":
-        level = _choice(request, "level", ("deep", "core"), "deep")
-        _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+        level = _level(request)
         return _json(_core(element) if level == "core" else element)
     return _json(_modifier(request, element, modifier, keys, rest[1]))
 
@@ -445,8 +442,7 @@ def _modifier(request: Request, element: dict, modifier: str, keys: list[dict], 
     if modifier == "$reference":
         return _reference(keys)
     if modifier == "$value":
-        level = _choice(request, "level", ("deep", "core"), "deep")
-        _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+        level = _level(request)
         shown = _core(element) if level == "core" else element
         return value_only(shown) if whole_submodel else {element.get("idShort", "value"): value_only(shown)}
     if modifier == "$path":
@@ -500,8 +496,7 @@ def _submodels(repo: Repository, request: Request, rest: list[str]) -> Response:
         if modifier not in ("", "$metadata", "$value", "$reference", "$path"):
             raise ApiError(404, f"no such modifier {modifier!r}")
         limit, after = _limit(request), _cursor(request)
-        level = _choice(request, "level", ("deep", "core"), "deep")
-        _choice(request, "extent", ("withoutBlobValue", "withBlobValue"), "withoutBlobValue")
+        level = _level(request)
         items, more = repo.submodels(after, limit)
         body = {"paging_metadata": {"cursor": b64encode(items[-1]["id"])} if more else {}}
         if modifier == "":
@@ -522,11 +517,10 @@ def _serialization(repo: Repository, request: Request) -> Response:
     submodel_ids = [b64decode(x, "submodelIds") for x in request.query_params.getlist("submodelIds")]
     _choice(request, "includeConceptDescriptions", ("true", "false"), "true")
     if not aas_ids and not submodel_ids:
-        count = repo.twin_count()
-        if count > SERIALIZE_ALL_MAX_UNITS:
-            raise ApiError(400, f"the repository holds {count} twins: name them with aasIds/submodelIds (or write "
-                                f"the fleet with `thread twin export`)")
-        shells = repo.shells(None, count)
+        shells = repo.shells(None, SERIALIZE_ALL_MAX_UNITS + 1)
+        if len(shells) > SERIALIZE_ALL_MAX_UNITS:
+            raise ApiError(400, f"the repository holds more than {SERIALIZE_ALL_MAX_UNITS} twins: name them with "
+                                f"aasIds/submodelIds (or write the fleet with `thread twin export`)")
         wanted = [(k, aas.serial_of_shell(s["id"])) for s in shells for k in aas.SUBMODELS]
     else:
         shells = [repo.shell(i) for i in aas_ids]

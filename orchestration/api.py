@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from . import aas_api, lake
+from . import aas, aas_api, lake
 from .twin_history import EVENTS
 
 PAGE = 500
@@ -52,9 +52,7 @@ def _rows(warehouse: Path, sql: str, params: list) -> list[dict]:
         return []
     con = lake.open_published(warehouse)
     try:
-        cur = con.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return aas._rows(con, sql, params)
     except duckdb.CatalogException:
         return []
     finally:
