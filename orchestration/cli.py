@@ -537,6 +537,35 @@ def serve(ctx, port, host):
     sys.exit(code)
 
 
+@main.command(help="Run a Celery worker that executes the steps of the runs Dagster launches (a team's deployment: "
+              "THREAD_CELERY_BROKER_URL, and the Dagster instance on THREAD_DAGSTER_PG_URL). Start one or more per "
+              "machine, with the same code and THREAD_* settings; Ctrl-C stops it after its current step.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Steps run at once.")
+@click.option("--name", help="The worker's name (default: thread-<pid>@<host>).")
+@click.pass_context
+def worker(ctx, concurrency, name):
+    import socket
+
+    from .dbt_project import prepare
+    from .defs.executor import CELERY_QUEUE, celery_app
+    from .settings import dagster_home
+
+    env = ctx.obj.settings
+    for variable, value in (("THREAD_CELERY_BROKER_URL", env.celery_broker_url),
+                            ("THREAD_DAGSTER_PG_URL", env.dagster_pg_url)):
+        if not value:
+            raise click.ClickException(f"{variable} is not set: a worker serves a team's Dagster instance "
+                                       "(see README, 'A team's deployment').")
+    prepare()
+    dagster_home(env)
+    name = name or f"thread-{os.getpid()}@{socket.gethostname()}"
+    console.print(f"Celery worker {name}: steps from {env.celery_broker_url.split('@')[-1]}, queue {CELERY_QUEUE}, "
+                  f"{concurrency} at a time.")
+    celery_app(env).worker_main(["worker", "--prefetch-multiplier=1", "-Q", CELERY_QUEUE, "-n", name,
+                                 "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle",
+                                 "--without-gossip"])
+
+
 LOCATION = "orchestration.definitions:defs"
 
 

@@ -15,6 +15,7 @@ import contracts
 
 from .dbt_project import PROJECT
 from .defs.audit import AUDIT_SPECS
+from .defs.executor import thread_executor
 from .defs.health import rul_model
 from .defs.jobs import BUILD_JOBS
 from .defs.keys import TWIN_KEY
@@ -65,8 +66,9 @@ _defs = dg.Definitions(
     sensors=[*SENSORS.values(), thread_refresh_sensor, twin_refresh_sensor],
     resources={"thread": _settings, "writer": writer_lock_resource(_settings), "dbt": dbt_resource()},
     # One process per run, not per step: re-importing the code location costs ~3 s a step here,
-    # and the steps of a refresh are sequential anyway (one writer of the build database).
-    executor=dg.in_process_executor,
+    # and the steps of a refresh are sequential anyway (one writer of the build database). A team
+    # sends the steps to Celery workers instead (THREAD_CELERY_BROKER_URL).
+    executor=thread_executor,
 )
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)

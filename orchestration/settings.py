@@ -20,8 +20,9 @@ from .lake import validated_limit
 
 DEFAULT_DBT_THREADS = 2
 
-DAGSTER_YAML = """\
-# Written by `thread`; everything Dagster stores lives under THREAD_DATA_DIR.
+DAGSTER_YAML_HEADER = "# Written by `thread`"
+
+DAGSTER_YAML = DAGSTER_YAML_HEADER + """; Dagster's runs, events and schedules live {where}.
 telemetry:
   enabled: false
 # No first-visit pop-up over the asset graph in a fresh home.
@@ -40,6 +41,24 @@ concurrency:
   runs:
     max_concurrent_runs: 3
 """
+
+# A team's instance: every webserver, daemon, run and Celery worker shares it, on any machine.
+DAGSTER_YAML_POSTGRES = """\
+storage:
+  postgres:
+    postgres_url:
+      env: THREAD_DAGSTER_PG_URL
+"""
+
+
+def sqlalchemy_pg_url(url: str) -> str:
+    """A PostgreSQL URL with the driver Dagster's storage needs: its event watcher LISTENs through
+    psycopg2, and with psycopg 3 picked by SQLAlchemy `NOTIFY run_events, $1` fails."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgres", "postgresql"):
+        raise ValueError(f"THREAD_DAGSTER_PG_URL must be a PostgreSQL URL (postgresql://user@host:5432/db), "
+                         f"not {scheme + sep if sep else 'this'}…")
+    return f"postgresql+psycopg2://{rest}"
 
 
 class ThreadSettings(dg.ConfigurableResource):
@@ -72,6 +91,13 @@ class ThreadSettings(dg.ConfigurableResource):
     # None: THREAD_TELEMETRY_SILENCE_HOURS, else 72: a unit whose last reading is older than this
     # (at publish) has health `unknown` and a stale twin; `72,HX200=24` sets a limit per product.
     telemetry_silence_hours: str | None = None
+    # Empty: Dagster's instance in SQLite under the data directory (one machine). A PostgreSQL URL:
+    # the instance of a team (runs, events, schedules shared by every machine), and the writer
+    # lock a PostgreSQL advisory lock instead of a file, so it holds across machines.
+    dagster_pg_url: str = ""
+    # Empty: a run's steps execute in the run's process. A Celery broker URL (redis://host:6379/0):
+    # the steps of the runs Dagster launches go to `thread worker` processes, on any machine.
+    celery_broker_url: str = ""
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -224,6 +250,16 @@ class ThreadSettings(dg.ConfigurableResource):
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.data_root / "dagster_home").resolve()
 
+    @property
+    def dagster_storage_url(self) -> str:
+        return sqlalchemy_pg_url(self.dagster_pg_url) if self.dagster_pg_url else ""
+
+    @property
+    def celery_backend_url(self) -> str:
+        """Where Celery keeps step results: the broker itself (Redis), since Celery's default RPC
+        backend needs an AMQP broker."""
+        return self.celery_broker_url
+
     def dbt_vars(self) -> dict:
         """What dbt's profile takes from us (profiles.yml reads no environment of its own)."""
         return {"build_db": str(self.build_db), "memory_limit": self.memory_limit,
@@ -240,7 +276,9 @@ class ThreadSettings(dg.ConfigurableResource):
         return cls(sources_dir=str(sources), data_dir=str(data),
                    mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
                    pii_salt=os.environ.get("THREAD_PII_SALT") or "",
-                   twin_units_per_partition=int(units) if units else 1)
+                   twin_units_per_partition=int(units) if units else 1,
+                   dagster_pg_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
+                   celery_broker_url=os.environ.get("THREAD_CELERY_BROKER_URL") or "")
 
     def export_env(self) -> None:
         """Make these settings what Dagster's `dg.EnvVar`s resolve to, here and in child processes
@@ -249,6 +287,8 @@ class ThreadSettings(dg.ConfigurableResource):
             "THREAD_DATA_DIR": str(self.data_root), "THREAD_SOURCES_DIR": str(self.sources_root),
             "MES_DATABASE_URL": self.mes_database_url, "THREAD_PII_SALT": self.pii_salt,
             "THREAD_TWIN_UNITS_PER_PARTITION": str(self.twin_units_per_partition),
+            "THREAD_DAGSTER_PG_URL": self.dagster_storage_url,
+            "THREAD_CELERY_BROKER_URL": self.celery_broker_url,
             "DAGSTER_HOME": str(self.dagster_home),
         })
 
@@ -261,6 +301,8 @@ def settings_resource() -> ThreadSettings:
         mes_database_url=dg.EnvVar("MES_DATABASE_URL"),
         pii_salt=dg.EnvVar("THREAD_PII_SALT"),
         twin_units_per_partition=dg.EnvVar.int("THREAD_TWIN_UNITS_PER_PARTITION"),
+        dagster_pg_url=dg.EnvVar("THREAD_DAGSTER_PG_URL"),
+        celery_broker_url=dg.EnvVar("THREAD_CELERY_BROKER_URL"),
     )
 
 
@@ -272,12 +314,20 @@ def configure(data_dir: str | Path | None = None, sources_dir: str | Path | None
     return settings
 
 
+def dagster_yaml(settings: ThreadSettings) -> str:
+    if settings.dagster_pg_url:
+        return DAGSTER_YAML.format(where="in PostgreSQL (THREAD_DAGSTER_PG_URL)") + DAGSTER_YAML_POSTGRES
+    return DAGSTER_YAML.format(where="under THREAD_DATA_DIR")
+
+
 def dagster_home(settings: ThreadSettings) -> Path:
-    """The Dagster home the commands that run Dagster use, created with the project's instance
-    configuration the first time."""
+    """The Dagster home the commands that run Dagster use, with the project's instance
+    configuration (rewritten when THREAD_DAGSTER_PG_URL comes or goes; a dagster.yaml of your own,
+    without our first line, is left alone)."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    wanted = dagster_yaml(settings)
+    if not config.exists() or (config.read_text().startswith(DAGSTER_YAML_HEADER) and config.read_text() != wanted):
+        config.write_text(wanted)
     return home

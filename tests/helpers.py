@@ -330,18 +330,100 @@ def stop_server(server: Server) -> None:
         server.proc.wait()
 
 
-def chromium_executable() -> str:
-    """Debian's chromium, installed here if missing (the test set-up is allowed to)."""
+def debian_program(program: str, package: str, where: str | None = None) -> str:
+    """A program from a Debian package, installed here if missing (the test set-up is allowed to)."""
+    import glob
     import shutil
 
-    found = shutil.which("chromium")
-    if found:
-        return found
+    def found() -> str | None:
+        in_package_dir = sorted(glob.glob(f"{where}/{program}")) if where else []
+        return shutil.which(program) or (in_package_dir[-1] if in_package_dir else None)
+
+    if found():
+        return found()
     if shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True)
-        found = shutil.which("chromium")
-        if found:
-            return found
-    pytest.skip("Debian's chromium package is not installed and cannot be installed here (no apt-get or not root)")
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True)
+        if found():
+            return found()
+    pytest.skip(f"Debian's {package} package is not installed and cannot be installed here (no apt-get or not root)")
+
+
+def chromium_executable() -> str:
+    return debian_program("chromium", "chromium")
+
+
+def start_group(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """A server in its own process group, so that stop_group stops it and all it started."""
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.args[0]} did not listen on {port} in {timeout} s: {log.read_text()[-2000:]}")
+
+
+def start_postgres(root: Path) -> tuple[str, subprocess.Popen]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's server; run as `postgres` when we are
+    root, since PostgreSQL refuses to run as root). Returns a URL of its database `dagster`."""
+    import tempfile
+
+    bin_dir = Path(debian_program("initdb", "postgresql", "/usr/lib/postgresql/*/bin")).resolve().parent
+    # Outside pytest's owner-only temporary root, which the `postgres` user could not enter.
+    data = Path(tempfile.mkdtemp(prefix="thread-pg-", dir="/tmp"))
+    root_user = os.geteuid() == 0
+    as_user = ["runuser", "-u", "postgres", "--"] if root_user else []
+    if root_user:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "cluster"), "-A", "trust", "-U", "thread",
+                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    port = free_port()
+    log = root / "postgres.log"
+    proc = start_group([*as_user, str(bin_dir / "postgres"), "-D", str(data / "cluster"), "-p", str(port),
+                        "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"], log)
+    proc.cluster = data  # removed by stop_postgres
+    wait_for_port(port, proc, log)
+    deadline = time.monotonic() + 30
+    while True:  # listening is not yet accepting: the start-up may still be recovering
+        done = subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "thread",
+                               "dagster"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return f"postgresql://thread@127.0.0.1:{port}/dagster", proc
+        if time.monotonic() > deadline:
+            raise RuntimeError(done.stderr)
+        time.sleep(0.3)
+
+
+def stop_postgres(proc: subprocess.Popen) -> None:
+    stop_group(proc)
+    shutil.rmtree(proc.cluster, ignore_errors=True)
+
+
+def start_redis(root: Path) -> tuple[str, subprocess.Popen]:
+    """A throwaway Redis (Debian's redis-server) on 127.0.0.1, keeping nothing on disk."""
+    server = debian_program("redis-server", "redis-server")
+    port = free_port()
+    log = root / "redis.log"
+    proc = start_group([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                        "--dir", str(root)], log)
+    wait_for_port(port, proc, log)
+    return f"redis://127.0.0.1:{port}/0", proc
