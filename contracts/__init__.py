@@ -3,8 +3,15 @@
 One place defines each contract; Dagster assets, checks, docs and ODCS exports read it from here.
 """
 
-from . import erp, mes, plm, service
-from ._base import (
+import sys
+
+# pandera imports pyspark.pandas whenever pyspark is installed (it is, for THREAD_ENGINE=spark):
+# 0.8 s more on every import and a warning about pandas 3. The contracts validate pandas frames
+# only, so pandera is told pyspark.pandas is not there (pyspark.sql, which dbt-spark uses, is).
+sys.modules.setdefault("pyspark.pandas", None)
+
+from . import erp, mes, plm, service  # noqa: E402
+from ._base import (  # noqa: E402
     REJECT_COLUMNS,
     Enforcement,
     EntityContract,
@@ -12,7 +19,7 @@ from ._base import (
     SystemContract,
     enforce,
 )
-from ._types import KINDS
+from ._types import KINDS  # noqa: E402
 
 SYSTEMS: dict[str, SystemContract] = {m.SYSTEM.system: m.SYSTEM for m in (plm, mes, erp, service)}
 ENTITIES: dict[tuple[str, str], EntityContract] = {

@@ -94,6 +94,15 @@ def not_null_columns(schemas: dict[str, str]) -> dict[str, set[str]]:
     return out
 
 
+def models(schemas) -> dict[str, list[str]]:
+    """The models of each of these dbt schemas."""
+    out: dict[str, list[str]] = {}
+    for n in manifest()["nodes"].values():
+        if n["resource_type"] == "model" and n["schema"] in schemas:
+            out.setdefault(n["schema"], []).append(n["name"])
+    return out
+
+
 def tagged(tag: str, schema: str) -> frozenset[str]:
     """The models of a dbt schema that carry a tag (`sharded`: stored per unit shard)."""
     return frozenset(n["name"] for n in manifest()["nodes"].values()

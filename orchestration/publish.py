@@ -27,11 +27,12 @@ def _q(name: str) -> str:
 
 
 def thread_tables(build_db: Path) -> list[str]:
+    """The thread's tables in the build database (views over Spark's tables when Spark built them)."""
     con = duckdb.connect(str(build_db), read_only=True)
     try:
         rows = con.execute(
             "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'thread' AND table_type = 'BASE TABLE' ORDER BY 1"
+            "WHERE table_schema = 'thread' AND table_type IN ('BASE TABLE', 'VIEW') ORDER BY 1"
         ).fetchall()
     finally:
         con.close()

@@ -19,6 +19,8 @@ from . import paths
 from .lake import validated_limit
 
 DEFAULT_DBT_THREADS = 2
+# The engines dbt builds the thread on: embedded DuckDB, or Apache Spark (dbt-spark, session).
+ENGINES = ("duckdb", "spark")
 
 DAGSTER_YAML_HEADER = "# Written by `thread`"
 
@@ -91,13 +93,19 @@ class ThreadSettings(dg.ConfigurableResource):
     # None: THREAD_TELEMETRY_SILENCE_HOURS, else 72: a unit whose last reading is older than this
     # (at publish) has health `unknown` and a stale twin; `72,HX200=24` sets a limit per product.
     telemetry_silence_hours: str | None = None
+    # None: THREAD_ENGINE, else duckdb. `spark`: dbt builds every model on Apache Spark
+    # (THREAD_SPARK_MASTER, else local[2]; or spark://host:7077).
+    engine_name: str | None = None
+    spark_master: str | None = None
     # Empty: Dagster's instance in SQLite under the data directory (one machine). A PostgreSQL URL:
     # the instance of a team (runs, events, schedules shared by every machine), and the writer
     # lock a PostgreSQL advisory lock instead of a file, so it holds across machines.
-    dagster_pg_url: str = ""
+    # (None: THREAD_DAGSTER_PG_URL, read when a run starts: its password never shows in the UI.)
+    dagster_postgres_url: str | None = None
     # Empty: a run's steps execute in the run's process. A Celery broker URL (redis://host:6379/0):
     # the steps of the runs Dagster launches go to `thread worker` processes, on any machine.
-    celery_broker_url: str = ""
+    # (None: THREAD_CELERY_BROKER_URL.)
+    celery_broker: str | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -109,6 +117,17 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def memory_limit(self) -> str:
         return validated_limit(self.duckdb_memory_limit or os.environ.get("THREAD_DUCKDB_MEMORY_LIMIT"))
+
+    @property
+    def engine(self) -> str:
+        engine = (self.engine_name or os.environ.get("THREAD_ENGINE") or "duckdb").strip().lower()
+        if engine not in ENGINES:
+            raise ValueError(f"THREAD_ENGINE must be one of {', '.join(ENGINES)}, not {engine!r}")
+        return engine
+
+    @property
+    def spark_master_url(self) -> str:
+        return self.spark_master or os.environ.get("THREAD_SPARK_MASTER") or "local[2]"
 
     @property
     def threads(self) -> int:
@@ -201,6 +220,12 @@ class ThreadSettings(dg.ConfigurableResource):
         return self.data_root / "build" / "build.duckdb"
 
     @property
+    def spark_dir(self) -> Path:
+        """Spark's side of the build: its metastore, its warehouse (the models' Parquet tables) and
+        `raw/`, each raw Delta table's current files as a Parquet table."""
+        return self.data_root / "build" / "spark"
+
+    @property
     def warehouse(self) -> Path:
         return paths.warehouse(self.data_root)
 
@@ -251,6 +276,14 @@ class ThreadSettings(dg.ConfigurableResource):
         return Path(os.environ.get("DAGSTER_HOME") or self.data_root / "dagster_home").resolve()
 
     @property
+    def dagster_pg_url(self) -> str:
+        return self.dagster_postgres_url or os.environ.get("THREAD_DAGSTER_PG_URL") or ""
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.celery_broker or os.environ.get("THREAD_CELERY_BROKER_URL") or ""
+
+    @property
     def dagster_storage_url(self) -> str:
         return sqlalchemy_pg_url(self.dagster_pg_url) if self.dagster_pg_url else ""
 
@@ -262,8 +295,11 @@ class ThreadSettings(dg.ConfigurableResource):
 
     def dbt_vars(self) -> dict:
         """What dbt's profile takes from us (profiles.yml reads no environment of its own)."""
-        return {"build_db": str(self.build_db), "memory_limit": self.memory_limit,
-                "shard_digits": self.shard_size_digits}
+        out = {"build_db": str(self.build_db), "memory_limit": self.memory_limit,
+               "shard_digits": self.shard_size_digits}
+        if self.engine == "spark":
+            out.update(engine="spark", spark_master=self.spark_master_url, spark_dir=str(self.spark_dir))
+        return out
 
     # -- the process ------------------------------------------------------------------------------
 
@@ -277,8 +313,8 @@ class ThreadSettings(dg.ConfigurableResource):
                    mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
                    pii_salt=os.environ.get("THREAD_PII_SALT") or "",
                    twin_units_per_partition=int(units) if units else 1,
-                   dagster_pg_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
-                   celery_broker_url=os.environ.get("THREAD_CELERY_BROKER_URL") or "")
+                   dagster_postgres_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
+                   celery_broker=os.environ.get("THREAD_CELERY_BROKER_URL") or "")
 
     def export_env(self) -> None:
         """Make these settings what Dagster's `dg.EnvVar`s resolve to, here and in child processes
@@ -301,8 +337,6 @@ def settings_resource() -> ThreadSettings:
         mes_database_url=dg.EnvVar("MES_DATABASE_URL"),
         pii_salt=dg.EnvVar("THREAD_PII_SALT"),
         twin_units_per_partition=dg.EnvVar.int("THREAD_TWIN_UNITS_PER_PARTITION"),
-        dagster_pg_url=dg.EnvVar("THREAD_DAGSTER_PG_URL"),
-        celery_broker_url=dg.EnvVar("THREAD_CELERY_BROKER_URL"),
     )
 
 

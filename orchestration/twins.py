@@ -200,7 +200,7 @@ def _check_sql(where: str) -> dict[str, str]:
             SELECT t.serial_number FROM state_unit_twin t SEMI JOIN refreshed USING (serial_number)
             LEFT JOIN (SELECT serial_number,
                               md5(string_agg(part_number || '@' || coalesce(revision, '?') || 'x'
-                                             || quantity::varchar, ';' ORDER BY part_number, revision)) AS h
+                                             || quantity::DECIMAL(38, 9)::VARCHAR, ';' ORDER BY part_number, revision)) AS h
                        FROM state_unit_components GROUP BY 1) c USING (serial_number)
             WHERE c.h IS DISTINCT FROM t.configuration_hash""",
         "computed_from_current_inputs": f"""

@@ -56,12 +56,15 @@ def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> ThreadSetti
     return ThreadSettings.from_env()
 
 
-def build(sources: Path, data: Path):
-    """The whole graph through Dagster, as `thread build` runs it, on an ephemeral instance."""
+def build(sources: Path, data: Path, **env: str):
+    """The whole graph through Dagster, as `thread build` runs it, on an ephemeral instance (`env`:
+    more THREAD_* variables, e.g. THREAD_ENGINE)."""
     from orchestration.build import run_build
     from orchestration.definitions import defs
 
     with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
         settings = thread_env(mp, sources, data)
         with dg.DagsterInstance.ephemeral() as instance:
             return run_build(defs, instance, settings)
@@ -427,3 +430,49 @@ def start_redis(root: Path) -> tuple[str, subprocess.Popen]:
                         "--dir", str(root)], log)
     wait_for_port(port, proc, log)
     return f"redis://127.0.0.1:{port}/0", proc
+
+
+class SparkCluster:
+    """A standalone Spark cluster on 127.0.0.1: a master and one worker (the pip package's Spark,
+    on Debian's Java), each in its own process group."""
+
+    def __init__(self, root: Path, cores: int = 2, memory: str = "2g"):
+        import pyspark
+
+        debian_program("java", "openjdk-17-jre-headless")
+        spark_class = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1",
+               "SPARK_LOG_DIR": str(root), "SPARK_WORKER_DIR": str(root / "work")}
+        port, ui, worker_ui = free_port(), free_port(), free_port()
+        self.url, self.ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}"
+        self.master = start_group([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                   "--port", str(port), "--webui-port", str(ui)], root / "master.log", env=env)
+        self.worker = None
+        try:
+            wait_for_port(port, self.master, root / "master.log", timeout=120)
+            self.worker = start_group([spark_class, "org.apache.spark.deploy.worker.Worker", self.url, "--host",
+                                       "127.0.0.1", "--cores", str(cores), "--memory", memory, "--webui-port",
+                                       str(worker_ui), "--work-dir", str(root / "work")], root / "worker.log", env=env)
+            deadline = time.monotonic() + 120
+            while self.alive_workers() < 1:
+                if time.monotonic() > deadline or self.worker.poll() is not None:
+                    raise RuntimeError(f"no Spark worker registered: {(root / 'worker.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()
+            raise
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(f"{self.ui}/json/", timeout=5) as r:
+            return json.load(r)
+
+    def alive_workers(self) -> int:
+        try:
+            return sum(w["state"] == "ALIVE" for w in self.state()["workers"])
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.master):
+            if proc is not None:
+                stop_group(proc)

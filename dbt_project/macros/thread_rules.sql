@@ -8,13 +8,13 @@
 {% macro removal_target(state, recorded) -%}
     case
         when {{ recorded }} is null then
-            (list_sort(list_filter({{ state }}, lambda x: x.quantity > 1e-9)))[1].revision
-        when list_bool_or(list_transform({{ state }}, lambda x: x.revision = {{ recorded }} and x.quantity > 1e-9))
+            {{ list_min(list_where(state, 'x', 'x.quantity > 1e-9')) }}.revision
+        when {{ list_any(state, 'x', 'x.revision = ' ~ recorded ~ ' and x.quantity > 1e-9') }}
             then {{ recorded }}
     end
 {%- endmacro %}
 
 {#- Hours between two timestamps, as a floating-point number. -#}
 {% macro hours_between(start, finish) -%}
-    (epoch({{ finish }}) - epoch({{ start }})) / 3600.0
+    ({{ epoch_seconds(finish) }} - {{ epoch_seconds(start) }}) / 3600.0
 {%- endmacro %}

@@ -15,7 +15,7 @@ from packaging.version import Version
 
 import contracts
 
-from .. import dbt_project, fingerprints, lake, lineage, shards
+from .. import dbt_project, fingerprints, lake, lineage, shards, spark
 from ..dbt_project import (
     DBT_EXECUTABLE,
     PROJECT,
@@ -79,6 +79,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             write_lake_catalog(thread.lake_catalog, thread.lake_dir)
         return
     new_database = not thread.build_db.exists()
+    on_spark = thread.engine == "spark"
     parent = lineage.Parent(context.run_id, context.job_name)
     raw = {c.raw_relation: lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity))
            for c in contracts.ENTITIES.values()}
@@ -88,6 +89,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
                                    for r in raw]):
             views = prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
             write_lake_catalog(thread.lake_catalog, thread.lake_dir, views)
+            if on_spark:
+                spark.link_raw(thread)
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     if new_database:  # the state files beside it describe a build database that is gone
@@ -124,6 +127,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         finally:  # a failed dbt run reports its failed models too; a run that wrote no results, nothing
             if results.exists() and results.stat().st_mtime_ns != before:
                 lineage.dbt_models(thread.lineage(), results, dbt_project.manifest(), thread.build_db, parent)
+            if on_spark:  # the steps after dbt read Spark's tables through the build database
+                spark.bridge(thread, dbt_project.models(spark.BRIDGED_SCHEMAS))
 
     # The memory limit is validated here (dbt_vars), before dbt-duckdb pastes it into SET.
     if not whole:  # a hand-picked subset (the UI): those models, every shard
@@ -133,9 +138,10 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     code = f"{fingerprints.code_version(PROJECT.manifest_path)}|{thread.shard_size_digits}"
     before = store.get("thread", code)
     store.forget("thread")
-    if before is None:
+    if before is None or on_spark:
         # Nothing to compare with (a new build database, new code): every model, every shard, in
-        # one dbt invocation; the digests are for the next build.
+        # one dbt invocation; the digests are for the next build. Spark's Parquet tables cannot
+        # delete a shard (only Delta tables can): there, every build is whole.
         yield from build("--full-refresh", dbt_vars=thread.dbt_vars())
         digests, changed = _thread_digests(thread), None
     else:

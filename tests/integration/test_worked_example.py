@@ -1,19 +1,23 @@
-"""The worked example of thread-schema.md, written as source files, through `thread build`."""
+"""The worked example of thread-schema.md, written as source files, through `thread build`, on
+DuckDB and on Spark."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import build, query
+from tests.helpers import build, debian_program, query
 from tests.sources import worked_example as example
 from tests.sources import write_sources
 
 
-@pytest.fixture(scope="module")
-def worked(tmp_path_factory):
-    root = tmp_path_factory.mktemp("worked")
+@pytest.fixture(scope="module", params=["duckdb", "spark"])
+def worked(request, tmp_path_factory):
+    """Built on each engine (THREAD_ENGINE): the spec's answers hold on both (Spark: local[2])."""
+    if request.param == "spark":
+        debian_program("java", "openjdk-17-jre-headless")
+    root = tmp_path_factory.mktemp(f"worked-{request.param}")
     sources = write_sources(root / "sources", example())
-    result = build(sources, root / "data")
+    result = build(sources, root / "data", THREAD_ENGINE=request.param, THREAD_SPARK_MASTER="local[2]")
     assert result.ok, result.failed
     return root / "data" / "warehouse.duckdb"
 

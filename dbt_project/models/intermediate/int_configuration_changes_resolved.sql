@@ -76,7 +76,7 @@ sequenced as (
     select
         o.*,
         -- Unknown revisions count as the latest released when choosing "the earliest held".
-        coalesce(r.released_at, '9999-12-31'::timestamptz) as rank_released_at,
+        coalesce(r.released_at, cast('9999-12-31' as {{ timestamptz() }})) as rank_released_at,
         row_number() over (
             partition by o.serial_number, o.part_number
             order by o.changed_at, o.source_order, o.changed_by, o.op_order, o.revision, o.component_serial
@@ -104,9 +104,9 @@ replay (serial_number, part_number, step, state, resolved_revision, resolved_del
         serial_number,
         part_number,
         0,
-        []::struct(released_at timestamptz, revision varchar, quantity double)[],
-        null::varchar,
-        0.0::double
+        {{ empty_struct_list('released_at', timestamptz(), 'revision', 'string', 'quantity', 'double') }},
+        cast(null as string),
+        cast(0.0 as double)
     from touched
 
     union all
@@ -116,18 +116,19 @@ replay (serial_number, part_number, step, state, resolved_revision, resolved_del
         o.part_number,
         o.step,
         case
-            when o.op = 'add' and list_contains(list_transform(r.state, lambda x: x.revision), o.revision)
-                then list_transform(r.state, lambda x: struct_pack(
-                    released_at := x.released_at,
-                    revision := x.revision,
-                    quantity := x.quantity + case when x.revision = o.revision then o.delta else 0 end))
+            when o.op = 'add' and {{ list_any('r.state', 'x', 'x.revision = o.revision') }}
+                then {{ list_map('r.state', 'x', make_struct(
+                    'released_at', 'x.released_at',
+                    'revision', 'x.revision',
+                    'quantity', 'x.quantity + case when x.revision = o.revision then o.delta else 0 end')) }}
             when o.op = 'add'
-                then list_append(r.state, struct_pack(
-                    released_at := o.rank_released_at, revision := o.revision, quantity := o.delta))
-            else list_transform(r.state, lambda x: struct_pack(
-                    released_at := x.released_at,
-                    revision := x.revision,
-                    quantity := x.quantity - case when x.revision = {{ removal_target('r.state', 'o.revision') }} then 1 else 0 end))
+                then {{ list_append('r.state', make_struct(
+                    'released_at', 'o.rank_released_at', 'revision', 'o.revision', 'quantity', 'o.delta')) }}
+            else {{ list_map('r.state', 'x', make_struct(
+                    'released_at', 'x.released_at',
+                    'revision', 'x.revision',
+                    'quantity', 'x.quantity - case when x.revision = ' ~ removal_target('r.state', 'o.revision')
+                                ~ ' then 1 else 0 end')) }}
         end,
         case when o.op = 'add' then o.revision else {{ removal_target('r.state', 'o.revision') }} end,
         case

@@ -33,7 +33,7 @@ exploded as (
         c.product_part_number as part_number,
         d.revision,
         1.0::double as quantity,
-        [c.product_part_number] as path,
+        {{ list_of('c.product_part_number') }} as path,
         false as is_cycle
     from classes c
     left join designed d on d.class_id = c.class_id and d.part_number = c.product_part_number
@@ -45,12 +45,12 @@ exploded as (
         b.child_part_number,
         d.revision,
         e.quantity * b.quantity,
-        list_append(e.path, b.child_part_number),
-        list_contains(e.path, b.child_part_number)
+        {{ list_append('e.path', 'b.child_part_number') }},
+        {{ list_has('e.path', 'b.child_part_number') }}
     from exploded e
     join bom b on b.parent_part_number = e.part_number and b.parent_revision = e.revision
     left join designed d on d.class_id = e.class_id and d.part_number = b.child_part_number
-    where not e.is_cycle and len(e.path) < 64
+    where not e.is_cycle and {{ list_len('e.path') }} < 64
 
 )
 
@@ -60,6 +60,6 @@ select
     revision,
     is_cycle,
     sum(quantity) as quantity,
-    min(array_to_string(path, ' > ')) as example_path
+    min({{ list_join('path', "' > '") }}) as example_path
 from exploded
 group by class_id, part_number, revision, is_cycle

@@ -32,7 +32,7 @@ current_batches as (
       and e.extracted_at > coalesce((
             select max(x.extracted_at) from extractions x
             where x.system = e.system and x.entity = e.entity and x.status = 'ok'
-        ), '-infinity'::timestamptz)
+        ), cast('0001-01-01' as {{ timestamptz() }}))
 
 ),
 

@@ -85,14 +85,11 @@ missing as (
 
     select
         *,
-        list_filter(
-            [
-                case when erp_adopted_at is null then 'erp' end,
-                case when mes_adopted_at is null then 'mes' end,
-                case when service_notified_at is null then 'service' end
-            ],
-            lambda x: x is not null
-        ) as missing_list
+        {{ list_where(list_of(
+                "case when erp_adopted_at is null then 'erp' end",
+                "case when mes_adopted_at is null then 'mes' end",
+                "case when service_notified_at is null then 'service' end"),
+            'x', 'x is not null') }} as missing_list
     from adopted
 
 )
@@ -106,7 +103,7 @@ select
     {{ hours_between('released_at', 'mes_adopted_at') }} as mes_lag_hours,
     {{ hours_between('released_at', 'erp_adopted_at') }} as erp_lag_hours,
     {{ hours_between('released_at', 'service_notified_at') }} as service_lag_hours,
-    array_to_string(missing_list, ',') as missing_systems,
-    case when len(missing_list) = 0 then 'complete' else 'gap' end as status,
+    {{ list_join('missing_list', "','") }} as missing_systems,
+    case when {{ list_len('missing_list') }} = 0 then 'complete' else 'gap' end as status,
     affected_parts
 from missing

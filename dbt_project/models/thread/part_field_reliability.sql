@@ -77,5 +77,5 @@ select
     revision,
     units_in_service,
     failures,
-    case when units_in_service > 0 then failures * 100.0 / units_in_service end as failures_per_100_units
+    case when units_in_service > 0 then cast(failures as double) * 100 / units_in_service end as failures_per_100_units
 from joined

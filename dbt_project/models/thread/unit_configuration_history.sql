@@ -19,14 +19,13 @@ running as (
 
     select
         *,
-        round(sum(delta) over w, 9) as quantity,
-        lead(changed_at) over w as next_change_at
+        round(sum(delta) over (
+            partition by serial_number, part_number, revision order by changed_at, step
+            rows between unbounded preceding and current row), 9) as quantity,
+        -- (Spark allows no frame on lead)
+        lead(changed_at) over (partition by serial_number, part_number, revision order by changed_at, step)
+            as next_change_at
     from changes
-    window w as (
-        partition by serial_number, part_number, revision
-        order by changed_at, step
-        rows between unbounded preceding and current row
-    )
 
 )
 

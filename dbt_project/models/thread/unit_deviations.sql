@@ -21,7 +21,7 @@ built as (
     select
         b.serial_number,
         b.part_number,
-        string_agg(b.revision, ',' order by b.revision) as revisions,
+        {{ ordered_string_agg('b.revision', "','", 'b.revision') }} as revisions,
         count(*) as revision_count,
         sum(b.quantity) as quantity,
         bool_or(b.is_substitute) as is_substitute

@@ -1,6 +1,6 @@
 {#- Latest reading per unit and sensor against the product's design limits, with the 24 hours
     up to it ([last_ts - 24 h, last_ts], inclusive). -#}
-with units as not materialized (
+with units as {{ inlined() }} (
 
     select serial_number, product_part_number
     from {{ ref('stg_mes__units') }}
@@ -8,7 +8,7 @@ with units as not materialized (
 
 ),
 
-readings as not materialized (
+readings as {{ inlined() }} (
 
     select t.serial_number, t.sensor, t.ts, t.value
     from {{ ref('stg_service__telemetry') }} t
@@ -16,15 +16,15 @@ readings as not materialized (
 
 ),
 
-latest as not materialized (
+latest as {{ inlined() }} (
 
-    select serial_number, sensor, max(ts) as last_ts, arg_max(value, ts) as last_value
+    select serial_number, sensor, max(ts) as last_ts, max_by(value, ts) as last_value
     from readings
     group by serial_number, sensor
 
 ),
 
-window_24h as not materialized (
+window_24h as {{ inlined() }} (
 
     -- Rounded: a parallel sum adds in varying order, and a twin's input hash must not change
     -- with the last bit of a float (its twin would look changed when nothing changed).

@@ -1,17 +1,18 @@
 {#- One live model per unit that is not scrapped. refreshed_at and is_stale are added by the twin
     assets and the publish step: they are about when a twin was computed, not what it says. -#}
-with units as not materialized (
+with units as {{ inlined() }} (
 
     select * from {{ ref('units') }} where status <> 'scrapped'
 
 ),
 
-configuration as not materialized (
+configuration as {{ inlined() }} (
 
     select
         c.serial_number,
-        md5(string_agg(c.part_number || '@' || coalesce(c.revision, '?') || 'x' || c.quantity::varchar, ';'
-            order by c.part_number, c.revision)) as configuration_hash,
+        md5({{ ordered_string_agg(
+            "c.part_number || '@' || coalesce(c.revision, '?') || 'x' || " ~ hash_text('c.quantity', 'double'),
+            "';'", 'c.part_number, c.revision') }}) as configuration_hash,
         count(*) filter (where c.part_number <> u.product_part_number) as component_count
     from {{ ref('unit_configuration') }} c
     join units u using (serial_number)
@@ -19,13 +20,13 @@ configuration as not materialized (
 
 ),
 
-deviations as not materialized (
+deviations as {{ inlined() }} (
 
     select serial_number, count(*) as deviation_count from {{ ref('unit_deviations') }} group by serial_number
 
 ),
 
-retrofits as not materialized (
+retrofits as {{ inlined() }} (
 
     select serial_number, count(*) as pending_retrofits
     from {{ ref('eco_impact') }}
@@ -34,7 +35,7 @@ retrofits as not materialized (
 
 ),
 
-service as not materialized (
+service as {{ inlined() }} (
 
     select
         serial_number,
@@ -45,7 +46,7 @@ service as not materialized (
 
 ),
 
-sensors as not materialized (
+sensors as {{ inlined() }} (
 
     select
         *,
@@ -54,13 +55,13 @@ sensors as not materialized (
 
 ),
 
-health as not materialized (
+health as {{ inlined() }} (
 
     select
         serial_number,
         max(last_ts) as last_telemetry_at,
         max(severity_rank) as worst_rank,
-        arg_max(sensor, [severity_rank::double, coalesce(last_value / nullif(warning_high, 0), 0)])
+        max_by(sensor, {{ list_of('cast(severity_rank as double)', 'coalesce(last_value / nullif(warning_high, 0), 0)') }})
             filter (where severity_rank > 0) as worst_sensor
     from sensors
     group by serial_number

@@ -1,41 +1,44 @@
 {#- What each twin is computed from, hashed per aspect. A twin needs a refresh exactly when one of
     these differs from the hash stored with it at its last refresh; the aspect names the reason. -#}
-with twin as not materialized (
+with twin as {{ inlined() }} (
 
     select * from {{ ref('unit_twin') }}
 
 ),
 
-components as not materialized (
+components as {{ inlined() }} (
 
     select serial_number,
-           md5(string_agg(part_number || '@' || coalesce(revision, '?') || 'x' || quantity::varchar || '@' || since::varchar,
-                          ';' order by part_number, revision)) as h
+           md5({{ ordered_string_agg(
+               "part_number || '@' || coalesce(revision, '?') || 'x' || " ~ hash_text('quantity', 'double')
+               ~ " || '@' || " ~ hash_text('since', 'timestamp'), "';'", 'part_number, revision') }}) as h
     from {{ ref('unit_components') }}
     group by serial_number
 
 ),
 
-sensors as not materialized (
+sensors as {{ inlined() }} (
 
     select serial_number,
-           md5(string_agg(sensor || '=' || last_value::varchar || '@' || last_ts::varchar || '/' || mean_24h::varchar
-                          || '/' || max_24h::varchar || '/' || state, ';' order by sensor)) as h
+           md5({{ ordered_string_agg(
+               "sensor || '=' || " ~ hash_text('last_value', 'double') ~ " || '@' || " ~ hash_text('last_ts', 'timestamp')
+               ~ " || '/' || " ~ hash_text('mean_24h', 'double') ~ " || '/' || " ~ hash_text('max_24h', 'double')
+               ~ " || '/' || state", "';'", 'sensor') }}) as h
     from {{ ref('unit_sensor_state') }}
     group by serial_number
 
 ),
 
-aspects as not materialized (
+aspects as {{ inlined() }} (
 
     select
         t.serial_number,
-        md5(concat_ws('|', t.product_part_number, t.product_revision, t.status, t.shipped_at::varchar, t.site)) as unit_hash,
-        md5(concat_ws('|', t.configuration_hash, t.component_count, c.h)) as configuration_hash,
-        md5(concat_ws('|', t.deviation_count)) as deviation_hash,
-        md5(concat_ws('|', t.pending_retrofits)) as eco_hash,
-        md5(concat_ws('|', t.open_service_events, t.last_service_event_at::varchar)) as service_hash,
-        md5(concat_ws('|', t.last_telemetry_at::varchar, t.health_state, t.worst_sensor, s.h)) as telemetry_hash
+        md5(concat_ws('|', t.product_part_number, t.product_revision, t.status, {{ hash_text('t.shipped_at', 'timestamp') }}, t.site)) as unit_hash,
+        md5(concat_ws('|', t.configuration_hash, {{ hash_text('t.component_count') }}, c.h)) as configuration_hash,
+        md5(concat_ws('|', {{ hash_text('t.deviation_count') }})) as deviation_hash,
+        md5(concat_ws('|', {{ hash_text('t.pending_retrofits') }})) as eco_hash,
+        md5(concat_ws('|', {{ hash_text('t.open_service_events') }}, {{ hash_text('t.last_service_event_at', 'timestamp') }})) as service_hash,
+        md5(concat_ws('|', {{ hash_text('t.last_telemetry_at', 'timestamp') }}, t.health_state, t.worst_sensor, s.h)) as telemetry_hash
     from twin t
     left join components c using (serial_number)
     left join sensors s using (serial_number)
