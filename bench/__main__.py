@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-only", action="store_true",
                         help="only `thread api`'s AAS latencies, on the data the last run at this scale built "
                         "(kept in the cache); adds them to results/<scale>.json")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="spark: the full build on DuckDB and on Spark (each of --spark-masters), same "
+                        "enterprise; adds the scale to results/engines.json")
+    parser.add_argument("--spark-masters", default="local[1],local[2]",
+                        help="comma-separated THREAD_SPARK_MASTER values to measure (default local[1],local[2])")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")
@@ -35,13 +40,26 @@ def main(argv: list[str] | None = None) -> None:
 
     from orchestration.dbt_project import prepare
 
-    from .harness import add_aas_api, run, run_live_default, run_quarantine, run_rul, write
+    from .harness import (
+        add_aas_api,
+        run,
+        run_engines,
+        run_live_default,
+        run_quarantine,
+        run_rul,
+        write,
+    )
 
     prepare()
     if args.live_default:
         out = run_live_default(args.cache / "run-live-default")
         path = HERE / "results" / "live_default.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
+    if args.engine == "spark":
+        path = run_engines(args.scale, args.seed, args.cache, args.cache / f"run-{args.scale}",
+                           args.spark_masters.split(","), HERE / "results")
         print(f"wrote {path}")
         return
     if args.api_only:

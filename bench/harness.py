@@ -899,3 +899,70 @@ def run_quarantine(bench_dir: Path, rows: int = 1_000_000, say=print) -> Path:
     path = bench_dir / "results" / "quarantine.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     return path
+
+
+def run_engines(scale: str, seed: int, cache: Path, workdir: Path, masters: list[str], results_dir: Path,
+                say=print) -> Path:
+    """`--engine spark`: the full build on DuckDB and on Spark with each master (local[n]: one
+    executor with n cores), same enterprise, same run; the dbt stage is where the engines differ
+    (extraction, twins and publish are the same code on both). Adds the scale's figures to
+    results/engines.json and extrapolates each engine to 1,000,000 units from its growth S -> M."""
+    import dagster as dg
+
+    os.environ.setdefault("THREAD_DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT.get(scale, "4GB"))
+    sources, _ = enterprise(scale, seed, cache)
+    runs = {}
+    for engine, master in [("duckdb", None), *(("spark", m) for m in masters)]:
+        name = engine if master is None else f"spark {master}"
+        os.environ["THREAD_ENGINE"] = engine
+        if master:
+            os.environ["THREAD_SPARK_MASTER"] = master
+        data = workdir / "engines" / name.replace(" ", "_").replace("[", "").replace("]", "").replace("/", "_")
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
+            started = time.monotonic()
+            stages, result = full_build(sources, data, instance, mem, UNITS_PER_PARTITION[scale])
+            seconds = time.monotonic() - started
+        assert result.ok, result.failed
+        runs[name] = {"full_build_s": round(seconds, 1), "thread_s": round(stages["thread"].seconds, 1),
+                      "peak_rss_mb": round(mem.mb), "stages_s": {k: round(v.seconds, 1) for k, v in stages.items()}}
+        say(f"{scale} {name}: full build {seconds:.0f} s, thread (dbt) {stages['thread'].seconds:.0f} s, "
+            f"peak {mem.mb:,.0f} MB")
+        shutil.rmtree(data, ignore_errors=True)
+    os.environ.pop("THREAD_ENGINE", None)
+    path = results_dir / "engines.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.setdefault("scales", {})[scale] = {"units": SCALES[scale]["units"], "measured_at": _now(), "runs": runs}
+    out["machine"], out["versions"] = machine(), {**versions(), **_spark_versions()}
+    out["extrapolated_1m_units_thread_s"] = _extrapolate(out["scales"])
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    return path
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _spark_versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("pyspark", "dbt-spark")}
+
+
+def _extrapolate(scales: dict) -> dict:
+    """The dbt stage at 1,000,000 units per engine, from its growth between the two largest
+    scales measured (t grows as units**b)."""
+    import math
+
+    measured = sorted(scales.values(), key=lambda s: s["units"])
+    if len(measured) < 2:
+        return {}
+    small, large = measured[-2], measured[-1]
+    out = {}
+    for name, run in large["runs"].items():
+        if name in small["runs"]:
+            b = math.log(run["thread_s"] / small["runs"][name]["thread_s"]) / math.log(large["units"] / small["units"])
+            out[name] = {"exponent": round(b, 2),
+                         "seconds": round(run["thread_s"] * (1_000_000 / large["units"]) ** b)}
+    return out
