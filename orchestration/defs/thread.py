@@ -70,8 +70,9 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
                             f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
     ledger = Ledger(thread.build_db)
     sources = fingerprints.source_versions(thread.lake_dir)
+    # The engine is part of the code: a switch rebuilds everything on the new engine.
     code_now = fingerprints.thread_code(PROJECT.manifest_path, thread.salt(),
-                                        layout={"shard_digits": thread.shard_size_digits})
+                                        layout={"shard_digits": thread.shard_size_digits, "engine": thread.engine})
     inputs = fingerprints.digest([sources, code_now])
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
@@ -135,7 +136,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         yield from build(dbt_vars=thread.dbt_vars())
         return
     store = shards.Store(thread.build_db)
-    code = f"{fingerprints.code_version(PROJECT.manifest_path)}|{thread.shard_size_digits}"
+    code = f"{fingerprints.code_version(PROJECT.manifest_path)}|{thread.shard_size_digits}|{thread.engine}"
     before = store.get("thread", code)
     store.forget("thread")
     if before is None or on_spark:
