@@ -26,6 +26,7 @@ import duckdb
 import pytest
 
 from orchestration import faults, lake
+from orchestration.cli import stop_process_group
 from orchestration.settings import ThreadSettings
 from orchestration.simulate import SimConfig
 from orchestration.simulate.changes import release_eco as write_eco
@@ -362,15 +363,8 @@ def start_group(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+# The way `thread serve` stops its services: the group gets SIGTERM, then SIGKILL for what is left.
+stop_group = stop_process_group
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
