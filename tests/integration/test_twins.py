@@ -265,6 +265,12 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
         twins.refresh(build_db, lakes[size], every, batch_id="t", now=NOW, size=size)
     assert _state(lakes[7]) == _state(lakes[twins.CHUNK_UNITS])
     assert twins.changes(build_db, lakes[7], size=7).num_rows == 0
+    # An incremental change set looks at the changed shards only (a filter), still a range at a time.
+    fresh = tmp_path / "lake-fresh"
+    shutil.copytree(data / "lake", fresh, ignore=shutil.ignore_patterns("twin"))
+    cut = every[len(every) // 2]
+    part = twins.changes(build_db, fresh, size=7, where=f"serial_number >= '{cut}'")
+    assert part["serial_number"].to_pylist() == [s for s in every if s >= cut]
     # Refreshing scattered units a chunk of 3 at a time replaces theirs and leaves the others alone.
     before = _state(lakes[7])
     twins.refresh(build_db, lakes[7], every[::5], batch_id="again", now=NOW, size=3)
