@@ -232,7 +232,12 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
         for schema, table, relation in sources:
             name = f"{schema}.{table}"
             where = _part(changes, schema, table, sharded) if changes is not None and name in existing else None
-            order = f" ORDER BY {ordered[table]}" if schema == "thread" and table in ordered else ""
+            # Stored in the order readers filter by, so DuckDB's zone maps skip the rest: a table
+            # analyses read by part in that order (published_order), a per-unit one by unit (one
+            # unit's rows of a 47 M-row table: 390 ms unordered at 100,000 units).
+            by_part = schema == "thread" and table in ordered
+            unit_order = schema == "thread" and table in sharded and not by_part
+            order = f" ORDER BY {ordered[table]}" if by_part else " ORDER BY serial_number" if unit_order else ""
             if where is not None:
                 con.execute(f"DELETE FROM {name} WHERE {where}")
                 con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}{order}")
@@ -247,7 +252,7 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
                     _comment(con, name, descriptions)
                     written = Written(0, digest, "whole")
             written.rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-            written.resorted = bool(order)
+            written.resorted = by_part
             written.by_unit = (schema == "thread" and table in sharded) or (schema == "twin" and table in twins.TABLES)
             plan[name] = written
         stored = lake.read(twin_history.table(lake_dir))
