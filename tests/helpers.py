@@ -467,6 +467,8 @@ class SparkCluster:
             return 0
 
     def stop(self) -> None:
+        # spark-class's shell does not pass SIGTERM on at once: a short grace, then SIGKILL (a
+        # throwaway cluster has nothing to save; the 30 s default cost the suite a minute).
         for proc in (self.worker, self.master):
             if proc is not None:
-                stop_group(proc)
+                stop_group(proc, timeout=3)
