@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -917,7 +918,7 @@ def run_engines(scale: str, seed: int, cache: Path, workdir: Path, masters: list
         os.environ["THREAD_ENGINE"] = engine
         if master:
             os.environ["THREAD_SPARK_MASTER"] = master
-        data = workdir / "engines" / name.replace(" ", "_").replace("[", "").replace("]", "").replace("/", "_")
+        data = workdir / "engines" / re.sub(r"[^A-Za-z0-9]+", "_", name)
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
         with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
