@@ -6,7 +6,6 @@ other tools) on their own.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta

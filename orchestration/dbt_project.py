@@ -127,11 +127,14 @@ class BuildDatabaseLocked(RuntimeError):
     """Someone holds the private build database open; dbt cannot write it."""
 
 
-def _view_sql(con, path: Path, schema) -> str:
-    """A view over the table's current Parquet files, or an empty relation of its columns."""
+def _view_sql(con, path: Path, schema, cache: Path | None, used: set[str] | None = None) -> str:
+    """A view over the table's current Parquet files (local copies if the lake is on an object
+    store: `cache`), or an empty relation of its columns."""
     from . import lake
 
-    uris = lake.files(path)
+    uris = lake.local_files(path, cache)
+    if used is not None:
+        used.update(uris)
     if uris:
         return f"SELECT * FROM read_parquet([{', '.join(lake.sql_literal(u) for u in uris)}], union_by_name = true)"
     types = con.from_arrow(schema.empty_table()).types
@@ -139,7 +142,8 @@ def _view_sql(con, path: Path, schema) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def _raw_views(con, lake_dir: Path, views: dict[str, str] | None = None) -> dict[str, str]:
+def _raw_views(con, lake_dir: Path, views: dict[str, str] | None = None, cache: Path | None = None,
+               used: set[str] | None = None) -> dict[str, str]:
     """Schema `raw`: one view per contract entity over its Delta table's current version. Returns
     the views' SQL, so a second database can get the same views without reading the logs again."""
     import contracts
@@ -151,14 +155,15 @@ def _raw_views(con, lake_dir: Path, views: dict[str, str] | None = None) -> dict
         views = {}
         for c in contracts.ENTITIES.values():
             p = lake.raw_table(lake_dir, c.system, c.entity)
-            views[c.raw_relation] = _view_sql(con, p, lake.schema(p) or raw_schema(c))
+            views[c.raw_relation] = _view_sql(con, p, lake.schema(p) or raw_schema(c), cache, used)
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for relation, sql in views.items():
         con.execute(f"CREATE OR REPLACE VIEW raw.{relation} AS {sql}")
     return views
 
 
-def write_lake_catalog(catalog: Path, lake_dir: Path, views: dict[str, str] | None = None) -> None:
+def write_lake_catalog(catalog: Path, lake_dir: Path, views: dict[str, str] | None = None,
+                       cache: Path | None = None) -> None:
     """The lake's catalog for DuckDB readers: a small database of views (schema `raw`, one per
     landed entity) over the raw Delta tables' current versions, readable without DuckDB's Delta
     extension. The ODCS contracts name it as their server, so `datacontract test` checks what
@@ -170,16 +175,17 @@ def write_lake_catalog(catalog: Path, lake_dir: Path, views: dict[str, str] | No
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
-        _raw_views(con, lake_dir, views)
+        _raw_views(con, lake_dir, views, cache)
     finally:
         con.close()
     os.replace(tmp, catalog)
 
 
-def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> dict[str, str]:
+def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str, cache: Path | None = None) -> dict[str, str]:
     """Point schema `raw` of the build database at the current version of every raw Delta table,
     the audit tables, the source systems' contracts and the customers' masks. Returns the raw
-    tables' view SQL (for the lake catalog)."""
+    tables' view SQL (for the lake catalog). A lake on an object store is read through local
+    copies in `cache`, of which only the current files are kept."""
     import duckdb
 
     import contracts
@@ -199,9 +205,10 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> dict[str,
             + (f" (PID {holder.group(1)})" if holder else "")
             + ": close it and rerun (analysts read warehouse.duckdb, which never blocks a refresh).") from None
     try:
-        views = _raw_views(con, lake_dir)
+        used: set[str] = set()
+        views = _raw_views(con, lake_dir, cache=cache, used=used)
         for name, sch in AUDIT_TABLES.items():
-            sql = _view_sql(con, lake.audit_table(lake_dir, name), sch)
+            sql = _view_sql(con, lake.audit_table(lake_dir, name), sch, cache, used)
             con.execute(f"CREATE OR REPLACE VIEW raw.audit__{name} AS {sql}")
         con.execute(
             "CREATE OR REPLACE TABLE raw.audit__source_systems (system VARCHAR, title VARCHAR, "
@@ -223,4 +230,6 @@ def prepare_build_db(build_db: Path, lake_dir: Path, pii_salt: str) -> dict[str,
         )
     finally:
         con.close()
+    if cache is not None and lake.is_remote(lake_dir):
+        lake.prune_cache(cache, used)
     return views

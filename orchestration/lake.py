@@ -1,4 +1,11 @@
-"""The few Delta Lake helpers every asset shares.
+"""The few Delta Lake helpers every asset shares, for a lake in a local folder or on an object store.
+
+`THREAD_LAKE_URI` may name a folder or an object-store prefix (`s3://bucket/prefix`): the lake's
+location is then a `UPath` (universal-pathlib over fsspec), joined and listed like a `Path`.
+deltalake, pyarrow and s3fs read the store's credentials and endpoint from the standard `AWS_*`
+variables themselves. DuckDB cannot reach S3 here (its httpfs extension is a download), so what
+DuckDB or Spark read goes through `local_files`: a local copy of each current file, kept by name
+(Delta never rewrites a file under the same name).
 
 Reads go through the table's current file list and pyarrow/DuckDB's local Parquet readers, never
 through `DeltaTable.to_pyarrow_dataset()`: that path (deltalake 1.6 + pyarrow) intermittently
@@ -9,13 +16,16 @@ a successful `thread build` into exit code 134.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -26,26 +36,49 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
+# -- where the lake is ------------------------------------------------------------------------------
+
+def location(where) -> Path:
+    """The lake (or a place in it) from a path or URI: a `Path` for a local folder, a `UPath` for
+    an object store (same joins, same listing)."""
+    if isinstance(where, Path) or hasattr(where, "protocol"):
+        return where
+    text = str(where)
+    if "://" in text and not text.startswith("file://"):
+        from upath import UPath
+
+        return UPath(text)
+    return Path(_local_path(text))
+
+
+def is_remote(where) -> bool:
+    return getattr(location(where), "protocol", "") not in ("", "file", "local")
+
+
+def _local_path(uri: str) -> str:
+    return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+
+
 # -- layout: where each kind of table lives under the lake -----------------------------------------
 
 def raw_table(lake_dir: Path, system: str, entity: str) -> Path:
     """An entity's landed rows: lake/raw/<system>/<entity>."""
-    return Path(lake_dir) / "raw" / system / entity
+    return location(lake_dir) / "raw" / system / entity
 
 
 def quarantine_table(lake_dir: Path, system: str, entity: str) -> Path:
     """An entity's rejected rows with their rule and reason: lake/quarantine/<system>/<entity>."""
-    return Path(lake_dir) / "quarantine" / system / entity
+    return location(lake_dir) / "quarantine" / system / entity
 
 
 def audit_table(lake_dir: Path, name: str) -> Path:
     """The boundary's own records (contract_findings, extractions): lake/audit/<name>."""
-    return Path(lake_dir) / "audit" / name
+    return location(lake_dir) / "audit" / name
 
 
 def published_table(lake_dir: Path, schema: str, table: str) -> Path:
     """The Delta copy of a published table: lake/thread/<table>, lake/twin/<table>."""
-    return Path(lake_dir) / schema / table
+    return location(lake_dir) / schema / table
 
 
 def sql_literal(value: str | None) -> str:
@@ -92,7 +125,7 @@ def open_published(warehouse: Path):
 
 
 def exists(path: Path) -> bool:
-    return (Path(path) / "_delta_log").is_dir()
+    return (location(path) / "_delta_log").is_dir()
 
 
 def table(path: Path) -> DeltaTable | None:
@@ -105,6 +138,46 @@ def table(path: Path) -> DeltaTable | None:
 def files(path: Path) -> list[str]:
     dt = table(path)
     return list(dt.file_uris()) if dt is not None else []
+
+
+def _dataset(uris: list[str], schema: pa.Schema) -> pads.Dataset:
+    if not is_remote(uris[0]):
+        return pads.dataset([_local_path(u) for u in uris], format="parquet", schema=schema)
+    fs, _ = pafs.FileSystem.from_uri(uris[0])
+    return pads.dataset([pafs.FileSystem.from_uri(u)[1] for u in uris], format="parquet", schema=schema,
+                        filesystem=fs)
+
+
+def local_files(path: Path, cache: Path | None) -> list[str]:
+    """The table's current Parquet files as local paths, for DuckDB and Spark: a local lake's own
+    files; an object store's, copied once into `cache` (by bucket and key) and kept while current.
+    Call `prune_cache` after the last reader of a generation is set up."""
+    uris = files(path)
+    if not uris or not is_remote(uris[0]):
+        return [_local_path(u) for u in uris]
+    if cache is None:
+        raise ValueError(f"{path} is on an object store: its files need a local cache folder to be read by DuckDB")
+    out = []
+    for uri in uris:
+        fs, key = pafs.FileSystem.from_uri(uri)
+        local = Path(cache) / key
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            part = local.with_name(f".{local.name}.part")
+            pafs.copy_files(key, str(part), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+            os.replace(part, local)
+        out.append(str(local))
+    return out
+
+
+def prune_cache(cache: Path, keep: set[str]) -> int:
+    """Remove the cached copies no longer current (everything in `cache` not in `keep`)."""
+    removed = 0
+    for f in Path(cache).rglob("*") if Path(cache).is_dir() else []:
+        if f.is_file() and str(f) not in keep:
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def schema(path: Path) -> pa.Schema | None:
@@ -121,7 +194,7 @@ def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table 
     if not uris:
         return sch.empty_table() if columns is None else sch.empty_table().select(columns)
     # An explicit schema fills columns added after older files were written with nulls.
-    return pads.dataset(uris, format="parquet", schema=sch).to_table(columns=columns, filter=filter)
+    return _dataset(uris, sch).to_table(columns=columns, filter=filter)
 
 
 def last_commit(path: Path) -> dict:
@@ -163,14 +236,16 @@ def row_count(path: Path) -> int:
 
 @dataclass(frozen=True)
 class Restricted:
-    """A table only its owner (or one named group) may read: personal data."""
+    """A table only its owner (or one named group) may read: personal data. On an object store
+    the bucket's policy decides who reads a prefix; there are no file modes to set."""
 
     group: str | None = None
 
     def apply(self, path: Path) -> None:
         import grp
-        import os
 
+        if is_remote(path):
+            return
         gid = grp.getgrnam(self.group).gr_gid if self.group else -1
         dirs, files = (0o750, 0o640) if self.group else (0o700, 0o600)
         for root, subdirs, names in os.walk(path):
@@ -181,13 +256,14 @@ class Restricted:
 
     def prepare(self, path: Path) -> None:
         """Create the table's folder closed before the first file lands in it."""
-        Path(path).mkdir(parents=True, exist_ok=True)
-        self.apply(path)
+        if not is_remote(path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self.apply(path)
 
 
 def tables(lake_dir: Path) -> list[Path]:
     """Every Delta table under the lake."""
-    return sorted(p.parent for p in Path(lake_dir).rglob("_delta_log"))
+    return sorted((p.parent for p in location(lake_dir).rglob("_delta_log")), key=str)
 
 
 def retain(path: Path, hours: int) -> int:
@@ -232,7 +308,8 @@ def write(
         meta[CURSOR_KEY] = json.dumps(cursor, sort_keys=True)
     if fingerprint is not None:
         meta[FINGERPRINT_KEY] = fingerprint
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not is_remote(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if restricted is not None:
         restricted.prepare(path)
     kwargs = {"target_file_size": target_file_size} if target_file_size else {}

@@ -68,8 +68,16 @@ def export(c, src) -> Dataset:
 
 
 def delta(path: Path, columns: dict[str, str] | None = None) -> Dataset:
-    """A Delta table of the lake (its folder), with its columns when known."""
-    return Dataset("file", str(Path(path).resolve()), tuple((columns or {}).items()))
+    """A Delta table of the lake (its folder), with its columns when known. On an object store,
+    named as OpenLineage's naming spec says: namespace `s3://<bucket>`, name the key prefix."""
+    from . import lake
+
+    fields = tuple((columns or {}).items())
+    if lake.is_remote(path):
+        where = lake.location(path)
+        bucket, _, key = str(where).split("://", 1)[1].partition("/")
+        return Dataset(f"{where.protocol}://{bucket}", key, fields)
+    return Dataset("file", str(Path(path).resolve()), fields)
 
 
 @lru_cache(maxsize=8)

@@ -70,7 +70,7 @@ VERSION_COLUMNS = {
 
 
 def models_dir(lake_dir: Path) -> Path:
-    return Path(lake_dir) / "health"
+    return lake.location(lake_dir) / "health"
 
 
 def phm08_score(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -244,7 +244,8 @@ def save(lake_dir: Path, trained: Trained, fails: pd.DataFrame, wide: pd.DataFra
     number = int(previous["version"].rsplit("v", 1)[1]) + 1 if previous else 1
     version = f"{trained.product}/v{number}"
     path = models_dir(lake_dir) / "rul_models" / trained.product / f"v{number}.pkl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not lake.is_remote(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         pickle.dump({"model": trained.model, "sensors": trained.sensors, "cap_hours": trained.cap_hours}, f)
     m = trained.metrics
@@ -256,7 +257,7 @@ def save(lake_dir: Path, trained: Trained, fails: pd.DataFrame, wide: pd.DataFra
            "cap_hours": float(trained.cap_hours), "rmse_hours": m.get("rmse_hours"),
            "phm08_score": m.get("phm08_score"), "train_seconds": m["train_seconds"],
            # Relative to the lake, so a data directory can move.
-           "path": str(path.relative_to(lake_dir))}
+           "path": str(path.relative_to(lake.location(lake_dir)))}
     lake.write(models_dir(lake_dir) / "rul_versions",
                pa.table({f.name: pa.array([row[f.name]], f.type) for f in VERSION_SCHEMA}, schema=VERSION_SCHEMA),
                "append", batch_id=run_id)
@@ -264,7 +265,7 @@ def save(lake_dir: Path, trained: Trained, fails: pd.DataFrame, wide: pd.DataFra
 
 
 def load(lake_dir: Path, row: dict) -> Trained:
-    with (Path(lake_dir) / row["path"]).open("rb") as f:
+    with (lake.location(lake_dir) / row["path"]).open("rb") as f:
         saved = pickle.load(f)  # noqa: S301 - our own file under the lake, written by `save`
     return Trained(row["product_part_number"], saved["model"], saved["sensors"], saved["cap_hours"])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import field_validator
 
-from . import paths
+from . import lake, paths
 from .lake import validated_limit
 
 DEFAULT_DBT_THREADS = 2
@@ -106,6 +106,9 @@ class ThreadSettings(dg.ConfigurableResource):
     # the steps of the runs Dagster launches go to `thread worker` processes, on any machine.
     # (None: THREAD_CELERY_BROKER_URL.)
     celery_broker: str | None = None
+    # None: THREAD_LAKE_URI, else <data_dir>/lake. A folder, or an object-store prefix
+    # (s3://bucket/prefix; credentials and endpoint from the standard AWS_* variables).
+    lake_uri: str | None = None
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -212,7 +215,18 @@ class ThreadSettings(dg.ConfigurableResource):
 
     @property
     def lake_dir(self) -> Path:
-        return self.data_root / "lake"
+        """The lake: a local folder (a `Path`), or an object-store prefix (a `UPath`)."""
+        uri = self.lake_uri or os.environ.get("THREAD_LAKE_URI")
+        if not uri:
+            return self.data_root / "lake"
+        where = lake.location(uri)
+        return where if lake.is_remote(where) else Path(where).resolve()
+
+    @property
+    def lake_cache(self) -> Path:
+        """Local copies of an object-store lake's current raw files, for DuckDB and Spark (unused
+        for a local lake: they read its files in place)."""
+        return self.data_root / "build" / "lake_cache"
 
     @property
     def build_db(self) -> Path:
@@ -314,7 +328,8 @@ class ThreadSettings(dg.ConfigurableResource):
                    pii_salt=os.environ.get("THREAD_PII_SALT") or "",
                    twin_units_per_partition=int(units) if units else 1,
                    dagster_postgres_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
-                   celery_broker=os.environ.get("THREAD_CELERY_BROKER_URL") or "")
+                   celery_broker=os.environ.get("THREAD_CELERY_BROKER_URL") or "",
+                   lake_uri=os.environ.get("THREAD_LAKE_URI") or "")
 
     def export_env(self) -> None:
         """Make these settings what Dagster's `dg.EnvVar`s resolve to, here and in child processes

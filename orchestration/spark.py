@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pyarrow.parquet as pq
 
@@ -27,10 +26,6 @@ from .settings import ThreadSettings
 BRIDGED_SCHEMAS = ("staging", "intermediate", "thread", "twin_logic")
 # Computed by prepare_build_db inside the build database (no Delta table behind them).
 COMPUTED = ("audit__source_systems", "audit__pii_masks")
-
-
-def _local_path(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -61,9 +56,9 @@ def link_raw(settings: ThreadSettings) -> dict[str, int]:
     out = {}
     for relation, (path, contract_schema) in tables.items():
         folder = _fresh_dir(root / relation)
-        uris = lake.files(path)
+        uris = lake.local_files(path, settings.lake_cache)
         for i, uri in enumerate(uris):
-            _link(_local_path(uri), folder / f"part-{i:05d}.parquet")
+            _link(Path(uri), folder / f"part-{i:05d}.parquet")
         if not uris:  # Spark takes a table's columns from its files: one empty file carries them
             pq.write_table((lake.schema(path) or contract_schema).empty_table(), folder / "empty.parquet")
         out[relation] = len(uris)

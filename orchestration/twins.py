@@ -45,8 +45,10 @@ def internal_dir(lake_dir: Path) -> Path:
     """The twin layer's own tables, apart from lake/twin (the published tables, every one of them
     a Delta table any reader opens). Layouts before 2026-12 kept them in lake/twin/_*: moved here
     the first time they are looked for."""
-    lake_dir = Path(lake_dir)
+    lake_dir = lake.location(lake_dir)
     home = lake_dir / "_state" / "twin"
+    if lake.is_remote(lake_dir):  # no lake on an object store predates this layout
+        return home
     for old, new in (("_state", "units"), ("_pending", "pending"), ("_refresh_log", "refresh_log"),
                      ("_history", "history")):
         if (lake_dir / "twin" / old).is_dir() and not (home / new).exists():

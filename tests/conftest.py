@@ -18,7 +18,7 @@ SLOWEST_FIRST = [
     "e2e/test_spark.py", "e2e/test_structural_eco.py", "reliability/test_crash_safety.py", "reliability/test_faults.py",
     "reliability/test_concurrency.py", "reliability/test_incremental_equals_full.py", "e2e/test_ui.py",
     "integration/test_bad_input.py", "e2e/test_serve.py", "e2e/test_api.py", "e2e/test_team.py",
-    "integration/test_worked_example.py", "integration/test_rul.py",
+    "integration/test_worked_example.py", "e2e/test_object_store.py", "integration/test_rul.py",
     "reliability/test_outages.py",
 ]
 

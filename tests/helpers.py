@@ -426,6 +426,22 @@ def start_redis(root: Path) -> tuple[str, subprocess.Popen]:
     return f"redis://127.0.0.1:{port}/0", proc
 
 
+def start_s3(root: Path, bucket: str) -> tuple[dict[str, str], subprocess.Popen]:
+    """A throwaway S3 server (moto) on 127.0.0.1 with one empty bucket. Returns the standard AWS_*
+    variables that point deltalake, pyarrow and s3fs at it."""
+    import boto3
+
+    port = free_port()
+    log = root / "s3.log"
+    proc = start_group([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log)
+    wait_for_port(port, proc, log)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "thread-test", "AWS_SECRET_ACCESS_KEY": "thread-test"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                 aws_access_key_id="thread-test", aws_secret_access_key="thread-test").create_bucket(Bucket=bucket)
+    return env, proc
+
+
 class SparkCluster:
     """A standalone Spark cluster on 127.0.0.1: a master and one worker (the pip package's Spark,
     on Debian's Java), each in its own process group."""

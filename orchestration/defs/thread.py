@@ -77,7 +77,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
         if not thread.lake_catalog.exists():
-            write_lake_catalog(thread.lake_catalog, thread.lake_dir)
+            write_lake_catalog(thread.lake_catalog, thread.lake_dir, cache=thread.lake_cache)
         return
     new_database = not thread.build_db.exists()
     on_spark = thread.engine == "spark"
@@ -88,7 +88,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         with lineage.step(thread.lineage(), "thread.raw_views", parent, inputs=raw.values(),
                           outputs=[lineage.duckdb(db, f"raw.{r}") for db in (thread.build_db, thread.lake_catalog)
                                    for r in raw]):
-            views = prepare_build_db(thread.build_db, thread.lake_dir, thread.salt())
+            views = prepare_build_db(thread.build_db, thread.lake_dir, thread.salt(), thread.lake_cache)
             write_lake_catalog(thread.lake_catalog, thread.lake_dir, views)
             if on_spark:
                 spark.link_raw(thread)

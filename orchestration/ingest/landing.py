@@ -191,7 +191,7 @@ class _Landing:
 
     def __init__(self, c: EntityContract, reader: Reader, lake_dir: Path, batch_id: str, now: datetime,
                  guards: Guards):
-        self.c, self.reader, self.lake_dir, self.batch_id, self.now = c, reader, Path(lake_dir), batch_id, now
+        self.c, self.reader, self.lake_dir, self.batch_id, self.now = c, reader, lake.location(lake_dir), batch_id, now
         self.guards = guards
         self.raw = lake.raw_table(lake_dir, c.system, c.entity)
         self.quarantine = lake.quarantine_table(lake_dir, c.system, c.entity)
@@ -357,7 +357,7 @@ def extract_entity(c: EntityContract, src: Sources, lake_dir: Path, *, batch_id:
     Any failure to read the export (not only a contract breach) is recorded as a failed
     extraction with a message naming system, entity and file, and raised as a breach."""
     now = now or datetime.now(timezone.utc)
-    lake_dir = Path(lake_dir)
+    lake_dir = lake.location(lake_dir)
     try:
         discard_crashed_batches(c, lake_dir)
         if _untouched(c, lake_dir, source_signature):

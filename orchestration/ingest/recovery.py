@@ -15,7 +15,14 @@ SPILL_DIR = "_spill"
 
 
 def spill_dir(lake_dir: Path) -> Path:
-    """Where big exports park accepted rows until their raw commit (never read by anyone else)."""
+    """Where big exports park accepted rows until their raw commit (never read by anyone else):
+    beside the tables of a local lake; for a lake on an object store, on this machine's disk (the
+    parked files are written and read back by the same process, so they must be local)."""
+    if lake.is_remote(lake_dir):
+        import hashlib
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "thread-spill" / hashlib.sha256(str(lake_dir).encode()).hexdigest()[:12]
     return Path(lake_dir) / SPILL_DIR
 
 

@@ -7,7 +7,7 @@ named exactly as C-MAPSS names them. Engines of a training file ran to failure: 
 `failure` service event at its last cycle (the HPC, FD001's fault mode). With `live`, the
 trajectories are the units still running: no failure events.
 
-Everything is written exactly as ../shared/spec/source-interfaces.md says, so the pipeline treats
+Everything is written exactly as docs/source-interfaces.md says, so the pipeline treats
 it like any other enterprise; nothing downstream knows it came from C-MAPSS.
 """
 

@@ -1,4 +1,4 @@
-"""The settings' deployment switches: the Dagster instance's storage, the engine."""
+"""The settings' deployment switches: the Dagster instance's storage, the engine, the lake's place."""
 
 from __future__ import annotations
 
@@ -40,3 +40,22 @@ def test_the_engine_is_duckdb_or_spark(monkeypatch):
     monkeypatch.setenv("THREAD_ENGINE", "presto")
     with pytest.raises(ValueError, match="THREAD_ENGINE must be one of duckdb, spark"):
         settings.engine  # noqa: B018
+
+
+def test_the_lake_is_a_folder_or_an_object_store_prefix(tmp_path, monkeypatch):
+    from orchestration import lake
+    from orchestration.lineage import delta
+
+    monkeypatch.delenv("THREAD_LAKE_URI", raising=False)
+    settings = ThreadSettings(sources_dir=".", data_dir=str(tmp_path))
+    assert settings.lake_dir == tmp_path / "lake" and not lake.is_remote(settings.lake_dir)
+    monkeypatch.setenv("THREAD_LAKE_URI", str(tmp_path / "elsewhere"))
+    assert settings.lake_dir == tmp_path / "elsewhere"
+    monkeypatch.setenv("THREAD_LAKE_URI", "s3://plant-lake/thread")
+    where = settings.lake_dir
+    assert lake.is_remote(where) and str(where) == "s3://plant-lake/thread"
+    # Joins keep the scheme (a plain Path would collapse `s3://` to `s3:/`).
+    assert str(lake.raw_table(where, "plm", "parts")) == "s3://plant-lake/thread/raw/plm/parts"
+    assert str(lake.raw_table("s3://plant-lake/thread", "plm", "parts")) == "s3://plant-lake/thread/raw/plm/parts"
+    assert delta(lake.raw_table(where, "plm", "parts")).namespace == "s3://plant-lake"
+    assert delta(lake.raw_table(where, "plm", "parts")).name == "thread/raw/plm/parts"
