@@ -172,6 +172,28 @@ def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = Non
     return stages, result
 
 
+def _step_seconds(instance, run_id: str, into: dict[str, float]) -> None:
+    """Add each step's start-to-end seconds in a run (from Dagster's event log) to `into`."""
+    from dagster import DagsterEventType
+
+    from orchestration.defs.thread import PHASES_LOG
+
+    started: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        if entry.user_message.startswith(PHASES_LOG):  # the thread step's own phases
+            for phase, seconds in json.loads(entry.user_message[len(PHASES_LOG):]).items():
+                into[f"thread_dbt: {phase}"] = round(into.get(f"thread_dbt: {phase}", 0.0) + seconds, 2)
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE) \
+                and event.step_key in started:
+            name = event.step_key.split("[")[0]
+            into[name] = round(into.get(name, 0.0) + entry.timestamp - started.pop(event.step_key), 2)
+
+
 def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_partition: int = 1) -> dict:
     """What the sensors do for a change, in-process: extract the changed entities, one thread run
     (dbt, estimates, twin change set), the twin runs of the changed units, publish."""
@@ -188,12 +210,15 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
     assets, resources = list(defs.assets), defs.resources
     started = time.monotonic()
     runs = [dg.AssetSelection.assets(*keys), THREAD_STEPS]
-    meta = {}
+    # Where the time goes: each step's seconds (summed over the twin runs), and what lies between
+    # the steps (run start-up, planning, Dagster's bookkeeping) as the rest.
+    meta: dict = {"steps_s": {}}
     log = data / "logs" / "bench.log"
     for selection in runs:
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
         assert r.success
+        _step_seconds(instance, r.run_id, meta["steps_s"])
     plan, new = twin_defs.plan(instance, settings)
     if new:
         instance.add_dynamic_partitions(twin_defs.UNITS.name, new)
@@ -201,6 +226,7 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
                                selection=dg.AssetSelection.assets(TWIN_KEY))
+        _step_seconds(instance, r.run_id, meta["steps_s"])
         for e in r.get_asset_materialization_events():
             m = e.materialization.metadata
             if "refreshed_units" in m:
@@ -209,7 +235,10 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
     r = dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET,
                        selection=dg.AssetSelection.assets(WAREHOUSE_KEY))
     assert r.success
+    _step_seconds(instance, r.run_id, meta["steps_s"])
     meta["seconds"] = time.monotonic() - started
+    steps = sum(v for k, v in meta["steps_s"].items() if not k.startswith("thread_dbt: "))
+    meta["steps_s"]["(between steps)"] = round(meta["seconds"] - steps, 2)
     meta.setdefault("refreshed", 0)
     return meta
 
@@ -680,7 +709,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
             con.close()
             out = refresh(changed, s_dir, d_dir, inst, size)
         incremental[name] = {"seconds": round(out["seconds"], 2), "over_full": round(out["seconds"] / full_s, 4),
-                             "twins_refreshed": out["refreshed"], "twins_affected": affected}
+                             "twins_refreshed": out["refreshed"], "twins_affected": affected,
+                             "steps_s": out["steps_s"]}
         say(f"incremental {name}: {out['seconds']:.1f} s ({out['seconds'] / full_s:.3f} of full), "
             f"{out['refreshed']} twins refreshed, {affected} affected")
         shutil.rmtree(workdir / f"incremental-{name}", ignore_errors=True)

@@ -6,6 +6,7 @@ right: systems (plm, mes, erp, service) -> staging -> intermediate -> thread -> 
 """
 
 import json
+import time
 from functools import cached_property
 from importlib.metadata import version
 
@@ -81,6 +82,13 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         return
     new_database = not thread.build_db.exists()
     on_spark = thread.engine == "spark"
+    phases, clock = {}, [time.monotonic()]
+
+    def phase(name: str) -> None:  # where the step's time went, logged at its end (and read by the bench)
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - clock[0], 2)
+        clock[0] = now
+
     parent = lineage.Parent(context.run_id, context.job_name)
     raw = {c.raw_relation: lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity))
            for c in contracts.ENTITIES.values()}
@@ -92,6 +100,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             write_lake_catalog(thread.lake_catalog, thread.lake_dir, views)
             if on_spark:
                 spark.link_raw(thread)
+        phase("raw views")
     except BuildDatabaseLocked as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     if new_database:  # the state files beside it describe a build database that is gone
@@ -144,7 +153,9 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         # one dbt invocation; the digests are for the next build. Spark's Parquet tables cannot
         # delete a shard (only Delta tables can): there, every build is whole.
         yield from build("--full-refresh", dbt_vars=thread.dbt_vars())
+        phase("dbt, every model")
         digests, changed = _thread_digests(thread), None
+        phase("shard digests")
     else:
         # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-
         # level marts) downstream of the sources that changed since the last complete build (the
@@ -158,16 +169,24 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             selected = [f"source:{s}+" for s in reached] + READ_AFTER_DBT
             yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
                              dbt_vars=thread.dbt_vars(), own_selection=True)
+        phase("dbt, models not per unit")
         digests = _thread_digests(thread)
         changed = shards.changed(before, digests)
+        phase("shard digests")
         context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
         shards.to_build(thread.build_db, changed)
         yield from build("--select", "tag:sharded+", dbt_vars=thread.dbt_vars(), own_selection=True)
+        phase("dbt, per-unit models")
     store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
         ledger.record("thread_sources", {"code": code_now, "sources": sources})
+    phase("bookkeeping")
+    context.log.info(PHASES_LOG + json.dumps(phases))
+
+
+PHASES_LOG = "Thread step phases (s): "
 
 
 def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
