@@ -108,18 +108,21 @@ def serials(warehouse: Path) -> list[str]:
         con.close()
 
 
-# What a shell is made of, per unit: table -> query over the units in temp table `wanted`.
+# What a shell is made of, per unit: table -> query over the units in the list parameter `$units`.
+# A filter on a list (not a join with a registered table) reaches DuckDB's zone maps: one unit's
+# tree at 100,000 units, 8 ms against 19 ms.
+_UNITS = "serial_number IN (SELECT unnest($units))"
 SOURCES = {
-    "twin": "SELECT * FROM twin.unit_twin SEMI JOIN wanted USING (serial_number)",
-    "unit": "SELECT * FROM thread.units SEMI JOIN wanted USING (serial_number)",
-    "sensors": "SELECT * FROM twin.unit_sensor_state SEMI JOIN wanted USING (serial_number) ORDER BY sensor",
-    "tree": """SELECT serial_number, parent_part_number, find_number, part_number, revision, quantity_per_parent,
+    "twin": f"SELECT * FROM twin.unit_twin WHERE {_UNITS}",
+    "unit": f"SELECT * FROM thread.units WHERE {_UNITS}",
+    "sensors": f"SELECT * FROM twin.unit_sensor_state WHERE {_UNITS} ORDER BY sensor",
+    "tree": f"""SELECT serial_number, parent_part_number, find_number, part_number, revision, quantity_per_parent,
                       built_quantity
-               FROM thread.unit_as_built_tree SEMI JOIN wanted USING (serial_number)
+               FROM thread.unit_as_built_tree WHERE {_UNITS}
                ORDER BY parent_part_number, find_number, part_number, revision""",
-    "held": """SELECT c.serial_number, c.part_number, c.revision, c.quantity, p.name
-               FROM twin.unit_components c SEMI JOIN wanted USING (serial_number)
-               LEFT JOIN thread.parts p USING (part_number) ORDER BY c.part_number, c.revision""",
+    "held": f"""SELECT c.serial_number, c.part_number, c.revision, c.quantity, p.name
+               FROM twin.unit_components c LEFT JOIN thread.parts p USING (part_number)
+               WHERE c.{_UNITS} ORDER BY c.part_number, c.revision""",
 }
 # The submodels of every shell, in the order a shell lists them, and the sources each one reads.
 SUBMODELS = {
@@ -164,17 +167,11 @@ def parse_submodel_id(identifier: str) -> tuple[str, str] | None:
 
 def load(con, units: list[str], sources) -> dict[str, dict[str, list[dict]]]:
     """Rows of the given SOURCES for `units`, per source and serial; `con` in UTC."""
-    import pyarrow as pa
-
-    con.register("wanted", pa.table({"serial_number": pa.array(units, pa.string())}))
-    try:
-        rows = {name: {} for name in sources}
-        for name in sources:
-            for r in _rows(con, SOURCES[name], []):
-                rows[name].setdefault(r["serial_number"], []).append(r)
-        return rows
-    finally:
-        con.unregister("wanted")
+    rows = {name: {} for name in sources}
+    for name in sources:
+        for r in _rows(con, SOURCES[name], {"units": list(units)}):
+            rows[name].setdefault(r["serial_number"], []).append(r)
+    return rows
 
 
 def shells(warehouse: Path, units: Iterable[str]) -> list:

@@ -157,6 +157,9 @@ def local_files(path: Path, cache: Path | None) -> list[str]:
         return [_local_path(u) for u in uris]
     if cache is None:
         raise ValueError(f"{path} is on an object store: its files need a local cache folder to be read by DuckDB")
+    # Owner-only, whatever the umask: the copies include the restricted tables' personal data.
+    Path(cache).mkdir(mode=0o700, parents=True, exist_ok=True)
+    Path(cache).chmod(0o700)
     out = []
     for uri in uris:
         fs, key = pafs.FileSystem.from_uri(uri)

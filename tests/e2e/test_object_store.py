@@ -40,6 +40,10 @@ def test_the_lake_on_s3_builds_the_same_thread(small_sources, built_small, s3, t
     result = build(sources, data, **env)
     assert result.ok, result.failed
     assert not (data / "lake").exists() and not (data / SPILL_DIR).exists()
+    # DuckDB's local copies of the raw files include customers' personal data: owner-only.
+    cache = data / "build" / "lake_cache"
+    assert (cache / BUCKET / "plant-a" / "raw" / "service" / "customers").is_dir()
+    assert cache.stat().st_mode & 0o777 == 0o700
     # The same thread as with a local lake, table for table.
     assert published(data / "warehouse.duckdb") == published(built_small / "warehouse.duckdb")
     # Every layer is in the bucket, readable by anyone's Delta reader.
