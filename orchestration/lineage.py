@@ -75,7 +75,7 @@ def delta(path: Path, columns: dict[str, str] | None = None) -> Dataset:
     fields = tuple((columns or {}).items())
     if lake.is_remote(path):
         where = lake.location(path)
-        bucket, _, key = str(where).split("://", 1)[1].partition("/")
+        bucket, _, key = where.path.partition("/")
         return Dataset(f"{where.protocol}://{bucket}", key, fields)
     return Dataset("file", str(Path(path).resolve()), fields)
 

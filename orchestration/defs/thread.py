@@ -82,12 +82,13 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         return
     new_database = not thread.build_db.exists()
     on_spark = thread.engine == "spark"
-    phases, clock = {}, [time.monotonic()]
+    phases, since = {}, time.monotonic()
 
     def phase(name: str) -> None:  # where the step's time went, logged at its end (and read by the bench)
+        nonlocal since
         now = time.monotonic()
-        phases[name] = round(phases.get(name, 0.0) + now - clock[0], 2)
-        clock[0] = now
+        phases[name] = round(phases.get(name, 0.0) + now - since, 2)
+        since = now
 
     parent = lineage.Parent(context.run_id, context.job_name)
     raw = {c.raw_relation: lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity))
