@@ -34,15 +34,24 @@ def sql_shard(column: str, digits: int = SHARD_DIGITS) -> str:
 
 
 def sql_where(shards: list[str], column: str = "serial_number", digits: int = SHARD_DIGITS) -> str:
-    """A filter on these shards that DuckDB can push down to the scans (a range per shard)."""
+    """A filter on these shards that DuckDB can push down to the scans: one range from the first
+    shard to the last, then a range per shard. DuckDB carries a plain range through the twin
+    views' left joins into their scans, but not an OR of ranges: with the OR alone, the twin
+    inputs of 3 shards of 12 cost as much as the whole fleet (2.6 s at 10,000 units, 0.9 s with
+    the enclosing range)."""
     from .lake import sql_literal
 
     if not shards:
         return "false"
-    ranges = " OR ".join(f"({column} >= {sql_literal(s)} AND {column} < {sql_literal(s + chr(0x10FFFF))})"
-                         for s in sorted(shards))
-    listed = ", ".join(sql_literal(s) for s in sorted(shards))
-    return f"(({ranges}) AND {sql_shard(column, digits)} IN ({listed}))"
+    ordered = sorted(shards)
+
+    def end(s: str) -> str:
+        return sql_literal(s + chr(0x10FFFF))
+
+    enclosing = f"{column} >= {sql_literal(ordered[0])} AND {column} < {end(ordered[-1])}"
+    ranges = " OR ".join(f"({column} >= {sql_literal(s)} AND {column} < {end(s)})" for s in ordered)
+    listed = ", ".join(sql_literal(s) for s in ordered)
+    return f"({enclosing} AND ({ranges}) AND {sql_shard(column, digits)} IN ({listed}))"
 
 
 def sql_ranges(shards: list[str], column: str = "serial_number") -> str:

@@ -58,3 +58,18 @@ def test_a_memory_limit_that_is_a_size_applies(monkeypatch):
     limit = ThreadSettings(sources_dir=".", data_dir=".").memory_limit
     con = lake.duck(memory_limit=limit)
     assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("512")
+
+
+def test_a_shard_filter_selects_exactly_its_shards_serials():
+    import duckdb
+
+    from orchestration import shards
+
+    serials = ["HX200-000001", "HX200-000999", "HX200-001000", "HX200-0001234", "HX200-002500",
+               "VX80-000007", "VX80-001000", "A", "HX200-003000"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?) AS serial_number", [serials])
+    for wanted in (["HX200-000"], ["HX200-000", "HX200-002"], ["HX200-002", "VX80-000"], ["VX80-001", "HX200-000"]):
+        got = {s for (s,) in con.execute(f"SELECT serial_number FROM t WHERE {shards.sql_where(wanted)}").fetchall()}
+        assert got == {s for s in serials if shards.shard_of(s) in wanted}, wanted
+    assert con.execute(f"SELECT count(*) FROM t WHERE {shards.sql_where([])}").fetchone()[0] == 0
