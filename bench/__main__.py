@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
     parser.add_argument("--quarantine", action="store_true",
                         help="quarantining 1,000,000 rejected rows instead (results/quarantine.json)")
-    parser.add_argument("--only", help="comma-separated incremental scenarios to run (eco, telemetry_day, "
-                        "retrofit, unchanged); all by default")
+    parser.add_argument("--only", help="comma-separated incremental scenarios to run (eco, eco_narrow, "
+                        "telemetry_day, retrofit, unchanged); all by default")
     parser.add_argument("--live", action="store_true",
                         help="also measure ECO file change -> published twin with `thread serve` running")
     parser.add_argument("--live-default", action="store_true",
