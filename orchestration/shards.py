@@ -93,6 +93,10 @@ def _rows(model: str) -> str:
     return f"(SELECT * EXCLUDE (batch_id, extracted_at) FROM staging.{model})"
 
 
+# The tables thread_digests reads besides the staging layer (views: always as current as raw).
+DIGEST_TABLES = ("int_structures_exploded", "int_units_classified")
+
+
 def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
     """Per shard, the digest of every input of the per-unit models (on the build database, after
     the models those read that are not per unit: staging, classes, explosions)."""

@@ -158,26 +158,33 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         digests, changed = _thread_digests(thread), None
         phase("shard digests")
     else:
-        # First what is not per unit (staging, effectivity classes, explosions, ECO- and part-
-        # level marts) downstream of the sources that changed since the last complete build (the
-        # rest is as that build left it), then the per-unit models for just the shards whose
-        # inputs changed.
+        # What is not per unit (staging, effectivity classes, explosions, ECO- and part-level
+        # marts) downstream of the sources that changed since the last complete build (the rest
+        # is as that build left it), and the per-unit models for just the shards whose inputs
+        # changed. The shard digests read the effectivity classes and explosions: when the
+        # changed sources feed those, dbt rebuilds them first and the per-unit models after the
+        # digests, in a second invocation; otherwise (telemetry, service, ERP, as-built) the
+        # digests come first and one dbt invocation does both (a dbt start-up saved, ~4 s).
         reached = fingerprints.changed_sources(ledger.get("thread_sources"), code_now, sources)
-        if reached is None:
-            yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
-        elif reached:
+        if reached:
             context.log.info(f"Sources changed since the last build: {', '.join(reached)}")
-            selected = [f"source:{s}+" for s in reached] + READ_AFTER_DBT
-            yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
-                             dbt_vars=thread.dbt_vars(), own_selection=True)
-        phase("dbt, models not per unit")
+        selected = None if reached is None else [f"source:{s}+" for s in reached] + READ_AFTER_DBT
+        digests_first = reached is not None and not (set(reached) & dbt_project.upstream_sources(shards.DIGEST_TABLES))
+        if not digests_first:
+            if selected is None:
+                yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+            elif reached:
+                yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
+                                 dbt_vars=thread.dbt_vars(), own_selection=True)
+            phase("dbt, models not per unit")
         digests = _thread_digests(thread)
         changed = shards.changed(before, digests)
         phase("shard digests")
         context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
         shards.to_build(thread.build_db, changed)
-        yield from build("--select", "tag:sharded+", dbt_vars=thread.dbt_vars(), own_selection=True)
-        phase("dbt, per-unit models")
+        per_unit = ["tag:sharded+", *(selected if digests_first and reached else [])]
+        yield from build("--select", " ".join(per_unit), dbt_vars=thread.dbt_vars(), own_selection=True)
+        phase("dbt, per-unit models" if not digests_first else "dbt, changed and per-unit models")
     store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
