@@ -12,11 +12,18 @@
     left({{ column }}, greatest(length({{ column }}) - {{ var('shard_digits', 3) }}, 0))
 {%- endmacro %}
 
-{#- Rows of the shards to build only, on an incremental run; every row otherwise. -#}
+{#- Rows of the shards to build only, on an incremental run; every row otherwise. The shards'
+    enclosing serial range is written out as literals: a plain range reaches the scans (zone maps,
+    Parquet statistics), the shard expression alone is evaluated on every input row. -#}
 {% macro in_shards(column) -%}
     {%- if not is_incremental() -%}
         true
     {%- else -%}
+        {%- set bounds = run_query("select min(shard), max(shard) from main.shards_to_build") if execute else none -%}
+        {%- if bounds is not none and bounds.rows[0][0] is not none -%}
+        {{ column }} >= '{{ bounds.rows[0][0] | replace("'", "''") }}'
+        and {{ column }} < ('{{ bounds.rows[0][1] | replace("'", "''") }}' || chr(1114111)) and
+        {%- endif %}
         {{ shard_of(column) }} in (select shard from main.shards_to_build)
     {%- endif -%}
 {%- endmacro %}
