@@ -168,21 +168,21 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         reached = fingerprints.changed_sources(ledger.get("thread_sources"), code_now, sources)
         if reached:
             context.log.info(f"Sources changed since the last build: {', '.join(reached)}")
-        selected = None if reached is None else [f"source:{s}+" for s in reached] + READ_AFTER_DBT
+        selected = [f"source:{s}+" for s in reached] + READ_AFTER_DBT if reached else []
         digests_first = reached is not None and not (set(reached) & dbt_project.upstream_sources(shards.DIGEST_TABLES))
+        if reached is None:
+            yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
+        elif selected and not digests_first:
+            yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
+                             dbt_vars=thread.dbt_vars(), own_selection=True)
         if not digests_first:
-            if selected is None:
-                yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
-            elif reached:
-                yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
-                                 dbt_vars=thread.dbt_vars(), own_selection=True)
             phase("dbt, models not per unit")
         digests = _thread_digests(thread)
         changed = shards.changed(before, digests)
         phase("shard digests")
         context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
         shards.to_build(thread.build_db, changed)
-        per_unit = ["tag:sharded+", *(selected if digests_first and reached else [])]
+        per_unit = ["tag:sharded+", *(selected if digests_first else [])]
         yield from build("--select", " ".join(per_unit), dbt_vars=thread.dbt_vars(), own_selection=True)
         phase("dbt, per-unit models" if not digests_first else "dbt, changed and per-unit models")
     store.put("thread", digests, code, rebuilt=changed)
