@@ -271,15 +271,18 @@ def load(lake_dir: Path, row: dict) -> Trained:
 
 
 def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str,
-            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> dict:
-    """Retrain each product whose failures changed, then estimate every unit with telemetry."""
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, readings_unchanged: bool = False) -> dict:
+    """Retrain each product whose failures changed, then estimate every unit with telemetry.
+    `readings_unchanged`: the telemetry and units the estimates read are as at the last estimates;
+    then, when no product's model changed either, the stored estimates are kept as they are (a
+    service event that is no failure changes no estimate)."""
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         products = [p for (p,) in con.execute(
             "SELECT DISTINCT product_part_number FROM thread.units ORDER BY 1").fetchall()]
         known = latest_versions(lake_dir)
         report = {"trained": [], "kept": [], "without_failures": []}
-        estimates = []
+        models: dict[str, tuple[Trained | None, dict]] = {}  # a kept model is loaded only to estimate
         for product in products:
             fails = failures(con, product)
             if fails.empty:
@@ -298,13 +301,19 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str,
                     continue
                 row = save(lake_dir, trained, fails, history, now, run_id, previous=row)
                 report["trained"].append(row)
+                models[product] = (trained, row)
             else:
-                trained = load(lake_dir, row)
                 report["kept"].append(row)
+                models[product] = (None, row)
+        if readings_unchanged and _estimated_with(lake_dir) == {p: row["version"] for p, (_, row) in models.items()}:
+            report["estimated_units"], report["estimates_kept"] = 0, True
+            return report
+        estimates = []
+        for product, (trained, row) in models.items():
             wide = readings(con, product, ends_only=True)
             if wide.empty:
                 continue
-            est = estimate(trained, wide)
+            est = estimate(trained or load(lake_dir, row), wide)
             est["product_part_number"] = product
             est["rul_model_version"] = row["version"]
             estimates.append(est)
@@ -314,8 +323,17 @@ def refresh(build_db: Path, lake_dir: Path, now: datetime, run_id: str,
     frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
     table = pa.Table.from_pandas(frame[ESTIMATE_SCHEMA.names], schema=ESTIMATE_SCHEMA, preserve_index=False)
     lake.write(models_dir(lake_dir) / "rul_estimates", table, "overwrite", batch_id=run_id)
-    report["estimated_units"] = table.num_rows
+    report["estimated_units"], report["estimates_kept"] = table.num_rows, False
     return report
+
+
+def _estimated_with(lake_dir: Path) -> dict[str, str] | None:
+    """The model version behind each product's stored estimates (None: no estimates stored yet)."""
+    t = lake.read(models_dir(lake_dir) / "rul_estimates", columns=["product_part_number", "rul_model_version"])
+    if t is None:
+        return None
+    return {p: v for p, v in zip(t["product_part_number"].to_pylist(), t["rul_model_version"].to_pylist(),
+                                 strict=True)}
 
 
 def estimates(lake_dir: Path) -> pa.Table:

@@ -3,7 +3,9 @@
 Runs after the thread (it reads units, service events and telemetry from the build database) and
 before the twin change set, so new estimates reach the twins like any other change. A product is
 retrained only when its failure history changed; otherwise the stored model estimates the newest
-readings. Each version is kept with its training range and held-out metrics (lake/health).
+readings; when neither a model nor the readings changed (a service event that is no failure),
+the stored estimates stay as they are. Each version is kept with its training range and held-out
+metrics (lake/health).
 """
 
 from datetime import datetime, timezone
@@ -17,6 +19,8 @@ from ..settings import ThreadSettings
 from .keys import RUL_INPUT_KEYS, RUL_KEY
 
 RUL_READS = (("service", "telemetry"), ("service", "service_events"), ("mes", "units"))
+# What the estimates read besides the models (failures only pick the model).
+ESTIMATES_READ = (("service", "telemetry"), ("mes", "units"))
 
 
 @dg.asset(
@@ -41,8 +45,12 @@ def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         # changed even though what the estimates read did not).
         yield dg.MaterializeResult(metadata={"unchanged": True, "estimated_units": 0})
         return
+    # With the dbt code: the estimates read the staging views.
+    readings = fingerprints.digest([fingerprints.version(lake.raw_table(thread.lake_dir, s, e))
+                                    for s, e in ESTIMATES_READ] + [str((ledger.get("thread_sources") or {}).get("code"))])
     report = rul.refresh(thread.build_db, thread.lake_dir, datetime.now(timezone.utc), context.run_id,
-                         memory_limit=thread.memory_limit)
+                         memory_limit=thread.memory_limit,
+                         readings_unchanged=ledger.get("thread") is not None and ledger.unchanged("rul_readings", readings))
     versions = {}
     for row in report["trained"] + report["kept"]:
         versions[row["product_part_number"]] = {
@@ -57,9 +65,11 @@ def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         context.log.info(f"Trained {row['version']} on {row['training_units']} units: RMSE "
                          f"{row['rmse_hours']} h on {row['held_out_units']} held-out units")
     ledger.record("rul", inputs)
+    ledger.record("rul_readings", readings)
     yield dg.MaterializeResult(metadata={
         "models": dg.MetadataValue.json(versions),
         "retrained": len(report["trained"]),
         "products_without_failures": ", ".join(report["without_failures"]) or "none",
         "estimated_units": report["estimated_units"],
+        "estimates_kept": report["estimates_kept"],
     })

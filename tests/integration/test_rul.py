@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration import rul
+from orchestration import lake, rul
 from orchestration.simulate import cmapss
 from tests.helpers import build, query
 
@@ -90,3 +90,14 @@ def test_failures_in_model_out_estimates_on_live_twins_and_retraining_by_itself(
     again = rul.refresh(data / "build" / "build.duckdb", data / "lake", datetime.now(timezone.utc), "again")
     assert not again["trained"] and [r["version"] for r in again["kept"]] == ["TF-1/v2"]
     assert again["estimated_units"] == ENGINES
+
+    # An inspection is no failure and no reading: neither a model nor an estimate changes, and
+    # the stored estimates are kept, not computed again.
+    stored = lake.table(rul.models_dir(data / "lake") / "rul_estimates").version()
+    with events.open("a") as f:
+        f.write(_failure("TF1-000012", cmapss.ORIGIN + timedelta(days=11)).replace("failure", "inspection")
+                .replace("-FAIL", "-INSP"))
+    assert build(sources, data).ok
+    assert lake.table(rul.models_dir(data / "lake") / "rul_estimates").version() == stored
+    assert query(wh, "select distinct rul_model_version from twin.unit_twin") == [("TF-1/v2",)]
+    assert query(wh, "select count(*) from thread.service_events where event_type = 'inspection'") == [(1,)]
