@@ -213,12 +213,13 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
     # Where the time goes: each step's seconds (summed over the twin runs), and what lies between
     # the steps (run start-up, planning, Dagster's bookkeeping) as the rest.
     meta: dict = {"steps_s": {}}
+    run_ids = []  # each run's steps are read from the event log after the clock stops
     log = data / "logs" / "bench.log"
     for selection in runs:
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
         assert r.success
-        _step_seconds(instance, r.run_id, meta["steps_s"])
+        run_ids.append(r.run_id)
     plan, new = twin_defs.plan(instance, settings)
     if new:
         instance.add_dynamic_partitions(twin_defs.UNITS.name, new)
@@ -226,7 +227,7 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
         with _captured(log):
             r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
                                selection=dg.AssetSelection.assets(TWIN_KEY))
-        _step_seconds(instance, r.run_id, meta["steps_s"])
+        run_ids.append(r.run_id)
         for e in r.get_asset_materialization_events():
             m = e.materialization.metadata
             if "refreshed_units" in m:
@@ -235,8 +236,10 @@ def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_p
     r = dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET,
                        selection=dg.AssetSelection.assets(WAREHOUSE_KEY))
     assert r.success
-    _step_seconds(instance, r.run_id, meta["steps_s"])
+    run_ids.append(r.run_id)
     meta["seconds"] = time.monotonic() - started
+    for run_id in run_ids:
+        _step_seconds(instance, run_id, meta["steps_s"])
     steps = sum(v for k, v in meta["steps_s"].items() if not k.startswith("thread_dbt: "))
     meta["steps_s"]["(between steps)"] = round(meta["seconds"] - steps, 2)
     meta.setdefault("refreshed", 0)
