@@ -103,19 +103,6 @@ def models(schemas) -> dict[str, list[str]]:
     return out
 
 
-def upstream_sources(names) -> frozenset[str]:
-    """The dbt sources (`plm.ecos`) the named models read, directly or through other models."""
-    m = manifest()
-    todo = [k for k, n in m["nodes"].items() if n["resource_type"] == "model" and n["name"] in set(names)]
-    seen: set[str] = set()
-    while todo:
-        for parent in m["parent_map"].get(todo.pop(), []):
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return frozenset(f"{m['sources'][k]['source_name']}.{m['sources'][k]['name']}" for k in seen if k in m["sources"])
-
-
 def tagged(tag: str, schema: str) -> frozenset[str]:
     """The models of a dbt schema that carry a tag (`sharded`: stored per unit shard)."""
     return frozenset(n["name"] for n in manifest()["nodes"].values()

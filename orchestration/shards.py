@@ -2,12 +2,9 @@
 
 A shard is a serial number without its last SHARD_DIGITS characters (HX200-000123 is in shard
 HX200-000: HX200-000000 .. HX200-000999). For every shard, a digest of everything the thread's
-per-unit models read about its units: their MES rows, as-built rows, service events and
-installations, the designed structure of their effectivity class, and the revisions and ECOs of
-every part they were designed with, built with or fitted. A shard whose digest differs from the
-one stored at the last successful build is rebuilt (listed in the build database's
-`main.shards_to_build`); the others are kept. Rows are compared without when and in which batch
-they were landed.
+per-unit models read about its units (dbt model `int_shards_digested`, computed in every run of
+the thread). A shard whose digest differs from the one of the last successful build is rebuilt
+(`int_shards_changed`, in the same dbt run); the others are kept.
 
 Digests, not change events: a shard is rebuilt exactly when something its rows are computed from
 is different, whatever sequence of extractions led there, so an incremental build equals a build
@@ -65,16 +62,19 @@ def sql_ranges(shards: list[str], column: str = "serial_number") -> str:
                              for s in sorted(shards)) + ")"
 
 
-def to_build(build_db: Path, shards: list[str]) -> None:
-    """Tell the sharded dbt models which shards to rebuild (main.shards_to_build, see
-    dbt_project/macros/shards.sql)."""
+# The dbt models of the shard digests and of the shards a run rebuilds (dbt_project/models/intermediate).
+DIGESTS_MODEL = "int_shards_digested"
+BUILT_TABLE = "main.shard_digests_built"
+
+
+def record_built(build_db: Path, digests: dict[str, str]) -> None:
+    """The digests of the last successful build, which the next dbt run compares with (BUILT_TABLE)."""
     import duckdb
 
     con = duckdb.connect(str(build_db))
     try:
-        con.execute("CREATE OR REPLACE TABLE main.shards_to_build (shard VARCHAR)")
-        if shards:  # none: the per-unit models keep every row, their dependants still rebuild
-            con.executemany("INSERT INTO main.shards_to_build VALUES (?)", [(s,) for s in shards])
+        con.register("built", _table(digests))
+        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT shard, digest FROM built")
     finally:
         con.close()
 
@@ -93,43 +93,9 @@ def _rows(model: str) -> str:
     return f"(SELECT * EXCLUDE (batch_id, extracted_at) FROM staging.{model})"
 
 
-# The tables thread_digests reads besides the staging layer (views: always as current as raw).
-DIGEST_TABLES = ("int_structures_exploded", "int_units_classified")
-
-
-def thread_digests(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
-    """Per shard, the digest of every input of the per-unit models (on the build database, after
-    the models those read that are not per unit: staging, classes, explosions)."""
-    def s(column: str) -> str:
-        return sql_shard(column, digits)
-
-    return _digests(con, f"""
-        WITH classes AS (
-            SELECT class_id, sum(hash(x)::HUGEINT) AS h FROM intermediate.int_structures_exploded x GROUP BY 1),
-        parts AS (
-            SELECT part_number, sum(h::HUGEINT) AS h FROM (
-                SELECT part_number, hash(r) AS h FROM {_rows('stg_plm__part_revisions')} r
-                UNION ALL
-                SELECT i.part_number, hash(i, e) FROM {_rows('stg_plm__eco_affected_items')} i
-                JOIN {_rows('stg_plm__ecos')} e USING (eco_number)) GROUP BY 1),
-        used AS (
-            SELECT DISTINCT {s('serial_number')} AS shard, part_number FROM (
-                SELECT serial_number, part_number FROM staging.stg_mes__as_built_components
-                UNION ALL SELECT serial_number, product_part_number FROM staging.stg_mes__units
-                UNION ALL SELECT serial_number, removed_part_number FROM staging.stg_service__service_events
-                UNION ALL SELECT serial_number, installed_part_number FROM staging.stg_service__service_events
-                UNION ALL SELECT c.serial_number, x.part_number FROM intermediate.int_units_classified c
-                          JOIN (SELECT DISTINCT class_id, part_number FROM intermediate.int_structures_exploded) x
-                          USING (class_id))
-            WHERE part_number IS NOT NULL)
-        SELECT {s('serial_number')} AS shard, 'units' AS src, hash(t) AS h FROM {_rows('stg_mes__units')} t
-        UNION ALL SELECT {s('serial_number')}, 'as_built', hash(t) FROM {_rows('stg_mes__as_built_components')} t
-        UNION ALL SELECT {s('serial_number')}, 'events', hash(t) FROM {_rows('stg_service__service_events')} t
-        UNION ALL SELECT {s('serial_number')}, 'installations', hash(t) FROM {_rows('stg_service__installations')} t
-        UNION ALL SELECT {s('c.serial_number')}, 'designed', hash(c.serial_number, c.effectivity_date,
-                         c.serial_prefix, k.h) FROM intermediate.int_units_classified c LEFT JOIN classes k USING (class_id)
-        UNION ALL SELECT u.shard, 'parts', hash(u.part_number, p.h) FROM used u LEFT JOIN parts p USING (part_number)
-    """)
+def thread_digests(con) -> dict[str, str]:
+    """Per shard, the digest of every input of the per-unit models, as the last dbt run computed it."""
+    return dict(con.execute(f"SELECT shard, digest FROM intermediate.{DIGESTS_MODEL}").fetchall())
 
 
 def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD_DIGITS) -> dict[str, str]:

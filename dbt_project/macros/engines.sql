@@ -9,7 +9,7 @@
     {%- if target.type == 'spark' -%}
         {{ spark_raw_tables() }}
     {%- else -%}
-        create table if not exists main.shards_to_build (shard varchar)
+        create table if not exists main.shard_digests_built (shard varchar, digest varchar)
     {%- endif -%}
 {%- endmacro %}
 

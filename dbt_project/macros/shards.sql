@@ -1,11 +1,10 @@
 {#-
     Unit shards: every model the size of the as-built fleet is stored as shards of consecutive
     serial numbers (a shard is a serial without its last `shard_digits` characters: HX200-000123
-    is in shard HX200-000, with HX200-000000 .. HX200-000999). Before an incremental run the
-    orchestration writes the shards whose inputs changed into `main.shards_to_build` of the build
-    database (a table, not a variable: a variable that changes every run would make dbt parse the
-    whole project again each time); a sharded model then deletes and rebuilds just those. A first
-    build, or `--full-refresh`, builds every shard.
+    is in shard HX200-000, with HX200-000000 .. HX200-000999). An incremental run rebuilds the
+    shards whose inputs changed since the last successful build (`int_shards_changed`, from the
+    digests in `int_shards_digested`, computed in the same run): a sharded model deletes and
+    rebuilds just those. A first build, or `--full-refresh`, builds every shard.
 -#}
 
 {% macro shard_of(column) -%}
@@ -16,15 +15,18 @@
     enclosing serial range is written out as literals: a plain range reaches the scans (zone maps,
     Parquet statistics), the shard expression alone is evaluated on every input row. -#}
 {% macro in_shards(column) -%}
+    {#- Outside the condition, so that dbt sees the dependency when it parses the model (a dbt
+        unit test, never incremental here, has no shard list among its given inputs). -#}
+    {%- set to_build = ref('int_shards_changed') if target.type != 'spark' and model.resource_type != 'unit_test' else none -%}
     {%- if not is_incremental() -%}
         true
     {%- else -%}
-        {%- set bounds = run_query("select min(shard), max(shard) from main.shards_to_build") if execute else none -%}
+        {%- set bounds = run_query("select min(shard), max(shard) from " ~ to_build) if execute else none -%}
         {%- if bounds is not none and bounds.rows[0][0] is not none -%}
         {{ column }} >= '{{ bounds.rows[0][0] | replace("'", "''") }}'
         and {{ column }} < ('{{ bounds.rows[0][1] | replace("'", "''") }}' || chr(1114111)) and
         {%- endif %}
-        {{ shard_of(column) }} in (select shard from main.shards_to_build)
+        {{ shard_of(column) }} in (select shard from {{ to_build }})
     {%- endif -%}
 {%- endmacro %}
 
@@ -35,4 +37,9 @@
     {%- else -%}
         select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- A staging model's rows without when and in which batch they were landed. -#}
+{% macro without_landing(model) -%}
+    (select * exclude (batch_id, extracted_at) from {{ ref(model) }})
 {%- endmacro %}

@@ -150,42 +150,32 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     before = store.get("thread", code)
     store.forget("thread")
     if before is None or on_spark:
-        # Nothing to compare with (a new build database, new code): every model, every shard, in
-        # one dbt invocation; the digests are for the next build. Spark's Parquet tables cannot
-        # delete a shard (only Delta tables can): there, every build is whole.
+        # Nothing to compare with (a new build database, new code): every model, every shard; the
+        # digests are for the next build. Spark's Parquet tables cannot delete a shard (only Delta
+        # tables can): there, every build is whole, and the twins compare every unit.
         yield from build("--full-refresh", dbt_vars=thread.dbt_vars())
-        phase("dbt, every model")
-        digests, changed = _thread_digests(thread), None
-        phase("shard digests")
+        changed = None
     else:
-        # What is not per unit (staging, effectivity classes, explosions, ECO- and part-level
-        # marts) downstream of the sources that changed since the last complete build (the rest
-        # is as that build left it), and the per-unit models for just the shards whose inputs
-        # changed. The shard digests read the effectivity classes and explosions: when the
-        # changed sources feed those, dbt rebuilds them first and the per-unit models after the
-        # digests, in a second invocation; otherwise (telemetry, service, ERP, as-built) the
-        # digests come first and one dbt invocation does both (a dbt start-up saved, ~4 s).
+        # One dbt invocation: what is not per unit downstream of the sources that changed since the
+        # last complete build (the rest is as that build left it), the shard digests, and the
+        # per-unit models for just the shards whose digest differs from the last build's.
+        shards.record_built(thread.build_db, before)
         reached = fingerprints.changed_sources(ledger.get("thread_sources"), code_now, sources)
-        if reached:
-            context.log.info(f"Sources changed since the last build: {', '.join(reached)}")
-        selected = [f"source:{s}+" for s in reached] + READ_AFTER_DBT if reached else []
-        digests_first = reached is not None and not (set(reached) & dbt_project.upstream_sources(shards.DIGEST_TABLES))
-        if reached is None:
-            yield from build("--exclude", "tag:sharded+", dbt_vars=thread.dbt_vars())
-        elif selected and not digests_first:
-            yield from build("--select", " ".join(selected), "--exclude", "tag:sharded+",
-                             dbt_vars=thread.dbt_vars(), own_selection=True)
-        if not digests_first:
-            phase("dbt, models not per unit")
-        digests = _thread_digests(thread)
+        if reached is None:  # cannot tell what changed: every model, the per-unit ones by shard
+            yield from build(dbt_vars=thread.dbt_vars())
+        else:
+            if reached:
+                context.log.info(f"Sources changed since the last build: {', '.join(reached)}")
+            selected = [*(f"source:{s}+" for s in reached), *READ_AFTER_DBT, f"{shards.DIGESTS_MODEL}+"]
+            yield from build("--select", " ".join(selected), dbt_vars=thread.dbt_vars(), own_selection=True)
+    phase("dbt")
+    digests = None if on_spark else _thread_digests(thread)
+    if digests is not None:
         changed = shards.changed(before, digests)
-        phase("shard digests")
-        context.log.info(f"Rebuilding {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
-        shards.to_build(thread.build_db, changed)
-        per_unit = ["tag:sharded+", *(selected if digests_first else [])]
-        yield from build("--select", " ".join(per_unit), dbt_vars=thread.dbt_vars(), own_selection=True)
-        phase("dbt, per-unit models" if not digests_first else "dbt, changed and per-unit models")
-    store.put("thread", digests, code, rebuilt=changed)
+        if changed is not None:
+            context.log.info(f"Rebuilt {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
+        shards.record_built(thread.build_db, digests)  # what a `dbt build` by hand compares with
+        store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
@@ -200,7 +190,7 @@ PHASES_LOG = "Thread step phases (s): "
 def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
     con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
     try:
-        return shards.thread_digests(con, thread.shard_size_digits)
+        return shards.thread_digests(con)
     finally:
         con.close()
 

@@ -11,7 +11,7 @@ import pytest
 import contracts
 from orchestration import lake
 from orchestration.ask import AskError, ask
-from tests.helpers import build, digest, query, retrofit
+from tests.helpers import build, digest, query, release_eco, retrofit
 
 
 def _versions(lake_dir) -> dict[str, int]:
@@ -96,9 +96,15 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
                        "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
     assert refreshed and refreshed[0].detail.startswith("1 of ")
-    # Service events feed no table the shard digests read: the digests come first, and one dbt
-    # invocation rebuilds both what they reach and the unit's shard.
+    # One dbt invocation rebuilds what the change reaches, the shard digests and the unit's shard.
     assert len(_dbt_invocations(data) - invocations) == 1
+    # An ECO changes the effectivity classes the digests read, which are rebuilt first: in the
+    # same invocation.
+    invocations = _dbt_invocations(data)
+    release_eco(sources, 3, 1, "retrofit")
+    assert build(sources, data).ok
+    assert len(_dbt_invocations(data) - invocations) == 1
+    assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
 
 
 def _state(sections) -> dict:
