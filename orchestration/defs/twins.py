@@ -9,7 +9,7 @@ asset recomputes only the changed units inside it). A full rebuild of all twins 
 """
 
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pyarrow as pa
@@ -195,13 +195,28 @@ def _observe(context: dg.AssetExecutionContext, thread: ThreadSettings, why: dic
         context.log_event(dg.AssetObservation(asset_key=TWIN_KEY, partition=serial, metadata=meta))
 
 
+# How long the twin refresh waits for a run that is rebuilding the change set anyway.
+CHANGE_SET_WAIT = timedelta(seconds=60)
+ACTIVE = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+          dg.DagsterRunStatus.QUEUED]
+
+
+def _change_set_coming(instance: dg.DagsterInstance) -> str | None:
+    """A run queued or in progress that will write a new change set (it rebuilds the thread)."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=50):
+        if TWIN_CHANGES_KEY in (run.asset_selection or ()):
+            return run.run_id
+    return None
+
+
 @dg.sensor(
     name="twin_refresh",
     asset_selection=dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY),
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests twin runs for the units in the current change set (lake/_state/twin/pending) "
-    "that have not been refreshed yet, as few partition ranges as possible.",
+    "that have not been refreshed yet, as few partition ranges as possible; while a run that rebuilds the "
+    "thread is queued or in progress, waits for its change set (at most 60 s).",
 )
 def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
     pending = twins.pending(thread.lake_dir)
@@ -215,7 +230,15 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
             return dg.SkipReason("every twin is up to date and published")
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
                              tags={"thread/trigger": "twin_refresh"})
-    detected = pc.max(pending["detected_at"]).as_py().isoformat()
+    detected = pc.max(pending["detected_at"]).as_py()
+    coming = _change_set_coming(context.instance)
+    if coming is not None and datetime.now(timezone.utc) - detected < CHANGE_SET_WAIT:
+        # Sources landing one system at a time (a day of activity) each rebuild the thread and the
+        # change set: twins refreshed in between would be refreshed again, a launch and a publish
+        # each. Waited for at most CHANGE_SET_WAIT, so a steady stream of changes cannot starve them.
+        return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
+                             f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
+    detected = detected.isoformat()
     runs, new = plan(context.instance, thread)
     requests = [
         dg.RunRequest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pyarrow as pa
@@ -12,7 +12,8 @@ import pytest
 import contracts
 from orchestration import lake, twins
 from orchestration.definitions import SENSORS
-from orchestration.defs.twins import UNITS, twin_refresh_sensor
+from orchestration.defs.keys import TWIN_CHANGES_KEY
+from orchestration.defs.twins import CHANGE_SET_WAIT, UNITS, twin_refresh_sensor
 from orchestration.settings import ThreadSettings
 from tests.sources import write_telemetry
 
@@ -106,22 +107,37 @@ def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
     state = lake.read(twins.state_dir(data / "lake") / "inputs")
     serials = sorted(state["serial_number"].to_pylist())
     picked = [serials[0], serials[1], serials[-1]]
-    detected = pa.table({
-        "serial_number": pa.array(picked),
-        "reasons": pa.array([["eco"]] * 3, pa.list_(pa.string())),
-        "input_hash": pa.array(["new"] * 3),
-        "detected_at": pa.array([datetime.now(timezone.utc)] * 3, pa.timestamp("us", tz="UTC")),
-    })
+
+    def detected(at: datetime) -> pa.Table:
+        return pa.table({
+            "serial_number": pa.array(picked),
+            "reasons": pa.array([["eco"]] * 3, pa.list_(pa.string())),
+            "input_hash": pa.array(["new"] * 3),
+            "detected_at": pa.array([at] * 3, pa.timestamp("us", tz="UTC")),
+        })
+
     saved = lake.read(twins.pending_table(data / "lake"))
-    lake.write(twins.pending_table(data / "lake"), detected, "overwrite", batch_id="test")
+    lake.write(twins.pending_table(data / "lake"), detected(datetime.now(timezone.utc)), "overwrite", batch_id="test")
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             instance.add_dynamic_partitions(UNITS.name, serials)
             result, _ = tick(twin_refresh_sensor, thread, instance=instance)
-        ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-                  for r in result.run_requests]
-        assert ranges == [(serials[0], serials[1]), (serials[-1], serials[-1])]
-        assert all("warehouse" in {k.to_user_string() for k in r.asset_selection} for r in result.run_requests)
+            ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                      for r in result.run_requests]
+            assert ranges == [(serials[0], serials[1]), (serials[-1], serials[-1])]
+            assert all("warehouse" in {k.to_user_string() for k in r.asset_selection} for r in result.run_requests)
+            # A source run in progress rebuilds the thread and the change set: the twins wait for it...
+            source_run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                                       asset_selection=frozenset({dg.AssetKey(["plm", "ecos"]), TWIN_CHANGES_KEY}))
+            instance.add_run(source_run)
+            waiting, _ = tick(twin_refresh_sensor, thread, instance=instance)
+            assert isinstance(waiting, dg.SkipReason) and source_run.run_id in waiting.skip_message
+            # ...but not for longer than CHANGE_SET_WAIT after the change set was detected.
+            lake.write(twins.pending_table(data / "lake"),
+                       detected(datetime.now(timezone.utc) - CHANGE_SET_WAIT - timedelta(seconds=1)),
+                       "overwrite", batch_id="test")
+            late, _ = tick(twin_refresh_sensor, thread, instance=instance)
+            assert len(late.run_requests) == 2
     finally:
         lake.write(twins.pending_table(data / "lake"), saved, "overwrite", batch_id="test")
 
