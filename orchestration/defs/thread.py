@@ -28,6 +28,7 @@ from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
+from . import runs
 from .keys import (
     AUDIT_WRITTEN_BY_DBT_STEP,
     AUDIT_WRITTEN_BY_EXTRACTION,
@@ -79,6 +80,13 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
         if not thread.lake_catalog.exists():
             write_lake_catalog(thread.lake_catalog, thread.lake_dir, cache=thread.lake_cache)
+        return
+    later = _rebuilt_later(context) if context.run.tags.get(WITH_THREAD_TAG) == "true" else None
+    if later is not None:
+        # Several systems landing one after another (a day of activity): the last of their runs
+        # builds the thread once, with everything they landed. The tag tells thread_refresh.
+        context.instance.add_run_tags(context.run_id, {DEFERRED_TAG: later})
+        context.log.info(f"Run {later} lands more sources and rebuilds the thread after this one: not built twice.")
         return
     new_database = not thread.build_db.exists()
     on_spark = thread.engine == "spark"
@@ -185,6 +193,19 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
 
 
 PHASES_LOG = "Thread step phases (s): "
+# On a source run that left the thread to a later one: that run's id.
+DEFERRED_TAG = "thread/thread_deferred_to"
+
+
+def _rebuilt_later(context: dg.AssetExecutionContext) -> str | None:
+    """Another source run, queued or in progress, whose thread step has not started: it starts
+    after this run (it waits for the writer lock this one holds), so it builds with what this
+    run landed."""
+    for run in runs.active(context.instance, TWIN_CHANGES_KEY):
+        if run.run_id != context.run_id and run.tags.get(WITH_THREAD_TAG) == "true" \
+                and not runs.step_started(context.instance, run.run_id, thread_dbt.node_def.name):
+            return run.run_id
+    return None
 
 
 def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
@@ -222,8 +243,8 @@ WITH_THREAD_TAG = "thread/with_thread"
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a source lands in a run that did not rebuild the thread itself (the source sensors' runs "
-    "do), rebuilds the thread, the estimates and the twin change set in one run (each step does nothing when its "
-    "inputs are unchanged).",
+    "do, or leave it to the next source run waiting behind them), rebuilds the thread, the estimates and the twin "
+    "change set in one run (each step does nothing when its inputs are unchanged).",
 )
 def thread_refresh_sensor(context: dg.SensorEvaluationContext):
     landed = [e for e in (context.instance.get_latest_materialization_event(k)
@@ -237,7 +258,11 @@ def thread_refresh_sensor(context: dg.SensorEvaluationContext):
     if run is not None and run.tags.get(WITH_THREAD_TAG) == "true":
         if not run.is_finished:
             return dg.SkipReason("the run that landed it rebuilds the thread itself")
-        if run.is_success:
+        later = context.instance.get_run_by_id(run.tags[DEFERRED_TAG]) if DEFERRED_TAG in run.tags else None
+        if later is not None and not later.is_finished:
+            return dg.SkipReason(f"run {later.run_id} rebuilds the thread with what landed")
+        # A run that left the thread to a later one that failed before building it: rebuilt here.
+        if run.is_success and (DEFERRED_TAG not in run.tags or (later is not None and later.is_success)):
             context.update_cursor(repr(newest.timestamp))
             return dg.SkipReason("the run that landed it rebuilt the thread")
     context.update_cursor(repr(newest.timestamp))

@@ -19,6 +19,7 @@ from .. import fingerprints, lake, lineage, publish, rul, shards, twins
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
+from . import runs
 from .keys import RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
@@ -197,16 +198,6 @@ def _observe(context: dg.AssetExecutionContext, thread: ThreadSettings, why: dic
 
 # How long the twin refresh waits for a run that is rebuilding the change set anyway.
 CHANGE_SET_WAIT = timedelta(seconds=60)
-ACTIVE = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-          dg.DagsterRunStatus.QUEUED]
-
-
-def _change_set_coming(instance: dg.DagsterInstance) -> str | None:
-    """A run queued or in progress that will write a new change set (it rebuilds the thread)."""
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=50):
-        if TWIN_CHANGES_KEY in (run.asset_selection or ()):
-            return run.run_id
-    return None
 
 
 @dg.sensor(
@@ -228,10 +219,13 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         inputs = publish.inputs(thread.lake_dir, ledger.get("thread"))
         if ledger.unchanged("publish", inputs) and thread.warehouse.exists():
             return dg.SkipReason("every twin is up to date and published")
+        publishing = runs.active(context.instance, WAREHOUSE_KEY)
+        if publishing:
+            return dg.SkipReason(f"run {publishing[0].run_id} publishes")
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
                              tags={"thread/trigger": "twin_refresh"})
     detected = pc.max(pending["detected_at"]).as_py()
-    coming = _change_set_coming(context.instance)
+    coming = next((r.run_id for r in runs.active(context.instance, TWIN_CHANGES_KEY)), None)
     if coming is not None and datetime.now(timezone.utc) - detected < CHANGE_SET_WAIT:
         # Sources landing one system at a time (a day of activity) each rebuild the thread and the
         # change set: twins refreshed in between would be refreshed again, a launch and a publish
@@ -239,7 +233,7 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
                              f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
     detected = detected.isoformat()
-    runs, new = plan(context.instance, thread)
+    ranges, new = plan(context.instance, thread)
     requests = [
         dg.RunRequest(
             run_key=f"twins:{detected}:{tags[RANGE_START]}:{tags[RANGE_END]}",
@@ -247,7 +241,7 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
             asset_selection=[TWIN_KEY, WAREHOUSE_KEY],
             tags={RANGE_START: tags[RANGE_START], RANGE_END: tags[RANGE_END], "thread/trigger": "twin_refresh"},
         )
-        for tags in runs
+        for tags in ranges
     ]
     return dg.SensorResult(
         run_requests=requests,

@@ -156,6 +156,33 @@ def test_the_thread_is_rebuilt_once_after_sources_land(world):
         assert isinstance(again, dg.SkipReason)
 
 
+def test_a_thread_left_to_a_later_run_is_rebuilt_if_that_run_fails(world):
+    """Systems landing one after another: a source run leaves the thread to the next source run.
+    If that one fails before building it, thread_refresh builds what the first one landed."""
+    from dagster._core.events import StepMaterializationData
+
+    from orchestration.defs.thread import DEFERRED_TAG, WITH_THREAD_TAG, thread_refresh_sensor
+
+    _, _, thread = world
+    with dg.DagsterInstance.ephemeral() as instance:
+        later = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                              tags={WITH_THREAD_TAG: "true"})
+        first = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.SUCCESS,
+                              tags={WITH_THREAD_TAG: "true", DEFERRED_TAG: later.run_id})
+        for run in (later, first):
+            instance.add_run(run)
+        instance.report_dagster_event(dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_MATERIALIZATION.value, job_name=first.job_name,
+            event_specific_data=StepMaterializationData(dg.AssetMaterialization(dg.AssetKey(["plm", "ecos"])))),
+            run_id=first.run_id)
+        waiting, cursor = tick(thread_refresh_sensor, thread, instance=instance)
+        assert isinstance(waiting, dg.SkipReason) and later.run_id in waiting.skip_message
+        instance.delete_run(later.run_id)
+        instance.add_run(later.with_status(dg.DagsterRunStatus.FAILURE))
+        rebuilt, _ = tick(thread_refresh_sensor, thread, cursor, instance=instance)
+        assert isinstance(rebuilt, dg.RunRequest) and TWIN_CHANGES_KEY in rebuilt.asset_selection
+
+
 def test_nothing_pending_means_no_twin_run(world):
     _, _, thread = world
     result, _ = tick(twin_refresh_sensor, thread)

@@ -1,0 +1,17 @@
+"""Runs queued or in progress that a step or a sensor takes into account (one place for the queries)."""
+
+import dagster as dg
+
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+          dg.DagsterRunStatus.STARTED]
+
+
+def active(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.DagsterRun]:
+    """Runs queued or in progress that materialize `key`."""
+    return [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=100)
+            if key in (run.asset_selection or ())]
+
+
+def step_started(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:
+    return any(e.dagster_event is not None and e.dagster_event.step_key == step_key
+               for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
