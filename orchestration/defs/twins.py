@@ -219,9 +219,10 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         inputs = publish.inputs(thread.lake_dir, ledger.get("thread"))
         if ledger.unchanged("publish", inputs) and thread.warehouse.exists():
             return dg.SkipReason("every twin is up to date and published")
-        publishing = runs.active(context.instance, WAREHOUSE_KEY)
-        if publishing:
-            return dg.SkipReason(f"run {publishing[0].run_id} publishes")
+        # A run rebuilding the thread decides with its change set; a run publishing does it anyway.
+        busy = runs.active(context.instance, TWIN_CHANGES_KEY) or runs.active(context.instance, WAREHOUSE_KEY)
+        if busy:
+            return dg.SkipReason(f"run {busy[0].run_id} rebuilds the thread or publishes: not published twice")
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
                              tags={"thread/trigger": "twin_refresh"})
     detected = pc.max(pending["detected_at"]).as_py()

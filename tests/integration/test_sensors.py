@@ -187,3 +187,21 @@ def test_nothing_pending_means_no_twin_run(world):
     _, _, thread = world
     result, _ = tick(twin_refresh_sensor, thread)
     assert isinstance(result, dg.SkipReason)
+
+
+def test_a_changed_thread_with_no_twin_to_refresh_is_published_once(world):
+    from orchestration.fingerprints import Ledger
+
+    _, _, thread = world
+    Ledger(thread.build_db).record("publish", "an earlier thread")
+    with dg.DagsterInstance.ephemeral() as instance:
+        publish, _ = tick(twin_refresh_sensor, thread, instance=instance)
+        assert [k.to_user_string() for k in publish.asset_selection] == ["warehouse"]
+        # Not while a run that rebuilds the thread (its change set decides) or publishes is going.
+        for selection in ({TWIN_CHANGES_KEY}, {dg.AssetKey(["twin", "unit_twin"]), dg.AssetKey(["warehouse"])}):
+            busy = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                                 asset_selection=frozenset(selection))
+            instance.add_run(busy)
+            waiting, _ = tick(twin_refresh_sensor, thread, instance=instance)
+            assert isinstance(waiting, dg.SkipReason) and busy.run_id in waiting.skip_message
+            instance.delete_run(busy.run_id)
