@@ -113,16 +113,20 @@ def test_build_on_postgres_then_a_run_on_two_celery_workers(team):
 
 HOLD = textwrap.dedent("""
     import sys, time
+    from pathlib import Path
     import dagster as dg
     from orchestration.resources import WriterLock
     from orchestration.settings import ThreadSettings
 
     settings = ThreadSettings.from_env()
     lock = WriterLock(thread=settings)
+    release = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     with dg.build_init_resource_context() as context:
+        print("trying", flush=True)
         lock.setup_for_execution(context)
         print(f"acquired {time.time()}", flush=True)
-        time.sleep(float(sys.argv[1]))
+        while release is not None and not release.exists():
+            time.sleep(0.1)
         print(f"releasing {time.time()}", flush=True)
         lock.teardown_after_execution(context)
 """)
@@ -133,15 +137,22 @@ def test_writer_lock_holds_across_machines(team, tmp_path):
     PostgreSQL: the second waits until the first lets go, and is told who holds the lock."""
     _, pg_url, _ = team
 
-    def writer(name: str, hold: float) -> subprocess.Popen:
+    def writer(name: str, *release: Path) -> subprocess.Popen:
         env = env_for(tmp_path / name / "sources", tmp_path / name / "data", THREAD_DAGSTER_PG_URL=pg_url)
-        return subprocess.Popen([sys.executable, "-c", HOLD, str(hold)], env=env, stdout=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-c", HOLD, *map(str, release)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    first = writer("a", 4)
+    # The first holds the lock until told; the second asks for it meanwhile (a process start is
+    # seconds on a busy machine, so a fixed holding time could end before the second asks).
+    release = tmp_path / "release"
+    first = writer("a", release)
+    assert first.stdout.readline() == "trying\n"
     line = first.stdout.readline()
     assert line.startswith("acquired"), line + first.stderr.read()
-    second = writer("b", 0)
+    second = writer("b")
+    assert second.stdout.readline() == "trying\n", second.stderr.read()
+    time.sleep(2)
+    release.touch()
     out_first, _ = first.communicate(timeout=60)
     out_second, err_second = second.communicate(timeout=60)
     released = float(out_first.split()[-1])
