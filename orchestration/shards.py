@@ -67,14 +67,15 @@ DIGESTS_MODEL = "int_shards_digested"
 BUILT_TABLE = "main.shard_digests_built"
 
 
-def record_built(build_db: Path, digests: dict[str, str]) -> None:
-    """The digests of the last successful build, which the next dbt run compares with (BUILT_TABLE)."""
+def keep_built(build_db: Path) -> dict[str, str]:
+    """After a successful dbt run: its shard digests (DIGESTS_MODEL), kept as those the next run
+    compares with (BUILT_TABLE, read by `int_shards_changed`), and returned."""
     import duckdb
 
     con = duckdb.connect(str(build_db))
     try:
-        con.register("built", _table(digests))
-        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT shard, digest FROM built")
+        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT shard, digest FROM intermediate.{DIGESTS_MODEL}")
+        return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall())
     finally:
         con.close()
 
@@ -91,11 +92,6 @@ def _rows(model: str) -> str:
     """A staging model's rows without when and in which batch they were landed: a snapshot that
     re-lands unchanged rows (the whole units table when one unit is scrapped) changes no shard."""
     return f"(SELECT * EXCLUDE (batch_id, extracted_at) FROM staging.{model})"
-
-
-def thread_digests(con) -> dict[str, str]:
-    """Per shard, the digest of every input of the per-unit models, as the last dbt run computed it."""
-    return dict(con.execute(f"SELECT shard, digest FROM intermediate.{DIGESTS_MODEL}").fetchall())
 
 
 def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD_DIGITS) -> dict[str, str]:

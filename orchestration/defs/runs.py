@@ -6,10 +6,10 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
           dg.DagsterRunStatus.STARTED]
 
 
-def active(instance: dg.DagsterInstance, key: dg.AssetKey) -> list[dg.DagsterRun]:
-    """Runs queued or in progress that materialize `key`."""
+def active(instance: dg.DagsterInstance, *keys: dg.AssetKey) -> list[dg.DagsterRun]:
+    """Runs queued or in progress that materialize any of `keys`."""
     return [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=100)
-            if key in (run.asset_selection or ())]
+            if set(keys) & (run.asset_selection or set())]
 
 
 def step_started(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:

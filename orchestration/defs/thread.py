@@ -166,8 +166,8 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     else:
         # One dbt invocation: what is not per unit downstream of the sources that changed since the
         # last complete build (the rest is as that build left it), the shard digests, and the
-        # per-unit models for just the shards whose digest differs from the last build's.
-        shards.record_built(thread.build_db, before)
+        # per-unit models for just the shards whose digest differs from the last build's (those
+        # `before` holds, kept in the build database by that build for `int_shards_changed`).
         reached = fingerprints.changed_sources(ledger.get("thread_sources"), code_now, sources)
         if reached is None:  # cannot tell what changed: every model, the per-unit ones by shard
             yield from build(dbt_vars=thread.dbt_vars())
@@ -177,12 +177,11 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             selected = [*(f"source:{s}+" for s in reached), *READ_AFTER_DBT, f"{shards.DIGESTS_MODEL}+"]
             yield from build("--select", " ".join(selected), dbt_vars=thread.dbt_vars(), own_selection=True)
     phase("dbt")
-    digests = None if on_spark else _thread_digests(thread)
-    if digests is not None:
+    if not on_spark:
+        digests = shards.keep_built(thread.build_db)
         changed = shards.changed(before, digests)
         if changed is not None:
             context.log.info(f"Rebuilt {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
-        shards.record_built(thread.build_db, digests)  # what a `dbt build` by hand compares with
         store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
     if context.selected_asset_keys >= set(thread_dbt.keys):
@@ -206,14 +205,6 @@ def _rebuilt_later(context: dg.AssetExecutionContext) -> str | None:
                 and not runs.step_started(context.instance, run.run_id, thread_dbt.node_def.name):
             return run.run_id
     return None
-
-
-def _thread_digests(thread: ThreadSettings) -> dict[str, str]:
-    con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
-    try:
-        return shards.thread_digests(con)
-    finally:
-        con.close()
 
 
 def _as_output(context: dg.AssetExecutionContext, event):

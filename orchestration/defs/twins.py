@@ -220,7 +220,7 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         if ledger.unchanged("publish", inputs) and thread.warehouse.exists():
             return dg.SkipReason("every twin is up to date and published")
         # A run rebuilding the thread decides with its change set; a run publishing does it anyway.
-        busy = runs.active(context.instance, TWIN_CHANGES_KEY) or runs.active(context.instance, WAREHOUSE_KEY)
+        busy = runs.active(context.instance, TWIN_CHANGES_KEY, WAREHOUSE_KEY)
         if busy:
             return dg.SkipReason(f"run {busy[0].run_id} rebuilds the thread or publishes: not published twice")
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
@@ -233,11 +233,10 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         # each. Waited for at most CHANGE_SET_WAIT, so a steady stream of changes cannot starve them.
         return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
                              f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
-    detected = detected.isoformat()
     ranges, new = plan(context.instance, thread)
     requests = [
         dg.RunRequest(
-            run_key=f"twins:{detected}:{tags[RANGE_START]}:{tags[RANGE_END]}",
+            run_key=f"twins:{detected.isoformat()}:{tags[RANGE_START]}:{tags[RANGE_END]}",
             # Publishing in the same run saves a launch: the refreshed twins reach analysts at once.
             asset_selection=[TWIN_KEY, WAREHOUSE_KEY],
             tags={RANGE_START: tags[RANGE_START], RANGE_END: tags[RANGE_END], "thread/trigger": "twin_refresh"},
