@@ -147,6 +147,8 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
             else set(reasons)
         targets = sorted(s for s in candidates if twins.partition_key(s, size) in keys)
     now = datetime.now(timezone.utc)
+    # A full refresh observes every unit (a first build, or a Dagster instance new to this lake).
+    observed_before = _observed(thread, targets) if size == 1 and not full else {}
     state = {t: lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES}
     with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
@@ -160,7 +162,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     by_reason = _count(why.values())
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
     if size == 1:
-        _observe(context, thread, why)
+        _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit)
     # Kept small: in a run over many partitions this is stored once per partition.
     return dg.MaterializeResult(
@@ -176,23 +178,34 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     )
 
 
-# What a unit's partition page shows about the unit (the run's metadata is only totals).
-OBSERVED = ("health_state", "worst_sensor", "rul_hours", "rul_model_version", "pending_retrofits",
-            "deviation_count", "open_service_events", "last_telemetry_at", "configuration_hash", "status", "site")
+# What a unit's partition page shows about the unit (the run's metadata is only totals): its twin's
+# state. RUL hours and the last reading move with every reading; they are served by the twin tables,
+# not observed, so that a day of telemetry does not write one more Dagster event per unit.
+OBSERVED = ("health_state", "worst_sensor", "rul_model_version", "pending_retrofits", "deviation_count",
+            "open_service_events", "configuration_hash", "status", "site")
 
 
-def _observe(context: dg.AssetExecutionContext, thread: ThreadSettings, why: dict[str, list[str]]) -> None:
-    """One observation per refreshed unit, on its partition: its twin as computed, and why."""
-    state = lake.read(twins.state_dir(thread.lake_dir) / "unit_twin", columns=["serial_number", *OBSERVED])
-    rows = {r["serial_number"]: r for r in state.to_pylist()} if state is not None else {}
+def _observed(thread: ThreadSettings, serials: list[str]) -> dict[str, dict]:
+    """The observed state of these units' twins as stored now."""
+    state = lake.read(twins.state_dir(thread.lake_dir) / "unit_twin", columns=["serial_number", *OBSERVED],
+                      filter=pc.field("serial_number").isin(serials))
+    return {r.pop("serial_number"): r for r in state.to_pylist()} if state is not None else {}
+
+
+def _observe(context: dg.AssetExecutionContext, thread: ThreadSettings, why: dict[str, list[str]],
+             before: dict[str, dict]) -> None:
+    """One observation on a unit's partition when its twin's state changed (a new twin, one gone,
+    or any observed fact), saying what it is now and why it was refreshed."""
+    after = _observed(thread, list(why))
     for serial, reasons in why.items():
-        row = rows.get(serial)
+        row = after.get(serial)
+        if serial in before and row == before[serial]:
+            continue
         meta = {"refreshed_because": ", ".join(reasons)}
         if row is None:
             meta["twin"] = "none (scrapped or no longer a unit)"
         else:
-            meta.update({k: dg.MetadataValue.text("-" if v is None else str(v)) for k, v in row.items()
-                         if k != "serial_number"})
+            meta.update({k: dg.MetadataValue.text("-" if v is None else str(v)) for k, v in row.items()})
         context.log_event(dg.AssetObservation(asset_key=TWIN_KEY, partition=serial, metadata=meta))
 
 

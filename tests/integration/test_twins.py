@@ -15,6 +15,7 @@ from basyx.aas.adapter.json import read_aas_json_file
 from orchestration import lake, twins
 from orchestration.aas import UnknownSerial, export
 from orchestration.build import run_build
+from orchestration.defs.twins import OBSERVED
 from orchestration.publish import Silence, publish
 from orchestration.simulate import advance, simulate
 from tests.helpers import SMALL, query, thread_env
@@ -34,11 +35,18 @@ def live(tmp_path_factory):
         first = run_build(defs, instance, settings)
         assert first.ok, first.failed
         before = dict(query(data / "warehouse.duckdb", "select serial_number, refreshed_at from twin.unit_twin"))
+        state_before, between = _twin_states(data), datetime.now(timezone.utc)
         advance(sources, 2)
         second = run_build(defs, instance, settings)
         assert second.ok, second.failed
-    yield {"instance": instance, "data": data, "sources": sources, "before": before, "second": second}
+    yield {"instance": instance, "data": data, "sources": sources, "before": before, "second": second,
+           "state_before": state_before, "between": between}
     instance.dispose()
+
+
+def _twin_states(data) -> dict[str, dict]:
+    rows = lake.read(twins.state_dir(data / "lake") / "unit_twin", columns=["serial_number", *OBSERVED]).to_pylist()
+    return {r.pop("serial_number"): r for r in rows}
 
 
 def test_a_partition_per_unit_with_its_materializations(live):
@@ -79,10 +87,26 @@ def test_a_units_partition_shows_its_twin_and_the_runs_are_named(live):
     assert records, "no observation on the unit's partition"
     meta = {k: v.value for k, v in records[0].asset_observation.metadata.items()}
     assert meta["health_state"] == health and meta["configuration_hash"] == config
-    assert {"rul_hours", "pending_retrofits", "worst_sensor", "refreshed_because"} <= set(meta)
+    assert {"pending_retrofits", "worst_sensor", "rul_model_version", "refreshed_because"} <= set(meta)
     jobs = {r.job_name for r in instance.get_runs()}
     assert {"build_plm", "build_mes", "build_erp", "build_service", "build_thread", "build_twins",
             "build_publish"} <= jobs, jobs
+
+
+def test_a_units_partition_is_observed_when_its_twins_state_changes(live):
+    """A refresh that changed only readings (RUL hours, the last reading) writes no observation:
+    at 10,000 units a day of telemetry would otherwise add a Dagster event for every unit."""
+    instance, data, first = live["instance"], live["data"], live["state_before"]
+    now = _twin_states(data)
+    refreshed = {s for s, at in dict(query(data / "warehouse.duckdb",
+                                           "select serial_number, refreshed_at from twin.unit_twin")).items()
+                 if live["before"].get(s) != at}
+    changed = {s for s in first.keys() | now.keys() if first.get(s) != now.get(s)}
+    readings_only = refreshed - changed
+    assert changed and readings_only, "two days change some twins' state, and only the readings of others"
+    records = instance.fetch_observations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(["twin", "unit_twin"]), after_timestamp=live["between"].timestamp()), limit=10_000).records
+    assert {r.partition_key for r in records} == changed
 
 
 def test_the_twin_checks_pass_and_catch_a_wrong_twin(live, tmp_path):
