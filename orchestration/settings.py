@@ -37,12 +37,6 @@ run_coordinator:
     # Launch queued runs within a second: a change should reach the twins in under a minute.
     dequeue_interval_seconds: 1
     dequeue_use_threads: true
-# Sensors evaluated side by side, their run requests submitted by other threads: one at a time, the
-# four source sensors' ticks after a day of activity took 12 s, each creating its run in turn.
-sensors:
-  use_threads: true
-  num_workers: 4
-  num_submit_workers: 2
 # Runs that write take the writer lock (resources.WriterLock) for their whole duration, so they
 # serialize with each other and with `thread build`; a killed run's lock dies with its process.
 concurrency:
