@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
                         "enterprise; adds the scale to results/engines.json")
     parser.add_argument("--spark-masters", default="local[1],local[2]",
                         help="comma-separated THREAD_SPARK_MASTER values to measure (default local[1],local[2])")
+    parser.add_argument("--units-per-partition", type=int,
+                        help="THREAD_TWIN_UNITS_PER_PARTITION for this run (default: 1 at S and M, 100 at L)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     result = run(args.scale, args.seed, args.cache, args.cache / f"run-{args.scale}",
                  incremental_scenarios=not args.no_incremental, live_scenarios=args.live,
-                 only=set(args.only.split(",")) if args.only else None)
+                 only=set(args.only.split(",")) if args.only else None, units_per_partition=args.units_per_partition)
     print(f"wrote {write(result, HERE / 'results', HERE / 'README.md')} and a row of bench/README.md")
 
 
