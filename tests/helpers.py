@@ -27,7 +27,7 @@ import pytest
 
 from orchestration import faults, lake
 from orchestration.cli import stop_process_group
-from orchestration.settings import ThreadSettings
+from orchestration.settings import DAGSTER_ENV, ThreadSettings
 from orchestration.simulate import SimConfig
 from orchestration.simulate.changes import release_eco as write_eco
 
@@ -54,6 +54,8 @@ def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> ThreadSetti
     mp.setenv("MES_DATABASE_URL", "")
     mp.setenv("THREAD_PII_SALT", "test-salt")
     mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "1")
+    for name, value in DAGSTER_ENV.items():
+        mp.setenv(name, value)
     return ThreadSettings.from_env()
 
 
