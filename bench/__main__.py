@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", choices=["S", "M", "L"], default="S", help="1k, 10k or 100k units (default S)")
     parser.add_argument("--rul", action="store_true",
                         help="the remaining-useful-life model on C-MAPSS FD001 instead (results/rul_FD001.json)")
+    parser.add_argument("--dagster-events", action="store_true",
+                        help="Dagster's bookkeeping of a run over 1,000 unit partitions, per storage instead "
+                        "(results/dagster_events.json)")
     parser.add_argument("--quarantine", action="store_true",
                         help="quarantining 1,000,000 rejected rows instead (results/quarantine.json)")
     parser.add_argument("--only", help="comma-separated incremental scenarios to run (eco, eco_narrow, "
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from .harness import (
         add_aas_api,
         run,
+        run_dagster_events,
         run_engines,
         run_live_default,
         run_quarantine,
@@ -66,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.api_only:
         print(f"wrote {add_aas_api(args.scale, args.cache / f'run-{args.scale}', HERE / 'results', HERE / 'README.md')}")
+        return
+    if args.dagster_events:
+        print(f"wrote {run_dagster_events(HERE)}")
         return
     if args.quarantine:
         print(f"wrote {run_quarantine(HERE)}")
