@@ -988,7 +988,7 @@ def run_dagster_events(bench_dir: Path, partitions: int = 1_000, say=print) -> P
     units = dg.DynamicPartitionsDefinition(name="units")
 
     @dg.asset(partitions_def=units)
-    def twin(context) -> dg.MaterializeResult:
+    def twin(context):
         return dg.MaterializeResult(metadata={"units": len(context.partition_keys)})
 
     keys = [f"HX200-{i:06d}" for i in range(partitions)]
