@@ -164,7 +164,9 @@ def _instance(sources: Path, data: Path):
 
     from orchestration.settings import dagster_home
 
-    return dg.DagsterInstance.from_config(str(dagster_home(_env(sources, data))))
+    # Only where the home is: the measurement's own _env call sets the environment it runs in.
+    settings = ThreadSettings(sources_dir=str(sources), data_dir=str(data), pii_salt="bench-salt")
+    return dg.DagsterInstance.from_config(str(dagster_home(settings)))
 
 
 def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = None,
