@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spark-masters", default="local[1],local[2]",
                         help="comma-separated THREAD_SPARK_MASTER values to measure (default local[1],local[2])")
     parser.add_argument("--units-per-partition", type=int,
-                        help="THREAD_TWIN_UNITS_PER_PARTITION for this run (default: 1 at S and M, 100 at L)")
+                        help="THREAD_TWIN_UNITS_PER_PARTITION for this run (default: unset, the product chooses by fleet size)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "digital-thread-bench",
                         help="where generated enterprises are kept between runs (outside the repository)")

@@ -26,6 +26,7 @@ import psutil
 
 from orchestration.settings import ThreadSettings
 from orchestration.simulate.changes import release_eco
+from orchestration.twins import key_size
 
 SCALES = {
     # units, parts, telemetry interval: M reaches ~5 M telemetry rows, L ~50 M.
@@ -33,8 +34,6 @@ SCALES = {
     "M": dict(units=10_000, parts=1_000, telemetry_every_h=24),
     "L": dict(units=100_000, parts=2_000, telemetry_every_h=24),
 }
-# Past Dagster's guidance of ~100,000 partitions per asset, twins are partitioned by shards.
-UNITS_PER_PARTITION = {"S": 1, "M": 1, "L": 100}
 MEMORY_LIMIT = {"L": "10GB"}
 DBT_THREADS = {"L": "1"}
 TARGETS = {
@@ -140,7 +139,7 @@ class Stage:
 SILENCE_HOURS = str(24 * 365 * 20)
 
 
-def _env(sources: Path, data: Path, units_per_partition: int = 1) -> ThreadSettings:
+def _env(sources: Path, data: Path, units_per_partition: int = 0) -> ThreadSettings:
     """The product configured as a user would: through its environment."""
     settings = ThreadSettings(sources_dir=str(sources), data_dir=str(data), pii_salt="bench-salt",
                               twin_units_per_partition=units_per_partition)
@@ -170,7 +169,7 @@ def _instance(sources: Path, data: Path):
 
 
 def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = None,
-               units_per_partition: int = 1) -> tuple[dict[str, Stage], object]:
+               units_per_partition: int = 0) -> tuple[dict[str, Stage], object]:
     from orchestration.build import run_build
     from orchestration.definitions import defs
 
@@ -225,7 +224,7 @@ def _step_seconds(instance, run_id: str, into: dict[str, float]) -> None:
             into[name] = round(into.get(name, 0.0) + entry.timestamp - started.pop(event.step_key), 2)
 
 
-def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_partition: int = 1) -> dict:
+def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_partition: int = 0) -> dict:
     """What the sensors do for a change, in-process: extract the changed entities, one thread run
     (dbt, estimates, twin change set), the twin runs of the changed units, publish."""
     import dagster as dg
@@ -289,7 +288,7 @@ def _free_port() -> int:
 class Served:
     """`thread serve` on a copy, as a user runs it (its own process group, loopback)."""
 
-    def __init__(self, sources: Path, data: Path, log: Path, units_per_partition: int = 1):
+    def __init__(self, sources: Path, data: Path, log: Path, units_per_partition: int = 0):
         import subprocess
         import sys
 
@@ -427,7 +426,7 @@ class Subscriber(Api):
                 time.sleep(0.2)
 
 
-def live_eco(sources: Path, data: Path, workdir: Path, units_per_partition: int = 1) -> tuple[float, float | None]:
+def live_eco(sources: Path, data: Path, workdir: Path, units_per_partition: int = 0) -> tuple[float, float | None]:
     """With `thread serve` running: an ECO appended to PLM's export -> its affected twins published
     (the warehouse shows the ECO's impact and no twin waiting for a refresh), and -> the first
     event of an ECO-driven twin change received by a client of `thread api`."""
@@ -692,7 +691,7 @@ def versions() -> dict:
 
 def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incremental_scenarios: bool = True,
         live_scenarios: bool = False, only: set[str] | None = None, units_per_partition: int | None = None) -> dict:
-    per_partition = units_per_partition or UNITS_PER_PARTITION[scale]
+    per_partition = units_per_partition or 0  # 0: the product's choice (twins.units_per_partition)
     # At 100,000 units the configuration replay (a recursive CTE and a window over 17 M as-built
     # rows) and unit_deviations (a full outer join and an ordered string_agg) do not spill in
     # DuckDB 1.5: they failed at 4 GB and at 6 GB. 10 GB lets L complete, above the 8 GiB target.
@@ -711,6 +710,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         mem.take_window()
         stages, result = full_build(sources, data, instance, mem, per_partition)
         full_s = time.monotonic() - started
+        partition_keys = list(instance.get_dynamic_partitions("units"))
     assert result.ok, result.failed
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
     counts = dict(con.execute("""SELECT 'thread', sum(estimated_size) FROM duckdb_tables() WHERE schema_name = 'thread'
@@ -750,16 +750,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
             continue
         with _instance(s_dir, d_dir) as inst:
             # The copy has no Dagster history: register the partitions the full build made.
-            from orchestration.defs.twins import UNITS
-            from orchestration.twins import partition_key
-
-            con = duckdb.connect(str(d_dir / "warehouse.duckdb"), read_only=True)
-
-            size = per_partition
-            inst.add_dynamic_partitions(UNITS.name, sorted({partition_key(r, size) for (r,) in con.execute(
-                "SELECT serial_number FROM twin.unit_twin").fetchall()}))
-            con.close()
-            out = refresh(changed, s_dir, d_dir, inst, size)
+            inst.add_dynamic_partitions("units", partition_keys)
+            out = refresh(changed, s_dir, d_dir, inst, per_partition)
         incremental[name] = {"seconds": round(out["seconds"], 2), "over_full": round(out["seconds"] / full_s, 4),
                              "twins_refreshed": out["refreshed"], "twins_affected": affected,
                              "steps_s": out["steps_s"]}
@@ -814,7 +806,8 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
         "cli_startup_s": cli,
         "aas_api": api,
         "peak_rss_mb": mem.mb,
-        "twin_units_per_partition": per_partition,
+        "twin_units_per_partition": key_size(partition_keys[-1]),
+        "twin_partitions": len(partition_keys),
         "dagster_storage": DAGSTER_STORAGE,
         "stages": stage_seconds,
         "stage_peak_rss_mb": {k: v.peak_mb for k, v in stages.items() if v.peak_mb},
@@ -1083,7 +1076,7 @@ def run_engines(scale: str, seed: int, cache: Path, workdir: Path, masters: list
         data.mkdir(parents=True)
         with PeakMemory() as mem, dg.DagsterInstance.ephemeral() as instance:
             started = time.monotonic()
-            stages, result = full_build(sources, data, instance, mem, UNITS_PER_PARTITION[scale])
+            stages, result = full_build(sources, data, instance, mem)
             seconds = time.monotonic() - started
         assert result.ok, result.failed
         runs[name] = {"full_build_s": round(seconds, 1), "thread_s": round(stages["thread"].seconds, 1),

@@ -82,9 +82,9 @@ class ThreadSettings(dg.ConfigurableResource):
     mes_database_url: str = ""
     # Empty: a secret salt generated once and kept owner-only in <data>/secrets/pii_salt.
     pii_salt: str = ""
-    # 1 = a twin partition per serial number. Past ~100,000 units (Dagster's guidance for
-    # partitions per asset), group units into shards of 10, 100, ... consecutive serials.
-    twin_units_per_partition: int = 1
+    # Consecutive serials per twin partition: 1 (a partition per unit), 10, 100, ... 0 = chosen
+    # per Dagster instance: kept as its partitions are, else by fleet size (twins.units_per_partition).
+    twin_units_per_partition: int = 0
     # None: THREAD_DUCKDB_MEMORY_LIMIT, else 4GB.
     duckdb_memory_limit: str | None = None
     # None: THREAD_DBT_THREADS, else 2 (dbt models built at once; 1 when memory is the limit).
@@ -119,6 +119,13 @@ class ThreadSettings(dg.ConfigurableResource):
     # None: THREAD_LAKE_URI, else <data_dir>/lake. A folder, or an object-store prefix
     # (s3://bucket/prefix; credentials and endpoint from the standard AWS_* variables).
     lake_uri: str | None = None
+
+    @field_validator("twin_units_per_partition")
+    @classmethod
+    def _valid_partition_size(cls, value: int) -> int:
+        if value != 0 and (value < 0 or 10 ** (len(str(value)) - 1) != value):
+            raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {value}")
+        return value
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -332,11 +339,11 @@ class ThreadSettings(dg.ConfigurableResource):
         """Settings for this process: arguments first, then THREAD_* variables, then defaults."""
         data = paths.data_root(data_dir)
         sources = Path(sources_dir or os.environ.get("THREAD_SOURCES_DIR") or data / "sources").resolve()
-        units = os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION")
+        units = (os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or "").strip().lower()
         return cls(sources_dir=str(sources), data_dir=str(data),
                    mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
                    pii_salt=os.environ.get("THREAD_PII_SALT") or "",
-                   twin_units_per_partition=int(units) if units else 1,
+                   twin_units_per_partition=0 if units in ("", "auto") else int(units),
                    dagster_postgres_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
                    celery_broker=os.environ.get("THREAD_CELERY_BROKER_URL") or "",
                    lake_uri=os.environ.get("THREAD_LAKE_URI") or "")

@@ -333,6 +333,39 @@ def partition_key(serial: str, units_per_partition: int = 1) -> str:
     return f"{prefix}{sep}{number[:-digits]}{'x' * digits}"
 
 
+# With Dagster's SQLite storage each partition a run refreshes costs about 10 ms of bookkeeping
+# (bench/results/dagster_events.json): unless told otherwise, a fleet gets about this many twin
+# partitions at most.
+AUTO_MAX_PARTITIONS = 1_000
+
+
+def key_size(key: str) -> int:
+    """How many units a partition key stands for: 1 for a serial, 100 for HX200-0001xx."""
+    return 10 ** (len(key) - len(key.rstrip("x")))
+
+
+def units_per_partition(configured: int, known_keys: list[str], fleet: int) -> int:
+    """How many consecutive serials a twin partition holds: as configured (> 0); else as the
+    instance's newest partition key says (its keys stay what they were); else, for an instance
+    without twin partitions, one unit per partition up to AUTO_MAX_PARTITIONS units, then the
+    smallest power of ten that keeps the fleet within about that many partitions."""
+    if configured > 0:
+        return configured
+    if known_keys:
+        return key_size(known_keys[-1])
+    size = 1
+    while fleet > size * AUTO_MAX_PARTITIONS:
+        size *= 10
+    return size
+
+
+def in_partitions(serials, keys: set[str]) -> list[str]:
+    """The units that belong to these partitions (serials, or shards of any size: an instance
+    whose partition size was changed has both), sorted."""
+    sizes = {key_size(k) for k in keys}
+    return sorted(s for s in serials if any(partition_key(s, size) in keys for size in sizes))
+
+
 def partition_ranges(all_keys: list[str], wanted: set[str], max_gap: int = 25) -> list[tuple[str, str]]:
     """Contiguous runs of partition keys covering `wanted`, bridging short gaps of unchanged units.
 

@@ -53,7 +53,7 @@ def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> ThreadSetti
     mp.setenv("THREAD_DATA_DIR", str(data))
     mp.setenv("MES_DATABASE_URL", "")
     mp.setenv("THREAD_PII_SALT", "test-salt")
-    mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "1")
+    mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "0")  # the product's choice by fleet size
     for name, value in DAGSTER_ENV.items():
         mp.setenv(name, value)
     return ThreadSettings.from_env()
@@ -99,7 +99,7 @@ def start_from(tiny_built, dest: Path) -> tuple[Path, Path]:
 def env_for(sources: Path, data: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("THREAD_", "DAGSTER_", "MES_"))}
     env.update({"THREAD_SOURCES_DIR": str(sources), "THREAD_DATA_DIR": str(data), "MES_DATABASE_URL": "",
-                "THREAD_PII_SALT": SALT, "THREAD_TWIN_UNITS_PER_PARTITION": "1",
+                "THREAD_PII_SALT": SALT,
                 "DAGSTER_HOME": str(data / "dagster")})
     (data / "dagster").mkdir(parents=True, exist_ok=True)
     env.update(extra)

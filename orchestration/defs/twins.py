@@ -1,4 +1,5 @@
-"""Live twins: one Dagster partition per unit, refreshed only where the unit's inputs changed.
+"""Live twins: a Dagster partition per unit (per shard of consecutive serials past 1,000 units),
+refreshed only where a unit's inputs changed.
 
 `twin/changes` (after the dbt thread) compares each unit's twin inputs with those its twin was
 computed from, records the change set and registers a partition for every new unit: the twin
@@ -35,15 +36,17 @@ def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = Fals
     known = list(instance.get_dynamic_partitions(UNITS.name))
     pending = twins.pending(thread.lake_dir)
     serials = pending["serial_number"].to_pylist() if pending is not None else []
-    ranges, new = twins.plan_runs(known, serials, thread.twin_units_per_partition, full)
+    size = twins.units_per_partition(thread.twin_units_per_partition, known, len(serials))
+    ranges, new = twins.plan_runs(known, serials, size, full)
     tags = [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
     return tags, new
 
 
-def register_units(context: dg.AssetExecutionContext, serials: list[str], units_per_partition: int = 1) -> int:
+def register_units(context: dg.AssetExecutionContext, serials: list[str], configured: int, fleet: int) -> int:
     """Add a twin partition for every unit (or shard of units) not seen before; how many were added."""
-    known = set(context.instance.get_dynamic_partitions(UNITS.name))
-    new = sorted({twins.partition_key(s, units_per_partition) for s in serials} - known)
+    known = list(context.instance.get_dynamic_partitions(UNITS.name))
+    size = twins.units_per_partition(configured, known, fleet)
+    new = sorted({twins.partition_key(s, size) for s in serials} - set(known))
     if new:
         context.instance.add_dynamic_partitions(UNITS.name, new)
     return len(new)
@@ -90,7 +93,9 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
-    added = register_units(context, live, thread.twin_units_per_partition)
+    stored = lake.read(twins.state_dir(thread.lake_dir) / "inputs", columns=["serial_number"])
+    fleet = len(set(live) | set(stored.column(0).to_pylist() if stored is not None else []))
+    added = register_units(context, live, thread.twin_units_per_partition, fleet)
     ledger.record("twin_changes", inputs)
     yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
@@ -121,7 +126,8 @@ with warnings.catch_warnings():
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[dg.AssetCheckSpec(name, asset=TWIN_KEY, description=text) for name, text in twins.CHECKS.items()],
         description=(
-            "One live twin per unit (a partition per serial number, units not scrapped): its row of "
+            "One live twin per unit that is not scrapped (a partition per serial number; past 1,000 units "
+            "per shard of 10, 100, ... consecutive serials, HX200-0001xx): its row of "
             "twin.unit_twin, what it holds (twin.unit_components) and its sensors (twin.unit_sensor_state), "
             "kept in lake/_state/twin/units and published by `warehouse`. A run recomputes only the units in its "
             "partition range whose inputs changed; which ones and why is in lake/_state/twin/refresh_log."
@@ -132,7 +138,7 @@ with warnings.catch_warnings():
 @_twin_asset
 def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock) -> dg.MaterializeResult:
     keys = set(context.partition_keys)
-    size = thread.twin_units_per_partition
+    per_unit = all(twins.key_size(k) == 1 for k in keys)
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
     pending = twins.pending(thread.lake_dir)
     reasons = {}
@@ -140,15 +146,15 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
         for row in pending.select(["serial_number", "reasons"]).to_pylist():
             reasons[row["serial_number"]] = row["reasons"]
     # A range can include units whose inputs did not change: recompute only those that did.
-    if full and size == 1:
+    if full and per_unit:
         targets = sorted(keys)
     else:
         candidates = (twins.units(thread.build_db, memory_limit=thread.memory_limit) | set(reasons)) if full \
             else set(reasons)
-        targets = sorted(s for s in candidates if twins.partition_key(s, size) in keys)
+        targets = twins.in_partitions(candidates, keys)
     now = datetime.now(timezone.utc)
     # A full refresh observes every unit (a first build, or a Dagster instance new to this lake).
-    observed_before = _observed(thread, targets) if size == 1 and not full else {}
+    observed_before = _observed(thread, targets) if per_unit and not full else {}
     state = {t: lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES}
     with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
@@ -161,7 +167,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     shards.Store(thread.build_db).add_pending_publish("twins", targets)
     by_reason = _count(why.values())
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
-    if size == 1:
+    if per_unit:
         _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit)
     # Kept small: in a run over many partitions this is stored once per partition.

@@ -312,3 +312,32 @@ def test_per_unit_tables_are_published_in_serial_order(built_small):
     for name in names:
         stored = [s for (s,) in query(built_small / "warehouse.duckdb", f"SELECT serial_number FROM {name}")]
         assert len(set(stored)) > 20 and stored == sorted(stored), name
+
+
+def test_a_fleet_past_the_partition_limit_gets_shards_and_refreshes_only_changed_units(built_small_copy, monkeypatch):
+    """With THREAD_TWIN_UNITS_PER_PARTITION unset, a Dagster instance new to a fleet larger than
+    twins.AUTO_MAX_PARTITIONS (10 here, 1,000 in the product) gets shard partitions of
+    consecutive serials; a refresh still recomputes only the units whose inputs changed."""
+    from orchestration.definitions import defs
+
+    sources, data = built_small_copy
+    monkeypatch.setattr(twins, "AUTO_MAX_PARTITIONS", 10)
+    settings = thread_env(monkeypatch, sources, data)
+    assert settings.twin_units_per_partition == 0
+    twin_sql = "select serial_number, refreshed_at from twin.unit_twin"
+    before = dict(query(data / "warehouse.duckdb", twin_sql))
+    assert 10 * 10 >= len(before) > 10, "the fleet needs shards of 10 for at most 10 partitions"
+    advance(sources, 1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_build(defs, instance, settings)
+        assert result.ok, result.failed
+        keys = list(instance.get_dynamic_partitions("units"))
+        materialized = instance.get_materialized_partitions(dg.AssetKey(["twin", "unit_twin"]))
+        observed = instance.fetch_observations(dg.AssetKey(["twin", "unit_twin"]), limit=10).records
+    after = dict(query(data / "warehouse.duckdb", twin_sql))
+    refreshed = {s for s in after if before.get(s) != after[s]}
+    assert refreshed and len(refreshed) < len(after), "a day of activity changes some twins, not all"
+    assert keys and all(twins.key_size(k) == 10 for k in keys), keys
+    assert {twins.partition_key(s, 10) for s in refreshed} == set(materialized) <= set(keys)
+    assert twins.pending(data / "lake").num_rows == 0, "every changed unit was refreshed"
+    assert not observed, "a shard's partition carries no per-unit observation"

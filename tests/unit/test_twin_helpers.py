@@ -36,6 +36,44 @@ def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
         partition_key("HX200-000123", 50)
 
 
+def test_the_partition_size_is_configured_kept_or_chosen_by_fleet_size():
+    from orchestration.twins import AUTO_MAX_PARTITIONS, key_size, units_per_partition
+
+    assert key_size("HX200-000123") == 1 and key_size("HX200-0001xx") == 100 and key_size("A-B-004x") == 10
+    # Configured: as configured, whatever the instance has.
+    assert units_per_partition(10, ["HX200-000123"], 50_000) == 10
+    # An instance with twin partitions keeps its newest key's size, whatever the fleet grew to.
+    assert units_per_partition(0, ["HX200-000001", "HX200-000002"], 50_000) == 1
+    assert units_per_partition(0, ["HX200-000001", "HX200-00001x"], 300) == 10
+    # A new instance: a partition per unit up to AUTO_MAX_PARTITIONS units, then about that many at most.
+    assert units_per_partition(0, [], 300) == 1
+    assert units_per_partition(0, [], AUTO_MAX_PARTITIONS) == 1
+    assert units_per_partition(0, [], AUTO_MAX_PARTITIONS + 1) == 10
+    assert units_per_partition(0, [], 10_015) == 100
+    assert units_per_partition(0, [], 100_000) == 100
+    assert units_per_partition(0, [], 100_001) == 1_000
+
+
+def test_a_run_over_mixed_partitions_finds_units_of_either_size():
+    """An instance whose partition size was changed has serial keys and shard keys."""
+    from orchestration.twins import in_partitions
+
+    keys = {"HX200-000007", "HX200-00002x"}
+    serials = ["HX200-000007", "HX200-000008", "HX200-000020", "HX200-000029", "HX200-000030"]
+    assert in_partitions(serials, keys) == ["HX200-000007", "HX200-000020", "HX200-000029"]
+
+
+def test_a_partition_size_that_is_not_a_power_of_ten_is_refused(monkeypatch):
+    from orchestration.settings import ThreadSettings
+
+    for value in ("", "auto"):
+        monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", value)
+        assert ThreadSettings.from_env(".").twin_units_per_partition == 0
+    monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "50")
+    with pytest.raises(ValueError, match="THREAD_TWIN_UNITS_PER_PARTITION"):
+        ThreadSettings.from_env(".")
+
+
 @pytest.mark.parametrize("value", ["1GB'; DROP TABLE x; --", "lots", "4GB OR 1=1"])
 def test_a_memory_limit_that_is_not_a_size_is_refused_before_sql(monkeypatch, value):
     from orchestration import lake
