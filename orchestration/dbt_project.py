@@ -109,6 +109,15 @@ def tagged(tag: str, schema: str) -> frozenset[str]:
                      if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
 
 
+def shard_aspects(schema: str) -> dict[str, str]:
+    """The sharded models of a dbt schema that belong to a family (meta `shard_aspect`): they
+    rebuild, and are republished for, the shards whose digest of what that family reads changed
+    (int_shards_digested); the other sharded models, the shards where anything changed."""
+    return {n["name"]: n["config"]["meta"]["shard_aspect"] for n in manifest()["nodes"].values()
+            if n["resource_type"] == "model" and n["schema"] == schema
+            and n.get("config", {}).get("meta", {}).get("shard_aspect")}
+
+
 def published_order(schema: str) -> dict[str, str]:
     """The models of a dbt schema stored in the warehouse in another order than by unit (meta
     `published_order`): a table that analyses filter by part is kept sorted by part, so DuckDB's

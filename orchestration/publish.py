@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -153,6 +153,8 @@ class Changes:
     shards: list[str] | None
     twin_units: list[str] | None
     digests: dict[str, str]
+    # Per family of per-unit models (dbt meta `shard_aspect`), the shards it rebuilt (None: all).
+    aspect_shards: dict[str, list[str] | None] = field(default_factory=dict)
 
 
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
@@ -228,10 +230,11 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
         existing = {f"{a}.{b}" for a, b in con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
         sharded = dbt_project.tagged("sharded", "thread")
+        aspects = dbt_project.shard_aspects("thread")
         ordered = dbt_project.published_order("thread")
         for schema, table, relation in sources:
             name = f"{schema}.{table}"
-            where = _part(changes, schema, table, sharded) if changes is not None and name in existing else None
+            where = _part(changes, schema, table, sharded, aspects) if changes is not None and name in existing else None
             # Stored in the order readers filter by, so DuckDB's zone maps skip the rest: a table
             # analyses read by part in that order (published_order), a per-unit one by unit (one
             # unit's rows of a 47 M-row table: 390 ms unordered at 100,000 units; of the twins'
@@ -297,11 +300,14 @@ def _comment(con, name: str, descriptions, kind: str = "TABLE") -> None:
         con.execute(f"COMMENT ON {'COLUMN' if col else kind} {target} IS {lake.sql_literal(text)}")
 
 
-def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str]) -> str | None:
+def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], aspects: dict[str, str]) -> str | None:
     """Which rows of a table a partial write replaces (None: the whole table is considered)."""
-    # Tables stored per unit shard in the build database are replaced shard by shard.
-    if schema == "thread" and table in sharded and changes.shards is not None:
-        return shards.sql_ranges(changes.shards)
+    # Tables stored per unit shard in the build database are replaced shard by shard: those its
+    # family of models rebuilt, or any shard that changed.
+    if schema == "thread" and table in sharded:
+        aspect = aspects.get(table)
+        rebuilt = changes.aspect_shards.get(aspect, changes.shards) if aspect else changes.shards
+        return None if rebuilt is None else shards.sql_ranges(rebuilt)
     if schema == "twin" and table in twins.TABLES and table != "unit_twin" and changes.twin_units is not None:
         listed = ", ".join(lake.sql_literal(u) for u in sorted(changes.twin_units))
         return f"serial_number IN ({listed})" if listed else "false"

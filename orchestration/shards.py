@@ -67,15 +67,22 @@ DIGESTS_MODEL = "int_shards_digested"
 BUILT_TABLE = "main.shard_digests_built"
 
 
-def keep_built(build_db: Path) -> dict[str, str]:
+CHANGED_MODEL = "int_shards_changed"
+
+
+def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
     """After a successful dbt run: its shard digests (DIGESTS_MODEL), kept as those the next run
-    compares with (BUILT_TABLE, read by `int_shards_changed`), and returned."""
+    compares with (BUILT_TABLE, read by CHANGED_MODEL), and returned; with, per family of
+    per-unit models (`aspects`), the shards that family rebuilt in the run."""
     import duckdb
 
     con = duckdb.connect(str(build_db))
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT shard, digest FROM intermediate.{DIGESTS_MODEL}")
-        return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall())
+        rebuilt = {a: [s for (s,) in con.execute(
+            f"SELECT shard FROM intermediate.{CHANGED_MODEL} WHERE {a} ORDER BY 1").fetchall()] for a in sorted(aspects)}
+        columns = ", ".join(["shard", "digest", *(f"digest_{a}" for a in sorted(aspects))])
+        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT {columns} FROM intermediate.{DIGESTS_MODEL}")
+        return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall()), rebuilt
     finally:
         con.close()
 
@@ -151,9 +158,11 @@ class Store(BuildState):
 
     # -- what the next publish must carry over --------------------------------------------------
 
-    def pending_publish(self, kind: str) -> list[str] | None:
-        """Shards (`shards`) or units (`twins`) rewritten since the last publish; None: all."""
-        entry = self._read().get("unpublished", {}).get(kind, [])
+    def pending_publish(self, kind: str, missing: list[str] | None = None) -> list[str] | None:
+        """Shards (`shards`, `shards:<aspect>` of one family of models) or units (`twins`)
+        rewritten since the last publish; None: all. `missing`: what a kind never recorded
+        stands for (a family's shards recorded by a version before families: all `shards`)."""
+        entry = self._read().get("unpublished", {}).get(kind, [] if missing is None else missing)
         return None if entry is None else list(entry)
 
     def add_pending_publish(self, kind: str, items: list[str] | None) -> None:
@@ -166,7 +175,7 @@ class Store(BuildState):
     def published(self, digests: dict[str, str]) -> None:
         """A publish succeeded: remember its tables' digests, nothing is waiting any more."""
         data = self._read()
-        data["unpublished"] = {"shards": [], "twins": []}
+        data["unpublished"] = {kind: [] for kind in data.get("unpublished", {})} | {"shards": [], "twins": []}
         data["published_digests"] = digests
         self._write(data)
 

@@ -9,7 +9,10 @@
     {%- if target.type == 'spark' -%}
         {{ spark_raw_tables() }}
     {%- else -%}
-        create table if not exists main.shard_digests_built (shard varchar, digest varchar)
+        create table if not exists main.shard_digests_built (shard varchar, digest varchar);
+        {#- a build database from before the narrower digests: none of its shards has one yet -#}
+        alter table main.shard_digests_built add column if not exists digest_built varchar;
+        alter table main.shard_digests_built add column if not exists digest_configuration varchar
     {%- endif -%}
 {%- endmacro %}
 

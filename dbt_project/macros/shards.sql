@@ -13,7 +13,9 @@
 
 {#- Rows of the shards to build only, on an incremental run; every row otherwise. The shards'
     enclosing serial range is written out as literals: a plain range reaches the scans (zone maps,
-    Parquet statistics), the shard expression alone is evaluated on every input row. -#}
+    Parquet statistics), the shard expression alone is evaluated on every input row. A model of a
+    family (meta `shard_aspect`: built, configuration) rebuilds the shards whose digest of what
+    that family reads changed; any other, the shards where anything changed. -#}
 {% macro in_shards(column) -%}
     {#- Outside the condition, so that dbt sees the dependency when it parses the model (a dbt
         unit test, never incremental here, has no shard list among its given inputs). -#}
@@ -21,6 +23,10 @@
     {%- if not is_incremental() -%}
         true
     {%- else -%}
+        {%- set aspect = model.config.get('meta', {}).get('shard_aspect') -%}
+        {%- if aspect is not none -%}
+            {%- set to_build = "(select shard from " ~ to_build ~ " where " ~ adapter.quote(aspect) ~ ")" -%}
+        {%- endif -%}
         {%- set bounds = run_query("select min(shard), max(shard) from " ~ to_build) if execute else none -%}
         {%- if bounds is not none and bounds.rows[0][0] is not none -%}
         {{ column }} >= '{{ bounds.rows[0][0] | replace("'", "''") }}'

@@ -3,7 +3,7 @@
 import dagster as dg
 import duckdb
 
-from .. import lake, lineage, publish, report, shards, twins
+from .. import dbt_project, lake, lineage, publish, report, shards, twins
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
@@ -28,8 +28,11 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
         return
     store = shards.Store(thread.build_db)
-    changes = publish.Changes(shards=store.pending_publish("shards"), twin_units=store.pending_publish("twins"),
-                              digests=store.published_digests())
+    unpublished = store.pending_publish("shards")
+    changes = publish.Changes(shards=unpublished, twin_units=store.pending_publish("twins"),
+                              digests=store.published_digests(),
+                              aspect_shards={a: store.pending_publish(f"shards:{a}", missing=unpublished)
+                                             for a in set(dbt_project.shard_aspects("thread").values())})
     with lineage.step(thread.lineage(), "publish.warehouse", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES]) as step:
         result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),

@@ -177,13 +177,19 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             selected = [*(f"source:{s}+" for s in reached), *READ_AFTER_DBT, f"{shards.DIGESTS_MODEL}+"]
             yield from build("--select", " ".join(selected), dbt_vars=thread.dbt_vars(), own_selection=True)
     phase("dbt")
+    aspects = set(dbt_project.shard_aspects("thread").values())
+    by_aspect: dict[str, list[str] | None] = dict.fromkeys(aspects)
     if not on_spark:
-        digests = shards.keep_built(thread.build_db)
+        digests, rebuilt = shards.keep_built(thread.build_db, aspects)
         changed = shards.changed(before, digests)
         if changed is not None:
-            context.log.info(f"Rebuilt {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}")
+            by_aspect = rebuilt
+            context.log.info(f"Rebuilt {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}"
+                             + "".join(f"; {a}: {len(s)}" for a, s in sorted(rebuilt.items())))
         store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
+    for aspect, rebuilt_shards in by_aspect.items():
+        store.add_pending_publish(f"shards:{aspect}", rebuilt_shards)
     if context.selected_asset_keys >= set(thread_dbt.keys):
         ledger.record("thread", inputs)
         ledger.record("thread_sources", {"code": code_now, "sources": sources})

@@ -73,6 +73,14 @@ def _incremental_equals_scratch(root, seed, units, steps):
         if step[0] in ("retrofit", "scrap"):  # one unit changed: one shard rebuilt, the others kept
             rebuilt = json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
             assert len(rebuilt) == 1, rebuilt
+            # A retrofit is a service event: nothing MES built changed.
+            wanted = {"any": 1, "built": 0 if step[0] == "retrofit" else 1, "configuration": 1}
+            assert _rebuilt_by_family(data) == wanted
+        if step[0] in ("eco", "serial_eco"):
+            # PLM only, and a revision nobody holds: the shards whose units use the part are
+            # rebuilt, but not their as-built or configuration models (the families' digests).
+            families = _rebuilt_by_family(data)
+            assert families["any"] > 0 and families["built"] == families["configuration"] == 0, families
 
     scratch_sources, scratch = root / "scratch_sources", root / "scratch"
     shutil.copytree(sources, scratch_sources)
@@ -81,3 +89,17 @@ def _incremental_equals_scratch(root, seed, units, steps):
     assert incremental.keys() == full.keys()
     differ = {t: (len(incremental[t]), len(full[t])) for t in full if incremental[t] != full[t]}
     assert not differ, differ
+
+
+def _rebuilt_by_family(data) -> dict[str, int]:
+    """How many shards the last dbt run rebuilt: for any model, and for each family's models."""
+    import duckdb
+
+    con = duckdb.connect(str(data / "build" / "build.duckdb"), read_only=True)
+    try:
+        n, built, configuration = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE built), count(*) FILTER (WHERE configuration) "
+            "FROM intermediate.int_shards_changed").fetchone()
+    finally:
+        con.close()
+    return {"any": n, "built": built, "configuration": configuration}

@@ -10,7 +10,7 @@
     replayed step by step; all other pairs only ever add and pass straight through.
 -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'configuration'}, pre_hook="{{ delete_shards() }}") }}
 with recursive
 
 units as (

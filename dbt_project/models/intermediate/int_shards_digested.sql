@@ -1,10 +1,19 @@
 {#-
     Unit shards: per shard, a digest of everything the per-unit models read about its units (their
     MES rows, as-built rows, service events and installations, the designed structure of their
-    effectivity class, and the revisions and ECOs of every part they were designed with, built
-    with or fitted). Rows are compared without when and in which batch they were landed: a
-    snapshot that re-lands unchanged rows changes no shard. DuckDB only: on Spark every build is
-    whole (its Parquet tables cannot delete a shard).
+    effectivity class, the revisions and ECOs of every part they were designed with, built with
+    or fitted, and the BOM lines under the revisions they were built with). Rows are compared
+    without when and in which batch they were landed: a snapshot that re-lands unchanged rows
+    changes no shard. DuckDB only: on Spark every build is whole (its Parquet tables cannot
+    delete a shard).
+
+    Two narrower digests per shard, of what a family of per-unit models reads (a model names its
+    family in meta `shard_aspect`; the others read everything):
+    - `built` (unit_as_built, unit_as_built_tree): the MES rows and the BOM lines under the built
+      revisions;
+    - `configuration` (the configuration replay and what derives from it): the MES rows, the
+      service events and the revision rows of the part revisions the units were built with or
+      fitted (an ECO adding a revision nobody holds changes neither).
 -#}
 {{ config(enabled=(target.type != 'spark')) }}
 
@@ -47,6 +56,25 @@ used as (
 
 ),
 
+built as (
+
+    select serial_number, part_number, revision from {{ ref('stg_mes__as_built_components') }}
+    union all select serial_number, product_part_number, product_revision from {{ ref('stg_mes__units') }}
+
+),
+
+held as (
+
+    select distinct {{ shard_of('serial_number') }} as shard, part_number, revision
+    from (
+        select serial_number, part_number, revision from built
+        union all select serial_number, removed_part_number, removed_revision from {{ ref('stg_service__service_events') }}
+        union all select serial_number, installed_part_number, installed_revision from {{ ref('stg_service__service_events') }}
+    )
+    where part_number is not null
+
+),
+
 hashed as (
 
     select {{ shard_of('serial_number') }} as shard, 'units' as src, hash(t) as h
@@ -64,15 +92,33 @@ hashed as (
     left join classes k using (class_id)
     union all
     select u.shard, 'parts', hash(u.part_number, p.h) from used u left join parts p using (part_number)
+    union all
+    select b.shard, 'tree', hash(l)
+    from (select distinct {{ shard_of('serial_number') }} as shard, part_number, revision from built) b
+    join {{ without_landing('stg_plm__bom_lines') }} l
+      on l.parent_part_number = b.part_number and l.parent_revision = b.revision
+    union all
+    -- a revision nobody has a row for counts too: its row arriving changes the replay
+    select h.shard, 'held', hash(h.part_number, h.revision, r)
+    from held h
+    left join {{ without_landing('stg_plm__part_revisions') }} r using (part_number, revision)
 
 ),
 
 per_source as (
 
-    select shard, src, count(*) as n, sum(h::hugeint) as h from hashed group by shard, src
+    select shard, src, src || ':' || count(*) || ':' || sum(h::hugeint) as summary
+    from hashed
+    group by shard, src
 
 )
 
-select shard, md5(string_agg(src || ':' || n || ':' || h, '|' order by src)) as digest
+select
+    shard,
+    md5(string_agg(summary, '|' order by src)) as digest,
+    md5(coalesce(string_agg(summary, '|' order by src)
+                 filter (where src in ('units', 'as_built', 'tree')), '')) as digest_built,
+    md5(coalesce(string_agg(summary, '|' order by src)
+                 filter (where src in ('units', 'as_built', 'events', 'held')), '')) as digest_configuration
 from per_source
 group by shard

@@ -5,7 +5,7 @@
     ends when its last piece is removed. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           tags=['sharded'], pre_hook="{{ delete_shards() }}",
-          meta={'published_order': 'part_number, component_serial, serial_number, installed_at'}) }}
+          meta={'shard_aspect': 'configuration', 'published_order': 'part_number, component_serial, serial_number, installed_at'}) }}
 with changes as (
 
     select serial_number, part_number, revision, step, changed_at, changed_by, op, delta, component_serial

@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'configuration'}, pre_hook="{{ delete_shards() }}") }}
 select
     serial_number,
     part_number,
