@@ -159,7 +159,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
                       outputs=state.values()) as step:
-        counts = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
+        counts, computed = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
                                memory_limit=thread.memory_limit)
         step.rows.update({state[t]: n for t, n in counts.items() if t in state})
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
@@ -169,7 +169,8 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
     if per_unit:
         _observe(context, thread, why, observed_before)
-    checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit)
+    checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit,
+                         current_inputs=computed)
     # Kept small: in a run over many partitions this is stored once per partition.
     return dg.MaterializeResult(
         metadata={

@@ -130,6 +130,16 @@ def test_the_twin_checks_pass_and_catch_a_wrong_twin(live, tmp_path):
     assert not passed and meta["failing_units"] == 1 and meta["examples"] == serials[0]
     # A few units at a time (as at 100,000 units, 5,000 at a time) finds the same, and only that.
     assert twins.check(copy / "build" / "build.duckdb", copy / "lake", serials, size=7) == result
+    # What a refresh computed, given rather than computed again: a unit whose stored inputs are not
+    # those (a lost or stale write) fails, and only that one.
+    stored = lake.read(twins.state_dir(copy / "lake") / "inputs", columns=["serial_number", "input_hash"])
+    given = stored.set_column(1, "input_hash", pa.array(
+        ["changed since" if s == serials[-1] else h for s, h in zip(*stored.to_pydict().values())]))
+    passed, meta = twins.check(copy / "build" / "build.duckdb", copy / "lake", serials, current_inputs=given)[
+        "computed_from_current_inputs"]
+    assert not passed and meta["examples"] == serials[-1]
+    assert twins.check(copy / "build" / "build.duckdb", copy / "lake", serials, current_inputs=stored)[
+        "computed_from_current_inputs"][0]
 
 
 def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_path):
