@@ -143,12 +143,16 @@ def source_sensor(system: str, then: list[dg.AssetKey] = (), tags: dict | None =
                     "and extracts only the entities that changed.",
     )
     def _sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
+        cursor = json.loads(context.cursor) if context.cursor else None
+        stamp = watch.database_stamp(entities, thread.sources())
+        if stamp is not None and cursor is not None and cursor.get(watch.CURSOR_STAMP) == stamp:
+            return dg.SkipReason(f"no change in {system} (its database file is as it was)")
         now = watch.signatures(entities, thread.sources())
         # First look (a new `thread serve`): compare with what the lake last extracted, so a change
         # written while nothing was watching is extracted now, not at the next daily refresh.
-        before = json.loads(context.cursor) if context.cursor else watch.last_extracted(thread.lake_dir, system)
+        before = cursor or watch.last_extracted(thread.lake_dir, system)
         changed = [c for c in entities if before.get(c.entity) != now[c.entity]]
-        context.update_cursor(json.dumps(now, sort_keys=True))
+        context.update_cursor(json.dumps({**now, **({watch.CURSOR_STAMP: stamp} if stamp else {})}, sort_keys=True))
         if not changed:
             return dg.SkipReason(f"no change in {system}")
         run_key = hashlib.sha1(json.dumps([now[c.entity] for c in changed]).encode()).hexdigest()[:16]

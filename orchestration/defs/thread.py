@@ -244,8 +244,9 @@ WITH_THREAD_TAG = "thread/with_thread"
     "change set in one run (each step does nothing when its inputs are unchanged).",
 )
 def thread_refresh_sensor(context: dg.SensorEvaluationContext):
-    landed = [e for e in (context.instance.get_latest_materialization_event(k)
-                          for k in (*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION)) if e is not None]
+    # One query for every key (one per key cost 0.3 s a tick, every 2 s, on the code server).
+    latest = context.instance.get_latest_materialization_events([*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION])
+    landed = [e for e in latest.values() if e is not None]
     if not landed:
         return dg.SkipReason("nothing has landed yet")
     newest = max(landed, key=lambda e: e.timestamp)

@@ -50,6 +50,17 @@ def signatures(entities: list[EntityContract], src: Sources, *, stamped: bool = 
     return out
 
 
+# The entry of a sensor's cursor that holds an SQLite MES database's stamp: while the file's stamp
+# is the same, no table changed and the tables are not counted again (at 10,000 units the MES
+# sensor's counts took 0.45 s a tick, every 2 s).
+CURSOR_STAMP = "_database_stamp"
+
+
+def database_stamp(entities: list[EntityContract], src: Sources) -> str | None:
+    """The stamp of the database these entities' tables are in (None: files, or a server)."""
+    return mes.database_stamp(src.mes_url) if any(c.medium == "table" for c in entities) else None
+
+
 def last_extracted(lake_dir: Path, system: str) -> dict[str, str | None]:
     """Per entity of the system, the signature its latest extraction started from."""
     log = lake.read(lake.audit_table(lake_dir, "extractions"))
