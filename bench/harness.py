@@ -740,11 +740,12 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
             # `thread build` on the same sources: every extraction checks, nothing else runs.
             with _instance(s_dir, d_dir) as inst:
                 started = time.monotonic()
-                _, again = full_build(s_dir, d_dir, inst, units_per_partition=per_partition)
+                unchanged_stages, again = full_build(s_dir, d_dir, inst, units_per_partition=per_partition)
                 seconds = time.monotonic() - started
             assert again.ok, again.failed
             incremental[name] = {"seconds": round(seconds, 2), "over_full": round(seconds / full_s, 4),
-                                 "twins_refreshed": 0, "twins_affected": 0}
+                                 "twins_refreshed": 0, "twins_affected": 0,
+                                 "stages_s": {k: round(v.seconds, 2) for k, v in unchanged_stages.items()}}
             say(f"unchanged sources: {seconds:.1f} s ({seconds / full_s:.3f} of full)")
             shutil.rmtree(workdir / f"incremental-{name}", ignore_errors=True)
             continue
