@@ -73,6 +73,13 @@ def sqlalchemy_pg_url(url: str) -> str:
 DAGSTER_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true", "DAGSTER_EVENT_BATCH_SIZE": "500"}
 
 
+def valid_partition_size(value: int) -> int:
+    """A twin partition size: 0 (chosen per Dagster instance) or a power of ten."""
+    if value != 0 and (value < 0 or 10 ** (len(str(value)) - 1) != value):
+        raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {value}")
+    return value
+
+
 class ThreadSettings(dg.ConfigurableResource):
     """Where the sources are, where everything a run writes goes (all under data_dir), and how
     hard the build may work."""
@@ -84,7 +91,9 @@ class ThreadSettings(dg.ConfigurableResource):
     pii_salt: str = ""
     # Consecutive serials per twin partition: 1 (a partition per unit), 10, 100, ... 0 = chosen
     # per Dagster instance: kept as its partitions are, else by fleet size (twins.units_per_partition).
-    twin_units_per_partition: int = 0
+    # None: THREAD_TWIN_UNITS_PER_PARTITION (unset or `auto`: 0), read when used, so a Dagster
+    # process started by hand needs no such variable.
+    twin_units_per_partition: int | None = None
     # None: THREAD_DUCKDB_MEMORY_LIMIT, else 4GB.
     duckdb_memory_limit: str | None = None
     # None: THREAD_DBT_THREADS, else 2 (dbt models built at once; 1 when memory is the limit).
@@ -122,10 +131,8 @@ class ThreadSettings(dg.ConfigurableResource):
 
     @field_validator("twin_units_per_partition")
     @classmethod
-    def _valid_partition_size(cls, value: int) -> int:
-        if value != 0 and (value < 0 or 10 ** (len(str(value)) - 1) != value):
-            raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {value}")
-        return value
+    def _valid_partition_size(cls, value: int | None) -> int | None:
+        return None if value is None else valid_partition_size(value)
 
     @field_validator("duckdb_memory_limit")
     @classmethod
@@ -133,6 +140,19 @@ class ThreadSettings(dg.ConfigurableResource):
         return None if value is None else validated_limit(value)
 
     # -- tuning, resolved during a run --------------------------------------------------------------
+
+    @property
+    def units_per_partition(self) -> int:
+        """Consecutive serials per twin partition; 0: chosen per Dagster instance."""
+        if self.twin_units_per_partition is not None:
+            return self.twin_units_per_partition
+        raw = (os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or "").strip().lower()
+        if raw in ("", "auto"):
+            return 0
+        try:
+            return valid_partition_size(int(raw))
+        except ValueError:
+            raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {raw!r}") from None
 
     @property
     def memory_limit(self) -> str:
@@ -339,11 +359,9 @@ class ThreadSettings(dg.ConfigurableResource):
         """Settings for this process: arguments first, then THREAD_* variables, then defaults."""
         data = paths.data_root(data_dir)
         sources = Path(sources_dir or os.environ.get("THREAD_SOURCES_DIR") or data / "sources").resolve()
-        units = (os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or "").strip().lower()
         return cls(sources_dir=str(sources), data_dir=str(data),
                    mes_database_url=os.environ.get("MES_DATABASE_URL") or "",
                    pii_salt=os.environ.get("THREAD_PII_SALT") or "",
-                   twin_units_per_partition=0 if units in ("", "auto") else int(units),
                    dagster_postgres_url=os.environ.get("THREAD_DAGSTER_PG_URL") or "",
                    celery_broker=os.environ.get("THREAD_CELERY_BROKER_URL") or "",
                    lake_uri=os.environ.get("THREAD_LAKE_URI") or "")
@@ -354,11 +372,12 @@ class ThreadSettings(dg.ConfigurableResource):
         os.environ.update({
             "THREAD_DATA_DIR": str(self.data_root), "THREAD_SOURCES_DIR": str(self.sources_root),
             "MES_DATABASE_URL": self.mes_database_url, "THREAD_PII_SALT": self.pii_salt,
-            "THREAD_TWIN_UNITS_PER_PARTITION": str(self.twin_units_per_partition),
             "THREAD_DAGSTER_PG_URL": self.dagster_storage_url,
             "THREAD_CELERY_BROKER_URL": self.celery_broker_url,
             "DAGSTER_HOME": str(self.dagster_home),
         })
+        if self.twin_units_per_partition is not None:
+            os.environ["THREAD_TWIN_UNITS_PER_PARTITION"] = str(self.twin_units_per_partition)
         for name, value in DAGSTER_ENV.items():
             os.environ.setdefault(name, value)
 
@@ -370,7 +389,6 @@ def settings_resource() -> ThreadSettings:
         data_dir=dg.EnvVar("THREAD_DATA_DIR"),
         mes_database_url=dg.EnvVar("MES_DATABASE_URL"),
         pii_salt=dg.EnvVar("THREAD_PII_SALT"),
-        twin_units_per_partition=dg.EnvVar.int("THREAD_TWIN_UNITS_PER_PARTITION"),
     )
 
 

@@ -53,7 +53,7 @@ def thread_env(mp: pytest.MonkeyPatch, sources: Path, data: Path) -> ThreadSetti
     mp.setenv("THREAD_DATA_DIR", str(data))
     mp.setenv("MES_DATABASE_URL", "")
     mp.setenv("THREAD_PII_SALT", "test-salt")
-    mp.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "0")  # the product's choice by fleet size
+    mp.delenv("THREAD_TWIN_UNITS_PER_PARTITION", raising=False)  # the product's choice by fleet size
     for name, value in DAGSTER_ENV.items():
         mp.setenv(name, value)
     return ThreadSettings.from_env()

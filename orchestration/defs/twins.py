@@ -36,7 +36,7 @@ def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = Fals
     known = list(instance.get_dynamic_partitions(UNITS.name))
     pending = twins.pending(thread.lake_dir)
     serials = pending["serial_number"].to_pylist() if pending is not None else []
-    size = twins.units_per_partition(thread.twin_units_per_partition, known, len(serials))
+    size = twins.units_per_partition(thread.units_per_partition, known, len(serials))
     ranges, new = twins.plan_runs(known, serials, size, full)
     tags = [{RANGE_START: a, RANGE_END: b, FULL_REFRESH_TAG: "true" if full else "false"} for a, b in ranges]
     return tags, new
@@ -95,7 +95,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
     stored = lake.read(twins.state_dir(thread.lake_dir) / "inputs", columns=["serial_number"])
     fleet = len(set(live) | set(stored.column(0).to_pylist() if stored is not None else []))
-    added = register_units(context, live, thread.twin_units_per_partition, fleet)
+    added = register_units(context, live, thread.units_per_partition, fleet)
     ledger.record("twin_changes", inputs)
     yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,

@@ -333,7 +333,7 @@ def test_a_fleet_past_the_partition_limit_gets_shards_and_refreshes_only_changed
     sources, data = built_small_copy
     monkeypatch.setattr(twins, "AUTO_MAX_PARTITIONS", 10)
     settings = thread_env(monkeypatch, sources, data)
-    assert settings.twin_units_per_partition == 0
+    assert settings.units_per_partition == 0
     twin_sql = "select serial_number, refreshed_at from twin.unit_twin"
     before = dict(query(data / "warehouse.duckdb", twin_sql))
     assert 10 * 10 >= len(before) > 10, "the fleet needs shards of 10 for at most 10 partitions"

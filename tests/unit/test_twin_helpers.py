@@ -66,12 +66,19 @@ def test_a_run_over_mixed_partitions_finds_units_of_either_size():
 def test_a_partition_size_that_is_not_a_power_of_ten_is_refused(monkeypatch):
     from orchestration.settings import ThreadSettings
 
-    for value in ("", "auto"):
+    for value in ("", "auto", "0"):
         monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", value)
-        assert ThreadSettings.from_env(".").twin_units_per_partition == 0
-    monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "50")
+        assert ThreadSettings.from_env(".").units_per_partition == 0
+    monkeypatch.delenv("THREAD_TWIN_UNITS_PER_PARTITION")
+    assert ThreadSettings.from_env(".").units_per_partition == 0, "a Dagster process started by hand needs no such variable"
+    monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", "100")
+    assert ThreadSettings.from_env(".").units_per_partition == 100
+    for value in ("50", "ten"):
+        monkeypatch.setenv("THREAD_TWIN_UNITS_PER_PARTITION", value)
+        with pytest.raises(ValueError, match="THREAD_TWIN_UNITS_PER_PARTITION"):
+            ThreadSettings.from_env(".").units_per_partition  # noqa: B018 - the read is what fails
     with pytest.raises(ValueError, match="THREAD_TWIN_UNITS_PER_PARTITION"):
-        ThreadSettings.from_env(".")
+        ThreadSettings(sources_dir=".", data_dir=".", twin_units_per_partition=50)
 
 
 @pytest.mark.parametrize("value", ["1GB'; DROP TABLE x; --", "lots", "4GB OR 1=1"])
