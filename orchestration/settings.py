@@ -73,11 +73,13 @@ def sqlalchemy_pg_url(url: str) -> str:
 DAGSTER_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true", "DAGSTER_EVENT_BATCH_SIZE": "500"}
 
 
-def valid_partition_size(value: int) -> int:
-    """A twin partition size: 0 (chosen per Dagster instance) or a power of ten."""
-    if value != 0 and (value < 0 or 10 ** (len(str(value)) - 1) != value):
-        raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {value}")
-    return value
+def valid_partition_size(value: int | str) -> int:
+    """A twin partition size: 0 (chosen per Dagster instance; also empty or `auto`) or a power of ten."""
+    text = str(value).strip().lower()
+    number = 0 if text in ("", "auto") else int(text) if text.lstrip("-").isdigit() else None
+    if number is None or (number != 0 and (number < 0 or 10 ** (len(str(number)) - 1) != number)):
+        raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be unset, auto, 0, 1, 10, 100, ...: got {value!r}")
+    return number
 
 
 class ThreadSettings(dg.ConfigurableResource):
@@ -146,13 +148,7 @@ class ThreadSettings(dg.ConfigurableResource):
         """Consecutive serials per twin partition; 0: chosen per Dagster instance."""
         if self.twin_units_per_partition is not None:
             return self.twin_units_per_partition
-        raw = (os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION") or "").strip().lower()
-        if raw in ("", "auto"):
-            return 0
-        try:
-            return valid_partition_size(int(raw))
-        except ValueError:
-            raise ValueError(f"THREAD_TWIN_UNITS_PER_PARTITION must be 0 (auto), 1, 10, 100, ...: got {raw!r}") from None
+        return valid_partition_size(os.environ.get("THREAD_TWIN_UNITS_PER_PARTITION", ""))
 
     @property
     def memory_limit(self) -> str:

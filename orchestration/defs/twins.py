@@ -159,8 +159,8 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
                       outputs=state.values()) as step:
-        counts, computed = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id, now=now,
-                               memory_limit=thread.memory_limit)
+        counts, computed = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id,
+                                         now=now, memory_limit=thread.memory_limit)
         step.rows.update({state[t]: n for t, n in counts.items() if t in state})
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
