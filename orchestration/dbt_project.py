@@ -118,6 +118,12 @@ def shard_aspects(schema: str) -> dict[str, str]:
             and n.get("config", {}).get("meta", {}).get("shard_aspect")}
 
 
+def shard_families() -> set[str]:
+    """The families of sharded models (meta `shard_aspect`), in any schema."""
+    return {n["config"]["meta"]["shard_aspect"] for n in manifest()["nodes"].values()
+            if n["resource_type"] == "model" and n.get("config", {}).get("meta", {}).get("shard_aspect")}
+
+
 def published_order(schema: str) -> dict[str, str]:
     """The models of a dbt schema stored in the warehouse in another order than by unit (meta
     `published_order`): a table that analyses filter by part is kept sorted by part, so DuckDB's

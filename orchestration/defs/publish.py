@@ -32,7 +32,7 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     changes = publish.Changes(shards=unpublished, twin_units=store.pending_publish("twins"),
                               digests=store.published_digests(),
                               aspect_shards={a: store.pending_publish(f"shards:{a}", missing=unpublished)
-                                             for a in set(dbt_project.shard_aspects("thread").values())})
+                                             for a in dbt_project.shard_families()})
     with lineage.step(thread.lineage(), "publish.warehouse", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.delta(twins.state_dir(thread.lake_dir) / t) for t in twins.TABLES]) as step:
         result = publish.publish(thread.build_db, thread.warehouse, thread.lake_dir, publish.descriptions(),

@@ -177,7 +177,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             selected = [*(f"source:{s}+" for s in reached), *READ_AFTER_DBT, f"{shards.DIGESTS_MODEL}+"]
             yield from build("--select", " ".join(selected), dbt_vars=thread.dbt_vars(), own_selection=True)
     phase("dbt")
-    aspects = set(dbt_project.shard_aspects("thread").values())
+    aspects = dbt_project.shard_families()
     by_aspect: dict[str, list[str] | None] = dict.fromkeys(aspects)
     if not on_spark:
         digests, rebuilt = shards.keep_built(thread.build_db, aspects)

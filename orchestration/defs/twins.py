@@ -42,10 +42,14 @@ def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = Fals
     return tags, new
 
 
-def register_units(context: dg.AssetExecutionContext, serials: list[str], configured: int, fleet: int) -> int:
+def register_units(context: dg.AssetExecutionContext, thread: ThreadSettings, serials: list[str]) -> int:
     """Add a twin partition for every unit (or shard of units) not seen before; how many were added."""
     known = list(context.instance.get_dynamic_partitions(UNITS.name))
-    size = twins.units_per_partition(configured, known, fleet)
+    fleet = 0
+    if not known and not thread.units_per_partition:  # the size is chosen by fleet size only then
+        stored = lake.read(twins.state_dir(thread.lake_dir) / "inputs", columns=["serial_number"])
+        fleet = len(set(serials) | set(stored.column(0).to_pylist() if stored is not None else []))
+    size = twins.units_per_partition(thread.units_per_partition, known, fleet)
     new = sorted({twins.partition_key(s, size) for s in serials} - set(known))
     if new:
         context.instance.add_dynamic_partitions(UNITS.name, new)
@@ -93,9 +97,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
-    stored = lake.read(twins.state_dir(thread.lake_dir) / "inputs", columns=["serial_number"])
-    fleet = len(set(live) | set(stored.column(0).to_pylist() if stored is not None else []))
-    added = register_units(context, live, thread.units_per_partition, fleet)
+    added = register_units(context, thread, live)
     ledger.record("twin_changes", inputs)
     yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
