@@ -326,17 +326,17 @@ def test_per_unit_tables_are_published_in_serial_order(built_small):
 
 def test_a_fleet_past_the_partition_limit_gets_shards_and_refreshes_only_changed_units(built_small_copy, monkeypatch):
     """With THREAD_TWIN_UNITS_PER_PARTITION unset, a Dagster instance new to a fleet larger than
-    twins.AUTO_MAX_PARTITIONS (10 here, 1,000 in the product) gets shard partitions of
+    twins.PER_UNIT_MAX (10 here, 1,000 in the product) gets shard partitions of
     consecutive serials; a refresh still recomputes only the units whose inputs changed."""
     from orchestration.definitions import defs
 
     sources, data = built_small_copy
-    monkeypatch.setattr(twins, "AUTO_MAX_PARTITIONS", 10)
+    monkeypatch.setattr(twins, "PER_UNIT_MAX", 10)
     settings = thread_env(monkeypatch, sources, data)
     assert settings.units_per_partition == 0
     twin_sql = "select serial_number, refreshed_at from twin.unit_twin"
     before = dict(query(data / "warehouse.duckdb", twin_sql))
-    assert 10 * 10 >= len(before) > 10, "the fleet needs shards of 10 for at most 10 partitions"
+    assert 10 * twins.SHARDED_MAX_PARTITIONS >= len(before) > 10, "the fleet needs shards of 10"
     advance(sources, 1)
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_build(defs, instance, settings)

@@ -37,7 +37,7 @@ def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
 
 
 def test_the_partition_size_is_configured_kept_or_chosen_by_fleet_size():
-    from orchestration.twins import AUTO_MAX_PARTITIONS, key_size, units_per_partition
+    from orchestration.twins import PER_UNIT_MAX, SHARDED_MAX_PARTITIONS, key_size, units_per_partition
 
     assert key_size("HX200-000123") == 1 and key_size("HX200-0001xx") == 100 and key_size("A-B-004x") == 10
     # Configured: as configured, whatever the instance has.
@@ -45,13 +45,16 @@ def test_the_partition_size_is_configured_kept_or_chosen_by_fleet_size():
     # An instance with twin partitions keeps its newest key's size, whatever the fleet grew to.
     assert units_per_partition(0, ["HX200-000001", "HX200-000002"], 50_000) == 1
     assert units_per_partition(0, ["HX200-000001", "HX200-00001x"], 300) == 10
-    # A new instance: a partition per unit up to AUTO_MAX_PARTITIONS units, then about that many at most.
+    # A new instance: a partition per unit up to PER_UNIT_MAX units, then shards of the smallest
+    # power of ten that keeps the fleet within SHARDED_MAX_PARTITIONS partitions.
     assert units_per_partition(0, [], 300) == 1
-    assert units_per_partition(0, [], AUTO_MAX_PARTITIONS) == 1
-    assert units_per_partition(0, [], AUTO_MAX_PARTITIONS + 1) == 10
-    assert units_per_partition(0, [], 10_015) == 100
-    assert units_per_partition(0, [], 100_000) == 100
-    assert units_per_partition(0, [], 100_001) == 1_000
+    assert units_per_partition(0, [], PER_UNIT_MAX) == 1
+    assert units_per_partition(0, [], PER_UNIT_MAX + 1) == 10
+    assert units_per_partition(0, [], 10 * SHARDED_MAX_PARTITIONS) == 10
+    assert units_per_partition(0, [], 10 * SHARDED_MAX_PARTITIONS + 1) == 100
+    assert units_per_partition(0, [], 9_850) == 100  # M: 99 partitions, not 985 of 10 units
+    assert units_per_partition(0, [], 98_544) == 1_000  # L
+    assert units_per_partition(0, [], 1_000 * SHARDED_MAX_PARTITIONS + 1) == 10_000
 
 
 def test_a_run_over_mixed_partitions_finds_units_of_either_size():
