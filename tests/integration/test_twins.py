@@ -311,6 +311,25 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
     assert _state(lakes[7]) == before
 
 
+def test_a_refresh_hashes_the_inputs_from_the_twin_rows_it_computed(live):
+    """The refresh hashes each twin's inputs from the rows it has just computed (dbt's
+    unit_twin_inputs over the chunk's rows), not by evaluating the twin views a second time; the
+    hashes are those of the view, which the change set compares with."""
+    data = live["data"]
+    build_db = data / "build" / "build.duckdb"
+    con = lake.duck(build_db, read_only=True)
+    try:
+        twins._with_health(con, data / "lake")
+        assert twins._inputs_of_chunks(con), "DuckDB's text of twin_logic.unit_twin_inputs names the twin views"
+        serials = sorted(twins.units(build_db))[3:12]
+        by_view = twins._compute(con, serials)["inputs"].sort_by("serial_number")
+        from_rows = twins._compute(con, serials, chunked=True)["inputs"].sort_by("serial_number")
+    finally:
+        con.close()
+    assert by_view["serial_number"].to_pylist() == serials
+    assert from_rows.equals(by_view)
+
+
 def test_per_unit_tables_are_published_in_serial_order(built_small):
     """One unit's rows then sit in a few row groups that DuckDB's zone maps find (the AAS bill of
     material reads a unit's tree and components: at 100,000 units, unordered, 390 and 66 ms)."""
