@@ -25,7 +25,7 @@ import duckdb
 import psutil
 
 from orchestration.settings import ThreadSettings
-from orchestration.simulate.changes import release_eco
+from orchestration.simulate.changes import release_eco, telemetry_day
 from orchestration.twins import key_size
 
 SCALES = {
@@ -527,22 +527,6 @@ def scenario_eco(sources: Path, data: Path, share: float = 0.01, narrow: bool = 
     return changed, holders
 
 
-def scenario_telemetry_day(sources: Path) -> tuple[list[str], int]:
-    """One more day of telemetry: the last day's file, a day later, readings nudged."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    last = sorted((sources / "service" / "telemetry").glob("*.parquet"))[-1]
-    t = pq.read_table(last)
-    day = date.fromisoformat(last.stem) + timedelta(days=1)
-    shifted = pc.add(t["ts"].cast(pa.int64()), pa.scalar(86_400_000_000, pa.int64())).cast(t["ts"].type)
-    t = t.set_column(t.schema.get_field_index("ts"), "ts", shifted)
-    t = t.set_column(t.schema.get_field_index("value"), "value", pc.multiply(t["value"], 1.01))
-    pq.write_table(t, sources / "service" / "telemetry" / f"{day.isoformat()}.parquet")
-    return ["service/telemetry"], len(set(t["serial_number"].to_pylist()))
-
-
 def scenario_retrofit(sources: Path, data: Path) -> tuple[list[str], int]:
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
     serial, part, rev = con.execute("""
@@ -729,7 +713,7 @@ def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incrementa
 
     incremental = {"eco": {"seconds": None, "over_full": None, "twins_refreshed": None, "twins_affected": None}}
     scenarios = (("eco", lambda s, d: scenario_eco(s, d)), ("eco_narrow", lambda s, d: scenario_eco(s, d, narrow=True)),
-                 ("telemetry_day", lambda s, d: scenario_telemetry_day(s)),
+                 ("telemetry_day", lambda s, d: telemetry_day(s)),
                  ("retrofit", lambda s, d: scenario_retrofit(s, d)), ("unchanged", lambda s, d: ([], 0)))
     for name, make in scenarios if incremental_scenarios else ():
         if only and name not in only:

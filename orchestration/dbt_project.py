@@ -124,6 +124,25 @@ def shard_families() -> set[str]:
             if n["resource_type"] == "model" and n.get("config", {}).get("meta", {}).get("shard_aspect")}
 
 
+def upstream_sources(model: str) -> set[str]:
+    """The dbt sources (`mes.units`, ...) a model reads, directly or through other models."""
+    m = manifest()
+    nodes = {**m["nodes"], **m["sources"]}
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [uid for uid, n in m["nodes"].items() if n["resource_type"] == "model" and n["name"] == model]
+    while todo:
+        uid = todo.pop()
+        if uid in seen or uid not in nodes:
+            continue
+        seen.add(uid)
+        node = nodes[uid]
+        if node["resource_type"] == "source":
+            found.add(f"{node['source_name']}.{node['name']}")
+        todo.extend(node.get("depends_on", {}).get("nodes", []))
+    return found
+
+
 def published_order(schema: str) -> dict[str, str]:
     """The models of a dbt schema stored in the warehouse in another order than by unit (meta
     `published_order`): a table that analyses filter by part is kept sorted by part, so DuckDB's

@@ -19,3 +19,22 @@ def release_eco(sources: Path, eco: str, part: str, from_revision: str, to_revis
     with (plm / "eco_affected_items.csv").open("a") as f:
         f.write(f"{eco},{part},{from_revision},{to_revision}\n")
     return ["plm/part_revisions", "plm/ecos", "plm/eco_affected_items"]
+
+
+def telemetry_day(sources: Path) -> tuple[list[str], int]:
+    """One more day of telemetry and nothing else: the last day's file again, a day later, its
+    readings 1 % higher. Returns the entities that changed and how many units reported."""
+    from datetime import date, timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    last = sorted((Path(sources) / "service" / "telemetry").glob("*.parquet"))[-1]
+    t = pq.read_table(last)
+    day = date.fromisoformat(last.stem) + timedelta(days=1)
+    shifted = pc.add(t["ts"].cast(pa.int64()), pa.scalar(86_400_000_000, pa.int64())).cast(t["ts"].type)
+    t = t.set_column(t.schema.get_field_index("ts"), "ts", shifted)
+    t = t.set_column(t.schema.get_field_index("value"), "value", pc.multiply(t["value"], 1.01))
+    pq.write_table(t, last.with_name(f"{day.isoformat()}.parquet"))
+    return ["service/telemetry"], len(set(t["serial_number"].to_pylist()))

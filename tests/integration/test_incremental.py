@@ -11,6 +11,7 @@ import pytest
 import contracts
 from orchestration import lake
 from orchestration.ask import AskError, ask
+from orchestration.simulate.changes import telemetry_day
 from tests.helpers import build, digest, query, release_eco, retrofit
 
 
@@ -105,6 +106,29 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     assert build(sources, data).ok
     assert len(_dbt_invocations(data) - invocations) == 1
     assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
+
+
+def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_small_copy):
+    """No per-unit model of the thread reads telemetry: a day of readings alone digests no shard
+    and rebuilds none, while the telemetry marts and the twins follow the readings."""
+    sources, data = built_small_copy
+    before = json.loads((data / "build" / "shards.json").read_text())["thread"]["digests"]
+    twin_sql = "SELECT serial_number, last_telemetry_at, refreshed_at FROM twin.unit_twin"
+    twins_before = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
+    telemetry_day(sources)
+    result = build(sources, data)
+    assert result.ok, result.failed
+    state = json.loads((data / "build" / "shards.json").read_text())["thread"]
+    assert state["rebuilt"] == [] and state["digests"] == before
+    done = _materialized(result)
+    assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
+    assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
+                       "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
+    twins_after = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
+    assert twins_after.keys() == twins_before.keys()
+    read = {s for s in twins_after if twins_after[s][0] != twins_before[s][0]}
+    refreshed = {s for s in twins_after if twins_after[s][1] != twins_before[s][1]}
+    assert read and refreshed == read, "the twins with a new reading, and only they, were refreshed"
 
 
 def _state(sections) -> dict:

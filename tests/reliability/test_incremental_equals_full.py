@@ -1,12 +1,13 @@
 """Property: whatever happened to the sources, refreshing incrementally gives the same thread and
 twins as building from scratch on the final sources.
 
-Random small enterprises, then a random sequence of new days of activity, ECO releases (by date,
-or from a serial number in the middle of a unit shard), retrofits and scrapped units, each followed
+Random small enterprises, then a random sequence of new days of activity, a day of telemetry
+alone, ECO releases (by date, or from a serial number in the middle of a unit shard), retrofits and
+scrapped units, each followed
 by the ordinary incremental `thread build`. Shards are 10 serial numbers here
 (THREAD_SHARD_DIGITS=1), so every enterprise has units on both sides of shard boundaries and a
-change reaches some shards and not others. CI runs one fixed sequence (new days, a mid-shard ECO
-with a retrofit action, a scrapped unit); `HYPOTHESIS_PROFILE=thorough` explores 25 random cases.
+change reaches some shards and not others. CI runs one fixed sequence (new days, a day of
+telemetry, a mid-shard ECO with a retrofit action, a scrapped unit); `HYPOTHESIS_PROFILE=thorough` explores 25 random cases.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from orchestration.simulate import SimConfig, advance, simulate
+from orchestration.simulate.changes import telemetry_day
 from tests.helpers import build, mid_shard_serial, published, release_eco, retrofit, scrap
 
 pytestmark = pytest.mark.slow
@@ -37,6 +39,7 @@ START = date(2026, 1, 5)
 
 STEP = st.one_of(
     st.tuples(st.just("advance"), st.integers(1, 15)),
+    st.tuples(st.just("telemetry"), st.just(1)),
     st.tuples(st.just("eco"), st.integers(0, 10_000), st.sampled_from(["retrofit", "none", "inspect"])),
     st.tuples(st.just("serial_eco"), st.integers(0, 10_000), st.sampled_from(["retrofit", "none", "inspect"])),
     st.tuples(st.just("retrofit"), st.integers(0, 10_000)),
@@ -45,8 +48,8 @@ STEP = st.one_of(
 
 
 # Always exercised, whatever the random draw: new days, an ECO and a retrofit, in one sequence.
-@example(seed=3, units=24, steps=[("advance", 6), ("serial_eco", 5, "retrofit"), ("scrap", 2)])
-@given(seed=st.integers(1, 10_000), units=st.integers(8, 30), steps=st.lists(STEP, min_size=1, max_size=3))
+@example(seed=3, units=24, steps=[("advance", 6), ("telemetry", 1), ("serial_eco", 5, "retrofit"), ("scrap", 2)])
+@given(seed=st.integers(1, 10_000), units=st.integers(8, 30), steps=st.lists(STEP, min_size=1, max_size=4))
 def test_incremental_refresh_equals_a_build_from_scratch(tmp_path_factory, seed, units, steps):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("THREAD_SHARD_DIGITS", "1")
@@ -58,8 +61,11 @@ def _incremental_equals_scratch(root, seed, units, steps):
     simulate(sources, SimConfig(seed=seed, units=units, parts=60, start=START, days=45, telemetry_every_h=24))
     assert build(sources, data).ok
     for n, step in enumerate(steps):
+        shards_before = json.loads((data / "build" / "shards.json").read_text())["thread"]["digests"]
         if step[0] == "advance":
             advance(sources, step[1])
+        elif step[0] == "telemetry":
+            telemetry_day(sources)
         elif step[0] == "eco":
             release_eco(sources, step[1], n + 1, step[2])
         elif step[0] == "serial_eco":
@@ -70,6 +76,9 @@ def _incremental_equals_scratch(root, seed, units, steps):
             retrofit(sources, step[1], n + 1)
         result = build(sources, data)
         assert result.ok, result.failed
+        if step[0] == "telemetry":  # no per-unit model reads telemetry: no shard digested or rebuilt
+            state = json.loads((data / "build" / "shards.json").read_text())["thread"]
+            assert state["rebuilt"] == [] and state["digests"] == shards_before
         if step[0] in ("retrofit", "scrap"):  # one unit changed: one shard rebuilt, the others kept
             rebuilt = json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
             assert len(rebuilt) == 1, rebuilt
