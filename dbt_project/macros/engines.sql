@@ -12,7 +12,8 @@
         create table if not exists main.shard_digests_built (shard varchar, digest varchar);
         {#- a build database from before the narrower digests: none of its shards has one yet -#}
         alter table main.shard_digests_built add column if not exists digest_built varchar;
-        alter table main.shard_digests_built add column if not exists digest_configuration varchar
+        alter table main.shard_digests_built add column if not exists digest_configuration varchar;
+        create table if not exists main.fleet_health_days_built (day date, digest varchar)
     {%- endif -%}
 {%- endmacro %}
 

@@ -124,6 +124,10 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
     assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
     assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
                        "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
+    # fleet_health_daily reads the new day's readings only (its range, written into the SQL).
+    new_day = max(p.stem for p in (sources / "service" / "telemetry").glob("*.parquet"))
+    compiled = next((data / "build" / "dbt_target" / "compiled").rglob("fleet_health_daily.sql")).read_text()
+    assert f"t.ts >= date '{new_day}' and t.ts < date '{new_day}' + 1" in compiled, compiled
     twins_after = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
     assert twins_after.keys() == twins_before.keys()
     read = {s for s in twins_after if twins_after[s][0] != twins_before[s][0]}

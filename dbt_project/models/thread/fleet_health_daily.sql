@@ -1,5 +1,8 @@
 {#- Fleet health over time: per day, how many units reached each state (the worst state any of
-    their limited sensors reached that day, from the day's peak reading). -#}
+    their limited sensors reached that day, from the day's peak reading). Stored by day: a new day
+    of readings rebuilds that day only (macros/days.sql). -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          pre_hook="{{ delete_fleet_health_days() }}", post_hook="{{ keep_fleet_health_days_built() }}") }}
 with units as (
 
     select serial_number, product_part_number from {{ ref('stg_mes__units') }} where status <> 'scrapped'
@@ -10,6 +13,7 @@ peaks as (
 
     select t.serial_number, cast(t.ts as date) as day, t.sensor, max(t.value) as peak
     from {{ ref('stg_service__telemetry') }} t
+    where {{ in_fleet_health_days('t.ts') }}
     group by t.serial_number, cast(t.ts as date), t.sensor
 
 ),
