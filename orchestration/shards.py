@@ -87,10 +87,14 @@ def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[
         con.close()
 
 
-def _digests(con, sql: str) -> dict[str, str]:
+def _digests(con, sql: str, summaries: str | None = None) -> dict[str, str]:
+    """Per shard, the digest of the rows `sql` gives (shard, src, h) and of the summaries already
+    made of other sources (relation `summaries`: shard, digest = "<src>:<rows>:<sum of hashes>")."""
+    more = f"UNION ALL SELECT shard, digest FROM {summaries}" if summaries else ""
     rows = con.execute(f"""
-        SELECT shard, md5(string_agg(src || ':' || n || ':' || h, '|' ORDER BY src)) FROM (
-            SELECT shard, src, count(*) AS n, sum(h::HUGEINT) AS h FROM ({sql}) GROUP BY shard, src)
+        SELECT shard, md5(string_agg(summary, '|' ORDER BY summary)) FROM (
+            SELECT shard, src || ':' || count(*) || ':' || sum(h::HUGEINT) AS summary FROM ({sql}) GROUP BY shard, src
+            {more})
         GROUP BY shard""").fetchall()
     return dict(rows)
 
@@ -101,11 +105,23 @@ def _rows(model: str) -> str:
     return f"(SELECT * EXCLUDE (batch_id, extracted_at) FROM staging.{model})"
 
 
-def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD_DIGITS) -> dict[str, str]:
-    """Per shard, what its twins are computed from: the thread's digest, the units' telemetry and
-    remaining-useful-life estimates, and the design limits of their products."""
+def telemetry_summaries(con, digits: int = SHARD_DIGITS) -> dict[str, str]:
+    """Per shard, its units' telemetry as the build database reads it, summarized for
+    `twin_digests`: the largest input of the twins (57 million readings at 100,000 units), so
+    kept while the raw table's version is the same (`Store`, layer `telemetry`)."""
+    return dict(con.execute(f"""
+        SELECT {sql_shard('serial_number', digits)}, 'telemetry:' || count(*) || ':' || sum(hash(t)::HUGEINT)
+        FROM {_rows('stg_service__telemetry')} t GROUP BY 1""").fetchall())
+
+
+def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD_DIGITS,
+                 telemetry: dict[str, str] | None = None) -> dict[str, str]:
+    """Per shard, what its twins are computed from: the thread's digest, the units' telemetry
+    (`telemetry_summaries`, computed here unless given) and remaining-useful-life estimates, and
+    the design limits of their products."""
     con.register("rul_estimates_now", rul_estimates)
     con.register("thread_digests_now", _table(thread))
+    con.register("telemetry_now", _table(telemetry_summaries(con, digits) if telemetry is None else telemetry))
 
     def s(column: str) -> str:
         return sql_shard(column, digits)
@@ -114,11 +130,10 @@ def twin_digests(con, thread: dict[str, str], rul_estimates, digits: int = SHARD
         WITH limits AS (SELECT product_part_number, sum(hash(l)::HUGEINT) AS h FROM {_rows('stg_plm__sensor_limits')} l
                         GROUP BY 1)
         SELECT shard, 'thread' AS src, hash(digest) AS h FROM thread_digests_now
-        UNION ALL SELECT {s('serial_number')}, 'telemetry', hash(t) FROM {_rows('stg_service__telemetry')} t
         UNION ALL SELECT {s('serial_number')}, 'rul', hash(r) FROM rul_estimates_now r
         UNION ALL SELECT {s('u.serial_number')}, 'limits', hash(l.h) FROM {_rows('stg_mes__units')} u
                   JOIN limits l USING (product_part_number)
-    """)
+    """, summaries="telemetry_now")
 
 
 def _table(digests: dict[str, str]):

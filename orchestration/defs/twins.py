@@ -75,9 +75,19 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     # Only the shards whose twins' inputs changed are compared unit by unit.
     digits, store = thread.shard_size_digits, shards.Store(thread.build_db)
     thread_digests = store.get("thread")
+    # The telemetry's summaries stay valid while the build database reads the same version of it.
+    built_from = ledger.get("thread_sources") if ledger.get("thread") else None
+    telemetry_key = None if built_from is None else \
+        f"{built_from['code']}|{built_from['sources'].get('service.telemetry')}|{digits}"
+    telemetry = store.get("telemetry", telemetry_key) if telemetry_key else None
     con = lake.duck(thread.build_db, read_only=True, memory_limit=thread.memory_limit)
     try:
-        now_digests = shards.twin_digests(con, thread_digests or {}, rul.estimates(thread.lake_dir), digits)
+        if telemetry is None:
+            telemetry = shards.telemetry_summaries(con, digits)
+            if telemetry_key:
+                store.put("telemetry", telemetry, telemetry_key)
+        now_digests = shards.twin_digests(con, thread_digests or {}, rul.estimates(thread.lake_dir), digits,
+                                          telemetry=telemetry)
     finally:
         con.close()
     dirty = None if thread_digests is None else shards.changed(store.get("twins", str(digits)), now_digests)

@@ -112,14 +112,18 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
     """No per-unit model of the thread reads telemetry: a day of readings alone digests no shard
     and rebuilds none, while the telemetry marts and the twins follow the readings."""
     sources, data = built_small_copy
-    before = json.loads((data / "build" / "shards.json").read_text())["thread"]["digests"]
+    stored = json.loads((data / "build" / "shards.json").read_text())
+    before, telemetry_before = stored["thread"]["digests"], stored["telemetry"]
     twin_sql = "SELECT serial_number, last_telemetry_at, refreshed_at FROM twin.unit_twin"
     twins_before = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
     telemetry_day(sources)
     result = build(sources, data)
     assert result.ok, result.failed
-    state = json.loads((data / "build" / "shards.json").read_text())["thread"]
-    assert state["rebuilt"] == [] and state["digests"] == before
+    stored = json.loads((data / "build" / "shards.json").read_text())
+    assert stored["thread"]["rebuilt"] == [] and stored["thread"]["digests"] == before
+    # The twins' summaries of the telemetry are kept per version of it: these are new.
+    assert stored["telemetry"]["code"] != telemetry_before["code"]
+    assert stored["telemetry"]["digests"] != telemetry_before["digests"]
     done = _materialized(result)
     assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
     assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
