@@ -223,9 +223,16 @@ def _rebuilt_later(context: dg.AssetExecutionContext) -> str | None:
 
 
 def _as_output(context: dg.AssetExecutionContext, event):
+    """A dbt event of an invocation run without the step's context, as the step's own output: a
+    model's materialization as its output, a test's evaluation as the result of its asset check
+    (else Dagster counts a blocking check as never run and lets the steps after it proceed
+    ungated)."""
     if isinstance(event, dg.AssetMaterialization):
         return dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(event.asset_key),
                          metadata=event.metadata)
+    if isinstance(event, dg.AssetCheckEvaluation) and event.asset_check_key in context.selected_asset_check_keys:
+        return dg.AssetCheckResult(asset_key=event.asset_key, check_name=event.check_name, passed=event.passed,
+                                   metadata=event.metadata, severity=event.severity, description=event.description)
     return event
 
 

@@ -12,7 +12,7 @@ import contracts
 from orchestration import lake
 from orchestration.ask import AskError, ask
 from orchestration.simulate.changes import telemetry_day
-from tests.helpers import build, digest, query, release_eco, retrofit
+from tests.helpers import build, digest, query, release_eco, retrofit, thread_env
 
 
 def _versions(lake_dir) -> dict[str, int]:
@@ -108,17 +108,31 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
 
 
-def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_small_copy):
+def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_small_copy, monkeypatch):
     """No per-unit model of the thread reads telemetry: a day of readings alone digests no shard
-    and rebuilds none, while the telemetry marts and the twins follow the readings."""
+    and rebuilds none, while the telemetry marts and the twins follow the readings. The dbt tests
+    of what was rebuilt are the results of their (blocking) asset checks."""
+    import dagster as dg
+
+    from orchestration.build import run_build
+    from orchestration.definitions import defs
+
     sources, data = built_small_copy
     stored = json.loads((data / "build" / "shards.json").read_text())
     before, telemetry_before = stored["thread"]["digests"], stored["telemetry"]
     twin_sql = "SELECT serial_number, last_telemetry_at, refreshed_at FROM twin.unit_twin"
     twins_before = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
     telemetry_day(sources)
-    result = build(sources, data)
-    assert result.ok, result.failed
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_build(defs, instance, thread_env(monkeypatch, sources, data))
+        assert result.ok, result.failed
+        logs = [e for run in instance.get_runs() for e in instance.all_logs(run.run_id)]
+    # The dbt step's own results: its models' outputs and its tests' check results.
+    results = {e.dagster_event.event_specific_data.step_output_handle.output_name for e in logs
+               if e.step_key == "thread_dbt" and e.dagster_event
+               and e.dagster_event.event_type == dg.DagsterEventType.STEP_OUTPUT}
+    assert {"thread__fleet_health_daily",
+            "intermediate__int_fleet_health_days_digested_unique_int_fleet_health_days_digested_day"} <= results, results
     stored = json.loads((data / "build" / "shards.json").read_text())
     assert stored["thread"]["rebuilt"] == [] and stored["thread"]["digests"] == before
     # The twins' summaries of the telemetry are kept per version of it: these are new.
