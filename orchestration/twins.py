@@ -144,28 +144,25 @@ def _with_rul_hash(inputs: str) -> str:
                    FROM rul_estimates) h USING (serial_number)"""
 
 
-def _inputs_of_chunks(con) -> bool:
-    """View `chunk_inputs`: the twin inputs hashed from the twin rows of the chunk being refreshed
-    (arrow tables `chunk_<table>`), not from the twin views evaluated once more: on a day of
-    telemetry at 10,000 units (8,368 twins) that second evaluation was 10.9 s of the twin views'
-    17 s; hashing the rows takes about 2.5 s a chunk of 5,000 units. It is dbt's own
-    unit_twin_inputs, its three references turned to the chunk's tables; False (the view is used
-    as it is) where DuckDB's text of the view does not name them as expected."""
+def _inputs_of_chunks(con) -> str | None:
+    """The query of the twin inputs hashed from the twin rows of the chunk being refreshed (arrow
+    tables `chunk_<table>`), not from the twin views evaluated once more: on a day of telemetry at
+    10,000 units (8,368 twins) that second evaluation was 10.9 s of the twin views' 17 s; hashing
+    the rows takes about 2.5 s a chunk of 5,000 units. It is dbt's own unit_twin_inputs, its three
+    references turned to the chunk's tables; None (the view is used as it is) where DuckDB's text
+    of the view does not name them as expected."""
     import re
 
     found = con.execute("SELECT database_name, sql FROM duckdb_views() WHERE schema_name = 'twin_logic' "
                         "AND view_name = 'unit_twin_inputs'").fetchone()
     if found is None:
-        return False
+        return None
     database, sql = found
     body = re.sub(r"^CREATE VIEW \S+ AS ", "", sql.strip().rstrip(";"))
     body = re.sub(rf"\b{re.escape(database)}\.twin_logic\.({'|'.join(TABLES)})\b", r"chunk_\1", body)
     if body.startswith("CREATE") or "twin_logic." in body or any(f"chunk_{t}" not in body for t in TABLES):
-        return False
-    for t in TABLES:
-        con.register(f"chunk_{t}", con.execute(f"SELECT * FROM {_relation(t)} LIMIT 0").fetch_arrow_table())
-    con.execute(f"CREATE OR REPLACE TEMP VIEW chunk_inputs AS {_with_rul_hash(f'({body})')}")
-    return True
+        return None
+    return _with_rul_hash(f"({body})")
 
 
 def _relation(table: str) -> str:
@@ -173,14 +170,14 @@ def _relation(table: str) -> str:
     return table if table == "unit_twin" else f"twin_logic.{table}"
 
 
-def _compute(con, serials: list[str], chunked: bool = False) -> dict[str, pa.Table]:
-    """Twin rows (and their input hashes) for one sorted chunk of units; `chunked`: the hashes from
-    those rows (`_inputs_of_chunks`)."""
+def _compute(con, serials: list[str], inputs_of_chunk: str | None = None) -> dict[str, pa.Table]:
+    """Twin rows (and their input hashes) for one sorted chunk of units; `inputs_of_chunk`: the
+    hashes from those rows (`_inputs_of_chunks`)."""
     out = {t: _select(con, _relation(t), serials) for t in TABLES}
-    if chunked:
+    if inputs_of_chunk:
         for t in TABLES:
             con.register(f"chunk_{t}", out[t])
-        out["inputs"] = con.execute("SELECT * FROM chunk_inputs").fetch_arrow_table()
+        out["inputs"] = con.execute(inputs_of_chunk).fetch_arrow_table()
     else:
         out["inputs"] = _select(con, "unit_twin_inputs", serials)
     return out
@@ -207,9 +204,9 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
-        chunked = _inputs_of_chunks(con)
+        inputs_of_chunk = _inputs_of_chunks(con)
         for chunk in chunks(serials, size):
-            rows = _compute(con, chunk, chunked)
+            rows = _compute(con, chunk, inputs_of_chunk)
             for name in ("unit_twin", "inputs"):
                 rows[name] = rows[name].append_column(
                     "refreshed_at", pa.array([now] * rows[name].num_rows, pa.timestamp("us", tz="UTC")))

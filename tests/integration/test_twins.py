@@ -320,10 +320,11 @@ def test_a_refresh_hashes_the_inputs_from_the_twin_rows_it_computed(live):
     con = lake.duck(build_db, read_only=True)
     try:
         twins._with_health(con, data / "lake")
-        assert twins._inputs_of_chunks(con), "DuckDB's text of twin_logic.unit_twin_inputs names the twin views"
+        inputs_of_chunk = twins._inputs_of_chunks(con)
+        assert inputs_of_chunk, "DuckDB's text of twin_logic.unit_twin_inputs names the twin views"
         serials = sorted(twins.units(build_db))[3:12]
         by_view = twins._compute(con, serials)["inputs"].sort_by("serial_number")
-        from_rows = twins._compute(con, serials, chunked=True)["inputs"].sort_by("serial_number")
+        from_rows = twins._compute(con, serials, inputs_of_chunk)["inputs"].sort_by("serial_number")
     finally:
         con.close()
     assert by_view["serial_number"].to_pylist() == serials
