@@ -109,19 +109,19 @@ def tagged(tag: str, schema: str) -> frozenset[str]:
                      if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
 
 
-def shard_aspects(schema: str) -> dict[str, str]:
-    """The sharded models of a dbt schema that belong to a family (meta `shard_aspect`): they
-    rebuild, and are republished for, the shards whose digest of what that family reads changed
-    (int_shards_digested); the other sharded models, the shards where anything changed."""
+def shard_aspects(schema: str | None = None) -> dict[str, str]:
+    """The sharded models of a dbt schema (None: of any) that belong to a family (meta
+    `shard_aspect`): they rebuild, and are republished for, the shards whose digest of what that
+    family reads changed (int_shards_digested); the other sharded models, the shards where
+    anything changed."""
     return {n["name"]: n["config"]["meta"]["shard_aspect"] for n in manifest()["nodes"].values()
-            if n["resource_type"] == "model" and n["schema"] == schema
+            if n["resource_type"] == "model" and schema in (None, n["schema"])
             and n.get("config", {}).get("meta", {}).get("shard_aspect")}
 
 
 def shard_families() -> set[str]:
     """The families of sharded models (meta `shard_aspect`), in any schema."""
-    return {n["config"]["meta"]["shard_aspect"] for n in manifest()["nodes"].values()
-            if n["resource_type"] == "model" and n.get("config", {}).get("meta", {}).get("shard_aspect")}
+    return set(shard_aspects().values())
 
 
 def upstream_sources(model: str) -> set[str]:
