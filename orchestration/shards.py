@@ -164,6 +164,10 @@ class Store(BuildState):
             return None
         return entry["digests"]
 
+    def code(self, layer: str) -> str | None:
+        """The code the layer's digests were made with."""
+        return self._read().get(layer, {}).get("code")
+
     def put(self, layer: str, digests: dict[str, str], code: str | None = None,
             rebuilt: list[str] | None = None) -> None:
         """`rebuilt`: the shards the build just recomputed (None: all), kept for the record."""

@@ -135,13 +135,23 @@ def _with_health(con, lake_dir: Path) -> None:
     con.execute(f"CREATE OR REPLACE TEMP VIEW unit_twin_inputs AS {_with_rul_hash('twin_logic.unit_twin_inputs')}")
 
 
+def input_hash(alias: str = "") -> str:
+    """All aspects' hashes together (ASPECTS, the estimate's last), as SQL over columns <aspect>_hash:
+    the one place it is said. Its value is that of the thread's aspects hashed first and the
+    estimate's added after, as when dbt's view made the first part: stored hashes stay valid."""
+    p = f"{alias}." if alias else ""
+    thread_aspects = ", ".join(f"{p}{a}_hash" for a in ASPECTS if a != "rul")
+    return f"md5(md5(concat_ws('|', {thread_aspects})) || '|' || {p}rul_hash)"
+
+
 def _with_rul_hash(inputs: str) -> str:
-    """The twin inputs of relation `inputs` with the estimate's hash folded into input_hash."""
-    return f"""SELECT i.* REPLACE (md5(i.input_hash || '|' || coalesce(h.rul_hash, '')) AS input_hash),
-               coalesce(h.rul_hash, '') AS rul_hash
+    """The aspect hashes of relation `inputs` (dbt's unit_twin_inputs), the estimate's hash
+    (rul_hash) and input_hash."""
+    return f"""SELECT * EXCLUDE (rul_hash), {input_hash()} AS input_hash, rul_hash FROM (
+        SELECT i.*, coalesce(h.rul_hash, '') AS rul_hash
         FROM {inputs} i
         LEFT JOIN (SELECT serial_number, md5(concat_ws('|', rul_hours::VARCHAR, rul_model_version)) AS rul_hash
-                   FROM rul_estimates) h USING (serial_number)"""
+                   FROM rul_estimates) h USING (serial_number))"""
 
 
 def _inputs_of_chunks(con) -> str | None:
@@ -317,20 +327,55 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
     lake.write(refresh_log_table(lake_dir), table, "append", batch_id=run_id)
 
 
+# What changes with the telemetry alone (its readings, the estimates made from them, the design
+# limits they are judged by); the other aspects follow the thread's per-unit models.
+TELEMETRY_ASPECTS = ("telemetry", "rul")
+
+
 def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
-            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None) -> pa.Table:
+            memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None,
+            telemetry_where: str | None = None) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons;
-    only among the units `where` selects (a filter on serial_number: the shards that changed)."""
+    only among the units `where` selects (a filter on serial_number: the shards that changed).
+    `telemetry_where`: more units, in shards where only the TELEMETRY_ASPECTS can have changed
+    (their thread rows are as at the last change set): only those aspects are evaluated, the
+    others are the stored ones (on a day of telemetry at 10,000 units 2.5 s instead of 4.9 s)."""
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
-        current = _scan(con, "unit_twin_inputs", size, where=where or "TRUE")
         stored = lake.read(state_dir(lake_dir) / "inputs")
+        parts = [("full", where or "TRUE")]
+        if telemetry_where is not None:
+            parts.append(("telemetry", telemetry_where) if stored is not None else ("full", telemetry_where))
+        current = []
+        for kind, selected in parts:
+            if kind == "full":
+                current.append(_scan(con, "unit_twin_inputs", size, where=selected))
+                continue
+            con.register("stored_all", stored)
+            fresh = _scan(con, "unit_twin_inputs", size, "serial_number, " + ", ".join(
+                f"{a}_hash" for a in TELEMETRY_ASPECTS), where=selected)
+            con.register("fresh", fresh)
+            kept = ", ".join(f"s.{a}_hash" for a in ASPECTS if a not in TELEMETRY_ASPECTS)
+            combined = con.execute(f"""
+                SELECT * EXCLUDE (rul_hash), {input_hash()} AS input_hash, rul_hash FROM (
+                    SELECT f.serial_number, {kept}, f.* EXCLUDE (serial_number)
+                    FROM fresh f JOIN (SELECT * FROM stored_all WHERE {selected}) s USING (serial_number))
+            """).fetch_arrow_table()
+            if combined.num_rows != fresh.num_rows or con.execute(
+                    f"SELECT count(*) FROM stored_all WHERE {selected}").fetchone()[0] != fresh.num_rows:
+                # A unit came or went after all: its thread rows changed, every aspect is evaluated.
+                combined = _scan(con, "unit_twin_inputs", size, where=selected)
+            current.append(combined.select(current[0].column_names))
+        current = pa.concat_tables(current)
         if stored is None:
             stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))
-        elif where is not None:
+        else:
+            selected = " OR ".join(f"({w})" for _, w in parts)
             con.register("stored_all", stored)
-            stored = con.execute(f"SELECT * FROM stored_all WHERE {where}").fetch_arrow_table()
+            stored = con.execute(f"SELECT * FROM stored_all WHERE {selected}").fetch_arrow_table()
+        con.register("current", current)
+        con.register("stored", stored)
         diffs = " || ".join(
             f"CASE WHEN c.{a}_hash IS DISTINCT FROM s.{a}_hash THEN ['{a}'] ELSE [] END" for a in ASPECTS)
         return con.execute(f"""

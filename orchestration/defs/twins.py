@@ -90,10 +90,23 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
                                           telemetry=telemetry)
     finally:
         con.close()
-    dirty = None if thread_digests is None else shards.changed(store.get("twins", str(digits)), now_digests)
+    # With the thread's code: new twin logic changes no digest, and every twin is compared.
+    key = f"{digits}|{store.code('thread')}"
+    dirty = None if thread_digests is None else shards.changed(store.get("twins", key), now_digests)
+    # Of those, the shards whose thread rows are as at the last change set: there only the twins'
+    # telemetry aspects can differ, and only those are evaluated.
+    rethreaded = None if dirty is None else shards.changed(store.get("twins_thread", key), thread_digests)
     store.forget("twins")
+    where = telemetry_where = None
+    if dirty is not None:
+        full = dirty if rethreaded is None else sorted(set(dirty) & set(rethreaded))
+        telemetry_only = sorted(set(dirty) - set(full))
+        where = shards.sql_where(full, digits=digits)
+        telemetry_where = shards.sql_where(telemetry_only, digits=digits) if telemetry_only else None
+        context.log.info(f"Twin inputs compared in {len(dirty)} shards, {len(telemetry_only)} of them "
+                         "for their telemetry only.")
     changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit,
-                            where=None if dirty is None else shards.sql_where(dirty, digits=digits))
+                            where=where, telemetry_where=telemetry_where)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
     if dirty is not None:
@@ -103,7 +116,8 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
             keep = [shards.shard_of(s, digits) not in set(dirty) for s in earlier["serial_number"].to_pylist()]
             changed = pa.concat_tables([earlier.filter(pa.array(keep)).select(changed.column_names), changed])
     lake.write(twins.pending_table(thread.lake_dir), changed, "overwrite", batch_id=context.run_id)
-    store.put("twins", now_digests, str(digits), rebuilt=dirty)
+    store.put("twins", now_digests, key, rebuilt=dirty)
+    store.put("twins_thread", thread_digests or {}, key)
     # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]

@@ -142,6 +142,44 @@ def test_the_twin_checks_pass_and_catch_a_wrong_twin(live, tmp_path):
         "computed_from_current_inputs"][0]
 
 
+def test_comparing_only_the_telemetry_finds_what_comparing_everything_finds(live, tmp_path):
+    """In shards whose thread rows did not change, the change set evaluates only the telemetry
+    aspects and takes the others as stored: same units, reasons and hashes as evaluating all; a
+    unit come or gone there means the thread did change after all, and all is evaluated."""
+    import duckdb
+
+    copy = tmp_path / "data"
+    shutil.copytree(live["data"], copy)
+    build_db, inputs = copy / "build" / "build.duckdb", twins.state_dir(copy / "lake") / "inputs"
+    stored = lake.read(inputs)
+    serials = sorted(stored["serial_number"].to_pylist())
+    older_readings, older_estimate, gone = serials[0], serials[len(serials) // 2], serials[-1]
+    con = duckdb.connect()
+    con.register("stored", stored)
+    as_if = con.execute(f"""
+        SELECT * REPLACE ({twins.input_hash()} AS input_hash) FROM (
+            SELECT * REPLACE (
+                CASE WHEN serial_number = '{older_readings}' THEN 'older readings' ELSE telemetry_hash END
+                    AS telemetry_hash,
+                CASE WHEN serial_number = '{older_estimate}' THEN 'older estimate' ELSE rul_hash END AS rul_hash)
+            FROM stored)""").fetch_arrow_table()
+    lake.write(inputs, as_if, "overwrite", batch_id="test")
+
+    def compare(**where) -> dict:
+        found = twins.changes(build_db, copy / "lake", **where).to_pylist()
+        return {r["serial_number"]: (r["reasons"], r["input_hash"]) for r in found}
+
+    everything = compare(where="TRUE")
+    assert {s: r for s, (r, _) in everything.items()} == {older_readings: ["telemetry"], older_estimate: ["rul"]}
+    assert compare(where="false", telemetry_where="TRUE") == everything
+    # Smaller: with the first unit's shard evaluated whole and the rest for their telemetry.
+    first = f"serial_number = '{older_readings}'"
+    assert compare(where=first, telemetry_where=f"NOT ({first})") == everything
+    lake.write(inputs, as_if.filter(pa.compute.not_equal(as_if["serial_number"], gone)), "overwrite", batch_id="test")
+    assert compare(where="false", telemetry_where="TRUE") == compare(where="TRUE") == \
+        everything | {gone: (["new unit"], compare(where="TRUE")[gone][1])}
+
+
 def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_path):
     data = live["data"]
     # Pretend the thread moved on but the twins have not caught up: forget one twin's inputs.
