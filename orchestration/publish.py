@@ -155,6 +155,9 @@ class Changes:
     digests: dict[str, str]
     # Per family of per-unit models (dbt meta `shard_aspect`), the shards it rebuilt (None: all).
     aspect_shards: dict[str, list[str] | None] = field(default_factory=dict)
+    # Per twin table, the units whose rows were rewritten, where fewer than twin_units (a twin
+    # refreshed for its readings keeps its components).
+    twin_table_units: dict[str, list[str] | None] = field(default_factory=dict)
 
 
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
@@ -243,7 +246,9 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
             unit_order = (schema == "thread" and table in sharded and not by_part) or \
                 (schema == "twin" and table in twins.TABLES)
             order = f" ORDER BY {ordered[table]}" if by_part else " ORDER BY serial_number" if unit_order else ""
-            if where is not None:
+            if where == "false":  # no row of it changed
+                written = Written(0, "", "kept")
+            elif where is not None:
                 con.execute(f"DELETE FROM {name} WHERE {where}")
                 con.execute(f"INSERT INTO {name} SELECT * FROM {relation} WHERE {where}{order}")
                 written = Written(0, "", "part", where)
@@ -308,8 +313,9 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], as
         aspect = aspects.get(table)
         rebuilt = changes.aspect_shards.get(aspect, changes.shards) if aspect else changes.shards
         return None if rebuilt is None else shards.sql_ranges(rebuilt)
-    if schema == "twin" and table in twins.TABLES and table != "unit_twin" and changes.twin_units is not None:
-        listed = ", ".join(lake.sql_literal(u) for u in sorted(changes.twin_units))
+    units = changes.twin_table_units.get(table, changes.twin_units)
+    if schema == "twin" and table in twins.TABLES and table != "unit_twin" and units is not None:
+        listed = ", ".join(lake.sql_literal(u) for u in sorted(units))
         return f"serial_number IN ({listed})" if listed else "false"
     return None
 

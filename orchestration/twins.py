@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from . import lake
 from .faults import checkpoint
@@ -35,6 +36,9 @@ EXTRA_COLUMNS = {
 }
 TWIN_DESCRIPTION = "One live model per unit that is not scrapped: what it is, what it holds, what it needs and how it is doing."
 ASPECTS = ("unit", "configuration", "deviation", "eco", "service", "telemetry", "rul")
+# What changes with the telemetry alone (its readings, the estimates made from them, the design
+# limits they are judged by); the other aspects follow the thread's per-unit models.
+TELEMETRY_ASPECTS = ("telemetry", "rul")
 # Twins are computed and stored this many units at a time: the twin views then only aggregate
 # one serial-number range (at 100,000 units all at once they needed more than 9 GiB; at 10,000
 # units a range of 10,000 got a plan that needed more than DuckDB's default 4 GB, 5,000 took 1.7 GB).
@@ -106,10 +110,12 @@ def _scan(con, relation: str, size: int, columns: str = "*", where: str = "TRUE"
         con.execute(f"SELECT {columns} FROM {relation} WHERE false").fetch_arrow_table()
 
 
-def _select(con, relation: str, serials: list[str]) -> pa.Table:
+def _select(con, relation: str, serials: list[str], columns: str = "t.*") -> pa.Table:
     """Rows of `relation` for a sorted chunk of serials; the range lets the filter reach the scans."""
+    if not serials:
+        return con.execute(f"SELECT {columns} FROM {relation} t WHERE false").fetch_arrow_table()
     keys = pa.table({"serial_number": pa.array(serials, pa.string())})  # noqa: F841 - DuckDB reads it by name
-    return con.execute(f"SELECT t.* FROM {relation} t SEMI JOIN keys USING (serial_number) "
+    return con.execute(f"SELECT {columns} FROM {relation} t SEMI JOIN keys USING (serial_number) "
                        f"WHERE {_range(serials[0], serials[-1])}").fetch_arrow_table()
 
 
@@ -180,17 +186,38 @@ def _relation(table: str) -> str:
     return table if table == "unit_twin" else f"twin_logic.{table}"
 
 
-def _compute(con, serials: list[str], inputs_of_chunk: str | None = None) -> dict[str, pa.Table]:
+def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readings_only: set[str] = frozenset(),
+             stored_inputs: pa.Table | None = None) -> dict[str, pa.Table]:
     """Twin rows (and their input hashes) for one sorted chunk of units; `inputs_of_chunk`: the
-    hashes from those rows (`_inputs_of_chunks`)."""
-    out = {t: _select(con, _relation(t), serials) for t in TABLES}
+    hashes from those rows (`_inputs_of_chunks`). Units in `readings_only` keep their stored
+    components (no rows of unit_components for them) and the other aspects of `stored_inputs`."""
+    whole = [s for s in serials if s not in readings_only]
+    out = {t: _select(con, _relation(t), whole if t == "unit_components" else serials) for t in TABLES}
     if inputs_of_chunk:
         for t in TABLES:
             con.register(f"chunk_{t}", out[t])
-        out["inputs"] = con.execute(inputs_of_chunk).fetch_arrow_table()
+        source = f"({inputs_of_chunk})"
     else:
-        out["inputs"] = _select(con, "unit_twin_inputs", serials)
+        source = "unit_twin_inputs"
+    out["inputs"] = _select(con, source, whole)
+    if len(whole) < len(serials):
+        fresh = _select(con, source, [s for s in serials if s in readings_only],
+                        "t.serial_number, " + ", ".join(f"t.{a}_hash" for a in TELEMETRY_ASPECTS))
+        out["inputs"] = pa.concat_tables([out["inputs"], _with_kept_aspects(con, fresh, stored_inputs).select(
+            out["inputs"].column_names)])
     return out
+
+
+def _with_kept_aspects(con, fresh: pa.Table, stored: pa.Table) -> pa.Table:
+    """Twin inputs of units whose TELEMETRY_ASPECTS were just evaluated (`fresh`) and whose other
+    aspects are those stored with their twin (`stored`); a unit missing from either is left out."""
+    con.register("fresh_aspects", fresh)
+    con.register("stored_aspects", stored)
+    kept = ", ".join(f"s.{a}_hash" for a in ASPECTS if a not in TELEMETRY_ASPECTS)
+    return con.execute(f"""
+        SELECT * EXCLUDE (rul_hash), {input_hash()} AS input_hash, rul_hash FROM (
+            SELECT f.serial_number, {kept}, f.* EXCLUDE (serial_number)
+            FROM fresh_aspects f JOIN stored_aspects s USING (serial_number))""").fetch_arrow_table()
 
 
 def _replace(path: Path, rows: pa.Table, serials: list[str], batch_id: str) -> None:
@@ -204,26 +231,40 @@ def _replace(path: Path, rows: pa.Table, serials: list[str], batch_id: str) -> N
 
 
 def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: datetime | None = None,
-            size: int = CHUNK_UNITS, memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> tuple[dict[str, int], pa.Table]:
+            size: int = CHUNK_UNITS, memory_limit: str = lake.DEFAULT_MEMORY_LIMIT,
+            readings_only: set[str] = frozenset()) -> tuple[dict[str, int], pa.Table, set[str]]:
     """Recompute the twins of `serials` and store them with their input hashes, a chunk at a time.
-    Returns the rows written per table, and the input hashes the twins were computed from."""
+    `readings_only`: units whose thread rows are as at their twin's last refresh, so that only its
+    TELEMETRY_ASPECTS can have changed: their stored components and other aspects are kept (a day
+    of telemetry at 10,000 units does not rewrite 3 million component rows). Returns the rows
+    written per table, the input hashes the twins were computed from, and the units whose
+    components were kept (of `readings_only`, those with stored inputs)."""
     now = now or datetime.now(timezone.utc)
     counts = dict.fromkeys((*TABLES, "inputs"), 0)
-    computed = []
+    computed, kept_components = [], set()
     base = state_dir(lake_dir)
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
         inputs_of_chunk = _inputs_of_chunks(con)
         for chunk in chunks(serials, size):
-            rows = _compute(con, chunk, inputs_of_chunk)
+            stored = None
+            if readings_only & set(chunk):
+                stored = lake.read(base / "inputs", filter=(pads.field("serial_number") >= chunk[0])
+                                   & (pads.field("serial_number") <= chunk[-1]))
+            # A unit without stored inputs has nothing to keep: computed whole.
+            kept = readings_only & set(chunk) & set([] if stored is None else stored["serial_number"].to_pylist())
+            rows = _compute(con, chunk, inputs_of_chunk, kept, stored)
+            kept_components |= kept
             for name in ("unit_twin", "inputs"):
                 rows[name] = rows[name].append_column(
                     "refreshed_at", pa.array([now] * rows[name].num_rows, pa.timestamp("us", tz="UTC")))
             # `inputs` goes last: until it is written, the chunk's units still count as changed and
             # a crashed refresh is redone by the next run.
             for name, table in rows.items():
-                _replace(base / name, table, chunk, batch_id)
+                whole = [s for s in chunk if s not in kept] if name == "unit_components" else chunk
+                if whole:
+                    _replace(base / name, table, whole, batch_id)
                 counts[name] += table.num_rows
                 checkpoint("twin-write")
             computed.append(rows["inputs"].select(["serial_number", "input_hash"]))
@@ -231,7 +272,7 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
         con.close()
     inputs = pa.concat_tables(computed) if computed else \
         pa.table({"serial_number": pa.array([], pa.string()), "input_hash": pa.array([], pa.string())})
-    return counts, inputs
+    return counts, inputs, kept_components
 
 
 # What would make a published twin wrong, checked on the units a run refreshed (the twin asset's
@@ -283,8 +324,6 @@ def check(build_db: Path, lake_dir: Path, serials: list[str], size: int = CHUNK_
     100,000 units the twin inputs of the whole fleet in one query ran out of memory (9.3 GiB).
     `current_inputs`: the input hashes a refresh just computed (serial_number, input_hash), not
     computed again (at 10,000 units three quarters of the checks' time); None: from the thread."""
-    import pyarrow.dataset as pads
-
     base = state_dir(lake_dir)
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     bad: dict[str, list[str]] = {name: [] for name in _check_sql("TRUE")}
@@ -327,11 +366,6 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
     lake.write(refresh_log_table(lake_dir), table, "append", batch_id=run_id)
 
 
-# What changes with the telemetry alone (its readings, the estimates made from them, the design
-# limits they are judged by); the other aspects follow the thread's per-unit models.
-TELEMETRY_ASPECTS = ("telemetry", "rul")
-
-
 def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None,
             telemetry_where: str | None = None) -> pa.Table:
@@ -352,18 +386,12 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             if kind == "full":
                 current.append(_scan(con, "unit_twin_inputs", size, where=selected))
                 continue
-            con.register("stored_all", stored)
             fresh = _scan(con, "unit_twin_inputs", size, "serial_number, " + ", ".join(
                 f"{a}_hash" for a in TELEMETRY_ASPECTS), where=selected)
-            con.register("fresh", fresh)
-            kept = ", ".join(f"s.{a}_hash" for a in ASPECTS if a not in TELEMETRY_ASPECTS)
-            combined = con.execute(f"""
-                SELECT * EXCLUDE (rul_hash), {input_hash()} AS input_hash, rul_hash FROM (
-                    SELECT f.serial_number, {kept}, f.* EXCLUDE (serial_number)
-                    FROM fresh f JOIN (SELECT * FROM stored_all WHERE {selected}) s USING (serial_number))
-            """).fetch_arrow_table()
-            if combined.num_rows != fresh.num_rows or con.execute(
-                    f"SELECT count(*) FROM stored_all WHERE {selected}").fetchone()[0] != fresh.num_rows:
+            con.register("stored_all", stored)
+            kept = con.execute(f"SELECT * FROM stored_all WHERE {selected}").fetch_arrow_table()
+            combined = _with_kept_aspects(con, fresh, kept)
+            if not combined.num_rows == fresh.num_rows == kept.num_rows:
                 # A unit came or went after all: its thread rows changed, every aspect is evaluated.
                 combined = _scan(con, "unit_twin_inputs", size, where=selected)
             current.append(combined.select(current[0].column_names))

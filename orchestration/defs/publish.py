@@ -9,6 +9,7 @@ from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import TWIN_KEY, WAREHOUSE_KEY
 from .thread import published_keys
+from .twins import COMPONENTS_PUBLISH
 
 
 @dg.asset(
@@ -29,7 +30,10 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         return
     store = shards.Store(thread.build_db)
     unpublished = store.pending_publish("shards")
-    changes = publish.Changes(shards=unpublished, twin_units=store.pending_publish("twins"),
+    twin_units = store.pending_publish("twins")
+    changes = publish.Changes(shards=unpublished, twin_units=twin_units,
+                              twin_table_units={"unit_components": store.pending_publish(COMPONENTS_PUBLISH,
+                                                                                         missing=twin_units)},
                               digests=store.published_digests(),
                               aspect_shards={a: store.pending_publish(f"shards:{a}", missing=unpublished)
                                              for a in dbt_project.shard_families()})

@@ -90,8 +90,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
                                           telemetry=telemetry)
     finally:
         con.close()
-    # With the thread's code: new twin logic changes no digest, and every twin is compared.
-    key = f"{digits}|{store.code('thread')}"
+    key = _change_set_key(store, digits)
     dirty = None if thread_digests is None else shards.changed(store.get("twins", key), now_digests)
     # Of those, the shards whose thread rows are as at the last change set: there only the twins'
     # telemetry aspects can differ, and only those are evaluated.
@@ -129,6 +128,11 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
         "by_reason": dg.MetadataValue.json(_count(changed.column("reasons").to_pylist())),
         "examples": dg.MetadataValue.json(changed.slice(0, 20).select(["serial_number", "reasons"]).to_pylist()),
     })
+
+
+def _change_set_key(store: shards.Store, digits: int) -> str:
+    """With the thread's code: new twin logic changes no digest, and every twin is compared."""
+    return f"{digits}|{store.code('thread')}"
 
 
 def _count(reason_lists) -> dict[str, int]:
@@ -178,6 +182,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
         candidates = (twins.units(thread.build_db, memory_limit=thread.memory_limit) | set(reasons)) if full \
             else set(reasons)
         targets = twins.in_partitions(candidates, keys)
+    readings_only = set() if full else _readings_only(thread, reasons, targets)
     now = datetime.now(timezone.utc)
     # A full refresh observes every unit (a first build, or a Dagster instance new to this lake).
     observed_before = _observed(thread, targets) if per_unit and not full else {}
@@ -185,14 +190,17 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     with lineage.step(thread.lineage(), "twin.refresh", lineage.Parent(context.run_id, context.job_name),
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
                       outputs=state.values()) as step:
-        counts, computed = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id,
-                                         now=now, memory_limit=thread.memory_limit)
+        counts, computed, kept = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id,
+                                               now=now, memory_limit=thread.memory_limit, readings_only=readings_only)
         step.rows.update({state[t]: n for t, n in counts.items() if t in state})
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
-    shards.Store(thread.build_db).add_pending_publish("twins", targets)
+    store = shards.Store(thread.build_db)
+    store.add_pending_publish("twins", targets)
+    store.add_pending_publish(COMPONENTS_PUBLISH, [t for t in targets if t not in kept])
     by_reason = _count(why.values())
-    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range: {by_reason}")
+    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range ({len(kept)} of them their "
+                     f"readings only, components kept): {by_reason}")
     if per_unit:
         _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit,
@@ -209,6 +217,24 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
                                            severity=dg.AssetCheckSeverity.ERROR)
                        for name, (passed, meta) in checks.items()],
     )
+
+
+def _readings_only(thread: ThreadSettings, reasons: dict[str, list[str]], targets: list[str]) -> set[str]:
+    """The targets only whose telemetry aspects changed, in shards whose thread rows are still as
+    the change set saw them (a thread run since may have changed more): refreshed without
+    recomputing what the thread holds about them (`twins.refresh`)."""
+    store, digits = shards.Store(thread.build_db), thread.shard_size_digits
+    now = store.get("thread")
+    seen = store.get("twins_thread", _change_set_key(store, digits))
+    if not now or not seen:
+        return set()
+    return {t for t in targets if reasons.get(t) and set(reasons[t]) <= set(twins.TELEMETRY_ASPECTS)
+            and (shard := shards.shard_of(t, digits)) in now and seen.get(shard) == now[shard]}
+
+
+# The units whose stored components a twin run rewrote, waiting to be published (the others'
+# published components are still right).
+COMPONENTS_PUBLISH = "twins:unit_components"
 
 
 # What a unit's partition page shows about the unit (the run's metadata is only totals): its twin's

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 import contracts
-from orchestration import lake
+from orchestration import lake, twins
 from orchestration.ask import AskError, ask
 from orchestration.simulate.changes import telemetry_day
 from tests.helpers import build, digest, query, release_eco, retrofit, thread_env
@@ -122,6 +122,9 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
     before, telemetry_before = stored["thread"]["digests"], stored["telemetry"]
     twin_sql = "SELECT serial_number, last_telemetry_at, refreshed_at FROM twin.unit_twin"
     twins_before = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
+    components = [twins.state_dir(data / "lake") / "unit_components",
+                  lake.published_table(data / "lake", "twin", "unit_components")]
+    components_before = [lake.table(c).version() for c in components]
     telemetry_day(sources)
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_build(defs, instance, thread_env(monkeypatch, sources, data))
@@ -151,6 +154,8 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
     read = {s for s in twins_after if twins_after[s][0] != twins_before[s][0]}
     refreshed = {s for s in twins_after if twins_after[s][1] != twins_before[s][1]}
     assert read and refreshed == read, "the twins with a new reading, and only they, were refreshed"
+    # ...for their readings: what they hold is neither computed nor stored nor published again.
+    assert [lake.table(c).version() for c in components] == components_before
 
 
 def _state(sections) -> dict:

@@ -347,6 +347,22 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
     before = _state(lakes[7])
     twins.refresh(build_db, lakes[7], every[::5], batch_id="again", now=NOW, size=3)
     assert _state(lakes[7]) == before
+    # Twins refreshed for their readings only: the same rows and hashes, their components kept
+    # as stored, not written again.
+    _, _, kept = twins.refresh(build_db, lakes[7], every[::5], batch_id="readings", now=NOW, size=3,
+                               readings_only=set(every[::2]))
+    assert kept == set(every[::5]) & set(every[::2]) and _state(lakes[7]) == before
+    components = twins.state_dir(lakes[7]) / "unit_components"
+    lost, whole = every[0], every[5]
+    lake.write(components, lake.read(components).slice(0, 0), "overwrite", batch_id="lose",
+               predicate=f"serial_number IN ('{lost}', '{whole}')")
+    _, _, kept = twins.refresh(build_db, lakes[7], [lost, whole], batch_id="kept", now=NOW, readings_only={lost})
+    assert kept == {lost}
+    held = set(lake.read(components, columns=["serial_number"])["serial_number"].to_pylist())
+    assert whole in held and lost not in held
+    # ...which is why the twin checks compare every refreshed twin with its stored components.
+    passed, meta = twins.check(build_db, lakes[7], [lost, whole])["configuration_hash_matches_components"]
+    assert not passed and meta["examples"] == lost
 
 
 def test_a_refresh_hashes_the_inputs_from_the_twin_rows_it_computed(live):
