@@ -187,12 +187,25 @@ def _relation(table: str) -> str:
 
 
 def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readings_only: set[str] = frozenset(),
-             stored_inputs: pa.Table | None = None) -> dict[str, pa.Table]:
+             stored: dict[str, pa.Table] | None = None) -> tuple[dict[str, pa.Table], set[str]]:
     """Twin rows (and their input hashes) for one sorted chunk of units; `inputs_of_chunk`: the
     hashes from those rows (`_inputs_of_chunks`). Units in `readings_only` keep their stored
-    components (no rows of unit_components for them) and the other aspects of `stored_inputs`."""
-    whole = [s for s in serials if s not in readings_only]
-    out = {t: _select(con, _relation(t), whole if t == "unit_components" else serials) for t in TABLES}
+    components (no rows of unit_components for them) and the other aspects of their stored inputs
+    (`stored`: the chunk's state tables `unit_twin` and `inputs`), where their new twin row has the
+    configuration of the stored one. Returns the rows and the units that kept their components."""
+    out = {t: _select(con, _relation(t), serials) for t in TABLES if t != "unit_components"}
+    kept = set()
+    if readings_only and stored:
+        con.register("new_twin", out["unit_twin"])
+        con.register("stored_twin", stored["unit_twin"])
+        con.register("stored_inputs", stored["inputs"])
+        kept = {u for (u,) in con.execute("""
+            SELECT serial_number FROM new_twin n JOIN stored_twin s USING (serial_number)
+            SEMI JOIN stored_inputs USING (serial_number)
+            WHERE n.configuration_hash IS NOT DISTINCT FROM s.configuration_hash
+              AND n.component_count = s.component_count""").fetchall()} & readings_only
+    whole = [s for s in serials if s not in kept]
+    out["unit_components"] = _select(con, _relation("unit_components"), whole)
     if inputs_of_chunk:
         for t in TABLES:
             con.register(f"chunk_{t}", out[t])
@@ -200,12 +213,12 @@ def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readin
     else:
         source = "unit_twin_inputs"
     out["inputs"] = _select(con, source, whole)
-    if len(whole) < len(serials):
-        fresh = _select(con, source, [s for s in serials if s in readings_only],
+    if kept:
+        fresh = _select(con, source, [s for s in serials if s in kept],
                         "t.serial_number, " + ", ".join(f"t.{a}_hash" for a in TELEMETRY_ASPECTS))
-        out["inputs"] = pa.concat_tables([out["inputs"], _with_kept_aspects(con, fresh, stored_inputs).select(
+        out["inputs"] = pa.concat_tables([out["inputs"], _with_kept_aspects(con, fresh, stored["inputs"]).select(
             out["inputs"].column_names)])
-    return out
+    return {t: out[t] for t in (*TABLES, "inputs")}, kept
 
 
 def _with_kept_aspects(con, fresh: pa.Table, stored: pa.Table) -> pa.Table:
@@ -250,11 +263,11 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
         for chunk in chunks(serials, size):
             stored = None
             if readings_only & set(chunk):
-                stored = lake.read(base / "inputs", filter=(pads.field("serial_number") >= chunk[0])
-                                   & (pads.field("serial_number") <= chunk[-1]))
-            # A unit without stored inputs has nothing to keep: computed whole.
-            kept = readings_only & set(chunk) & set([] if stored is None else stored["serial_number"].to_pylist())
-            rows = _compute(con, chunk, inputs_of_chunk, kept, stored)
+                in_chunk = (pads.field("serial_number") >= chunk[0]) & (pads.field("serial_number") <= chunk[-1])
+                stored = {t: lake.read(base / t, columns=columns, filter=in_chunk) for t, columns in (
+                    ("unit_twin", ["serial_number", "configuration_hash", "component_count"]), ("inputs", None))}
+                stored = None if None in stored.values() else stored
+            rows, kept = _compute(con, chunk, inputs_of_chunk, readings_only & set(chunk), stored)
             kept_components |= kept
             for name in ("unit_twin", "inputs"):
                 rows[name] = rows[name].append_column(
@@ -281,7 +294,9 @@ CHECKS = {
     "one_twin_per_live_unit": "Every refreshed unit that is not scrapped has exactly one twin, and no scrapped or "
                               "unknown unit has one.",
     "configuration_hash_matches_components": "Each refreshed twin's configuration_hash is the hash of the components "
-                                             "stored with it (twin.unit_components).",
+                                             "stored with it (twin.unit_components). A twin refreshed for its "
+                                             "readings keeps components checked when they were stored, its "
+                                             "configuration verified unchanged by its refresh.",
     "computed_from_current_inputs": "Each refreshed twin was computed from the thread as it is now: its stored input "
                                     "hash equals the current one (no twin older than its inputs). In a run, the "
                                     "current one is what the run computed under the writer lock, which no build "
@@ -301,7 +316,7 @@ def _check_sql(where: str) -> dict[str, str]:
             WHERE coalesce(t.n, 0) <> CASE WHEN u.status IS NULL OR u.status = 'scrapped' THEN 0 ELSE 1 END""",
         # the same hash as twin_logic.unit_twin's configuration_hash, from the stored components
         "configuration_hash_matches_components": """
-            SELECT t.serial_number FROM state_unit_twin t SEMI JOIN refreshed USING (serial_number)
+            SELECT t.serial_number FROM state_unit_twin t SEMI JOIN rewritten USING (serial_number)
             LEFT JOIN (SELECT serial_number,
                               md5(string_agg(part_number || '@' || coalesce(revision, '?') || 'x'
                                              || quantity::DECIMAL(38, 9)::VARCHAR, ';' ORDER BY part_number, revision)) AS h
@@ -318,12 +333,14 @@ def _check_sql(where: str) -> dict[str, str]:
 
 
 def check(build_db: Path, lake_dir: Path, serials: list[str], size: int = CHUNK_UNITS,
-          memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, current_inputs: pa.Table | None = None) -> dict[str, tuple[bool, dict]]:
+          memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, current_inputs: pa.Table | None = None,
+          components_kept: set[str] = frozenset()) -> dict[str, tuple[bool, dict]]:
     """The CHECKS on these units, from what the twin state holds now: name -> (passed, metadata
     naming at most 20 offending serial numbers). A serial range at a time, like the refresh: at
     100,000 units the twin inputs of the whole fleet in one query ran out of memory (9.3 GiB).
     `current_inputs`: the input hashes a refresh just computed (serial_number, input_hash), not
-    computed again (at 10,000 units three quarters of the checks' time); None: from the thread."""
+    computed again (at 10,000 units three quarters of the checks' time); None: from the thread.
+    `components_kept`: the units whose refresh kept their stored components (`refresh`)."""
     base = state_dir(lake_dir)
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     bad: dict[str, list[str]] = {name: [] for name in _check_sql("TRUE")}
@@ -335,12 +352,14 @@ def check(build_db: Path, lake_dir: Path, serials: list[str], size: int = CHUNK_
             con.execute("CREATE OR REPLACE TEMP VIEW current_inputs AS SELECT serial_number, input_hash FROM unit_twin_inputs")
         for chunk in chunks(serials, size):
             lo, hi = chunk[0], chunk[-1]
+            rewritten = [s for s in chunk if s not in components_kept]
             con.register("refreshed", pa.table({"serial_number": pa.array(chunk, pa.string())}))
+            con.register("rewritten", pa.table({"serial_number": pa.array(rewritten, pa.string())}))
             # A state table not written yet is empty, with the columns its rows would have.
             in_range = (pads.field("serial_number") >= lo) & (pads.field("serial_number") <= hi)
             for name, relation in (("unit_twin", "unit_twin"), ("unit_components", "twin_logic.unit_components"),
                                    ("inputs", "unit_twin_inputs")):
-                table = lake.read(base / name, filter=in_range)
+                table = lake.read(base / name, filter=in_range) if name != "unit_components" or rewritten else None
                 con.register(f"state_{name}", table if table is not None else
                              con.execute(f"SELECT * FROM {relation} WHERE false").fetch_arrow_table())
             wrong = _check_sql(_range(lo, hi))

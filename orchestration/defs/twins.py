@@ -204,7 +204,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     if per_unit:
         _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit,
-                         current_inputs=computed)
+                         current_inputs=computed, components_kept=kept)
     # Kept small: in a run over many partitions this is stored once per partition.
     return dg.MaterializeResult(
         metadata={

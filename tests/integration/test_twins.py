@@ -360,9 +360,19 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
     assert kept == {lost}
     held = set(lake.read(components, columns=["serial_number"])["serial_number"].to_pylist())
     assert whole in held and lost not in held
-    # ...which is why the twin checks compare every refreshed twin with its stored components.
+    # (the twin checks of all its components find what was lost)
     passed, meta = twins.check(build_db, lakes[7], [lost, whole])["configuration_hash_matches_components"]
     assert not passed and meta["examples"] == lost
+    # A twin whose configuration is not the stored one any more is refreshed whole after all.
+    twin_state = twins.state_dir(lakes[7]) / "unit_twin"
+    stored = lake.read(twin_state)
+    older = stored.filter(pa.compute.equal(stored["serial_number"], lost))
+    older = older.set_column(older.schema.get_field_index("configuration_hash"), "configuration_hash",
+                             pa.array(["an older configuration"]))
+    lake.write(twin_state, older, "overwrite", batch_id="older", predicate=f"serial_number = '{lost}'")
+    _, _, kept = twins.refresh(build_db, lakes[7], [lost], batch_id="whole", now=NOW, readings_only={lost})
+    assert kept == set() and lost in set(lake.read(components, columns=["serial_number"])["serial_number"].to_pylist())
+    assert _state(lakes[7]) == before
 
 
 def test_a_refresh_hashes_the_inputs_from_the_twin_rows_it_computed(live):
@@ -377,8 +387,8 @@ def test_a_refresh_hashes_the_inputs_from_the_twin_rows_it_computed(live):
         inputs_of_chunk = twins._inputs_of_chunks(con)
         assert inputs_of_chunk, "DuckDB's text of twin_logic.unit_twin_inputs names the twin views"
         serials = sorted(twins.units(build_db))[3:12]
-        by_view = twins._compute(con, serials)["inputs"].sort_by("serial_number")
-        from_rows = twins._compute(con, serials, inputs_of_chunk)["inputs"].sort_by("serial_number")
+        by_view = twins._compute(con, serials)[0]["inputs"].sort_by("serial_number")
+        from_rows = twins._compute(con, serials, inputs_of_chunk)[0]["inputs"].sort_by("serial_number")
     finally:
         con.close()
     assert by_view["serial_number"].to_pylist() == serials
