@@ -397,6 +397,8 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
     try:
         _with_health(con, lake_dir)
         stored = lake.read(state_dir(lake_dir) / "inputs")
+        if stored is not None:
+            con.register("stored_all", stored)
         parts = [("full", where or "TRUE")]
         if telemetry_where is not None:
             parts.append(("telemetry", telemetry_where) if stored is not None else ("full", telemetry_where))
@@ -407,7 +409,6 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
                 continue
             fresh = _scan(con, "unit_twin_inputs", size, "serial_number, " + ", ".join(
                 f"{a}_hash" for a in TELEMETRY_ASPECTS), where=selected)
-            con.register("stored_all", stored)
             kept = con.execute(f"SELECT * FROM stored_all WHERE {selected}").fetch_arrow_table()
             combined = _with_kept_aspects(con, fresh, kept)
             if not combined.num_rows == fresh.num_rows == kept.num_rows:
@@ -419,7 +420,6 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             stored = current.slice(0, 0).append_column("refreshed_at", pa.array([], pa.timestamp("us", tz="UTC")))
         else:
             selected = " OR ".join(f"({w})" for _, w in parts)
-            con.register("stored_all", stored)
             stored = con.execute(f"SELECT * FROM stored_all WHERE {selected}").fetch_arrow_table()
         con.register("current", current)
         con.register("stored", stored)
