@@ -26,3 +26,44 @@ def test_features_at_the_last_reading_equal_those_rolled_along_every_reading():
     assert len(last) == len(lengths)
     np.testing.assert_allclose(last.to_numpy(), at_last.to_numpy(), rtol=1e-9, atol=1e-9)
     assert last["t2_mean10"].isna().tolist() == at_last["t2_mean10"].isna().tolist() and last["t2_mean10"].isna().any()
+
+
+def test_models_train_and_estimate_on_one_openmp_thread(monkeypatch):
+    """Many threads thrash when another process holds a core (rul._one_openmp_thread)."""
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime, so that `before` sees it)
+    from threadpoolctl import threadpool_info
+
+    def openmp_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"]
+
+    seen = []
+    real = rul._regressor
+
+    class Recording:
+        def __init__(self):
+            self.model = real()
+
+        def fit(self, X, y):
+            seen.append(openmp_threads())
+            self.model.fit(X, y)
+            return self
+
+        def predict(self, X):
+            seen.append(openmp_threads())
+            return self.model.predict(X)
+
+    monkeypatch.setattr(rul, "_regressor", Recording)
+    rng = np.random.default_rng(5)
+    units, n = 10, 60
+    ts = pd.date_range("2026-01-01", periods=n, freq="6h")
+    wide = pd.DataFrame({"serial_number": np.repeat([f"U-{i:02d}" for i in range(units)], n),
+                         "ts": np.tile(ts.to_numpy(), units),
+                         "t2": np.tile(np.linspace(640, 650, n), units) + rng.normal(0, 0.2, units * n)})
+    wide["ts"] = wide["ts"].dt.tz_localize("UTC")
+    fails = pd.DataFrame({"serial_number": [f"U-{i:02d}" for i in range(units)],
+                          "failed_at": ts[-1].tz_localize("UTC") + pd.Timedelta(hours=6)})
+    before = openmp_threads()
+    trained = rul.train(wide, fails, "P-1")
+    assert rul.estimate(trained, wide)["rul_hours"].notna().all()
+    assert len(seen) >= 3 and all(threads == [1] for threads in seen)  # fit, held-out evaluation, estimate
+    assert openmp_threads() == before  # the limit is lifted afterwards
