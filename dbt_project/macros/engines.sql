@@ -10,9 +10,10 @@
         {{ spark_raw_tables() }}
     {%- else -%}
         create table if not exists main.shard_digests_built (shard varchar, digest varchar);
-        {#- a build database from before the narrower digests: none of its shards has one yet -#}
-        alter table main.shard_digests_built add column if not exists digest_built varchar;
-        alter table main.shard_digests_built add column if not exists digest_configuration varchar;
+        {#- a build database from before a family's digest: none of its shards has one yet -#}
+        {%- for family in shard_families() %}
+        alter table main.shard_digests_built add column if not exists digest_{{ family }} varchar;
+        {%- endfor %}
         create table if not exists main.fleet_health_days_built (day date, digest varchar)
     {%- endif -%}
 {%- endmacro %}

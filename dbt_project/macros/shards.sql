@@ -45,6 +45,24 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The families of sharded models (meta `shard_aspect`) and what each reads per shard: the
+    sources of `int_shards_digested` its digest covers. A family rebuilds, and the publish
+    replaces, only the shards where those changed (an ECO with a future effectivity changes the
+    ECOs of the parts a shard uses, `parts`: neither the designed structures nor the deviations).
+    - built (unit_as_built, unit_as_built_tree): MES rows, the BOM lines under the built revisions;
+    - configuration (the configuration replay and what derives from it): MES rows, service
+      events, the rows of the part revisions held or once held;
+    - designed (unit_as_designed): MES rows, each unit's effectivity class and its structure;
+    - deviations (unit_deviations): those, and the as-built rows. -#}
+{% macro shard_families() -%}
+    {{ return({
+        'built': ['units', 'as_built', 'tree'],
+        'configuration': ['units', 'as_built', 'events', 'held'],
+        'designed': ['units', 'designed'],
+        'deviations': ['units', 'as_built', 'designed'],
+    }) }}
+{%- endmacro %}
+
 {#- A staging model's rows without when and in which batch they were landed. -#}
 {% macro without_landing(model) -%}
     (select * exclude (batch_id, extracted_at) from {{ ref(model) }})

@@ -4,15 +4,17 @@ shard rebuilt and only what changed published."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import sqlite3
+from datetime import date, timedelta
 
 import pytest
 
 import contracts
 from orchestration import lake, twins
 from orchestration.ask import AskError, ask
+from orchestration.simulate.changes import release_eco as write_eco
 from orchestration.simulate.changes import telemetry_day
-from tests.helpers import build, digest, query, release_eco, retrofit, thread_env
+from tests.helpers import build, digest, horizon, query, release_eco, retrofit, thread_env
 
 
 def _versions(lake_dir) -> dict[str, int]:
@@ -106,6 +108,22 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     assert build(sources, data).ok
     assert len(_dbt_invocations(data) - invocations) == 1
     assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
+    # An ECO effective only for what is built from next year on: the shards of the units using its
+    # part rebuild their ECO impact (a retrofit is now pending), not their designed structures or
+    # their deviations, which it does not change (shard families `designed`, `deviations`).
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    part, rev = con.execute("SELECT part_number, revision FROM as_built_components ORDER BY 1, 2 LIMIT 1").fetchone()
+    con.close()
+    before = _versions(data / "lake")
+    next_year = (date.fromisoformat(horizon(sources)[:10]) + timedelta(days=365)).isoformat()
+    write_eco(sources, "ECO-7800", part, rev, rev + "Y", horizon(sources), next_year, "retrofit")
+    assert build(sources, data).ok
+    after = _versions(data / "lake")
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert "thread/eco_impact" in changed and not changed & {"thread/unit_as_designed", "thread/unit_deviations"}, changed
+    pending = query(data / "warehouse.duckdb", "SELECT count(*) FROM thread.eco_impact "
+                    "WHERE eco_number = 'ECO-7800' AND impact = 'retrofit_pending'")[0][0]
+    assert pending > 0
 
 
 def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_small_copy, monkeypatch):

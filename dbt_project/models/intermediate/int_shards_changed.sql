@@ -2,16 +2,18 @@
     The shards an incremental run of the per-unit models rebuilds: those whose digest differs from
     the one of the last successful build (`main.shard_digests_built`, kept by the orchestration;
     empty in a new build database, so every shard), appeared or gone; and of those, the ones whose
-    narrower digests differ (`built`, `configuration`: what the models of that family rebuild).
+    narrower digests differ (a column per family in `shard_families`: what that family rebuilds).
     Every sharded model depends on it through the `in_shards` macro, so dbt computes it first, in
     the same run.
 -#}
 {{ config(enabled=(target.type != 'spark')) }}
 
 select
-    coalesce(n.shard, b.shard) as shard,
-    n.digest_built is distinct from b.digest_built as built,
-    n.digest_configuration is distinct from b.digest_configuration as configuration
+    coalesce(n.shard, b.shard) as shard
+    {%- for family in shard_families() %},
+    n.digest_{{ family }} is distinct from b.digest_{{ family }}
+        as {{ family }}
+    {%- endfor %}
 from {{ ref('int_shards_digested') }} n
 full outer join main.shard_digests_built b on n.shard = b.shard
 where n.digest is distinct from b.digest

@@ -7,13 +7,9 @@
     changes no shard. DuckDB only: on Spark every build is whole (its Parquet tables cannot
     delete a shard).
 
-    Two narrower digests per shard, of what a family of per-unit models reads (a model names its
-    family in meta `shard_aspect`; the others read everything):
-    - `built` (unit_as_built, unit_as_built_tree): the MES rows and the BOM lines under the built
-      revisions;
-    - `configuration` (the configuration replay and what derives from it): the MES rows, the
-      service events and the revision rows of the part revisions the units were built with or
-      fitted (an ECO adding a revision nobody holds changes neither).
+    A narrower digest per shard for each family of per-unit models, of just what that family reads
+    (`shard_families` in macros/shards.sql; a model names its family in meta `shard_aspect`, the
+    others read everything).
 -#}
 {{ config(enabled=(target.type != 'spark')) }}
 
@@ -115,10 +111,10 @@ per_source as (
 
 select
     shard,
-    md5(string_agg(summary, '|' order by src)) as digest,
+    md5(string_agg(summary, '|' order by src)) as digest
+    {%- for family, sources in shard_families().items() %},
     md5(coalesce(string_agg(summary, '|' order by src)
-                 filter (where src in ('units', 'as_built', 'tree')), '')) as digest_built,
-    md5(coalesce(string_agg(summary, '|' order by src)
-                 filter (where src in ('units', 'as_built', 'events', 'held')), '')) as digest_configuration
+                 filter (where src in ('{{ sources | join("', '") }}')), '')) as digest_{{ family }}
+    {%- endfor %}
 from per_source
 group by shard

@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'designed'}, pre_hook="{{ delete_shards() }}") }}
 with units as (
 
     select serial_number, class_id from {{ ref('int_units_classified') }}
