@@ -19,6 +19,14 @@ items as (
 
 ),
 
+{#- Only rows of parts some released ECO affects can matter below (every join is on an item's
+    part): at 10,000 units, 40 % of the configuration rows. -#}
+affected_parts as (
+
+    select distinct part_number from items
+
+),
+
 units as (
 
     select c.serial_number, c.effectivity_date, c.serial_prefix
@@ -31,6 +39,7 @@ units as (
 built as (
 
     select serial_number, part_number, revision from {{ ref('unit_as_built') }}
+    semi join affected_parts using (part_number)
     where {{ in_shards('serial_number') }}
 
 ),
@@ -38,6 +47,7 @@ built as (
 current_config as (
 
     select serial_number, part_number, revision from {{ ref('unit_configuration') }}
+    semi join affected_parts using (part_number)
     where quantity > 0 and {{ in_shards('serial_number') }}
 
 ),
@@ -45,6 +55,7 @@ current_config as (
 designed as (
 
     select serial_number, part_number from {{ ref('unit_as_designed') }}
+    semi join affected_parts using (part_number)
     where {{ in_shards('serial_number') }}
 
 ),
