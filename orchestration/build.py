@@ -67,7 +67,8 @@ def _outcomes(result: dg.ExecuteInProcessResult, data_dir: Path) -> list[StepOut
         elif "rows thread.units" in meta:
             detail = f"published {meta['path']}"
         elif "refreshed_units" in meta:
-            detail = f"{meta['refreshed_units']} of {meta['units_in_run']} twins refreshed"
+            n, runs = meta["refreshed_units"], meta["partitions_in_run"]
+            detail = f"{n} {'twin' if n == 1 else 'twins'} refreshed (a run over {runs} partitions)"
         elif "units_to_refresh" in meta:
             detail = f"{meta['units_to_refresh']} twins to refresh"
         else:

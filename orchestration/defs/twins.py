@@ -199,8 +199,9 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     store.add_pending_publish("twins", targets)
     store.add_pending_publish(COMPONENTS_PUBLISH, [t for t in targets if t not in kept])
     by_reason = _count(why.values())
-    context.log.info(f"Refreshed {len(targets)} of {len(keys)} twins in the range ({len(kept)} of them their "
-                     f"readings only, components kept): {by_reason}")
+    # A partition is a unit or, past 1,000 units, a shard of them: the run's size is in partitions.
+    context.log.info(f"Refreshed {len(targets)} twins in a run over {len(keys)} partitions ({len(kept)} of them "
+                     f"their readings only, components kept): {by_reason}")
     if per_unit:
         _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit,
@@ -209,7 +210,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     return dg.MaterializeResult(
         metadata={
             "refreshed_units": len(targets),
-            "units_in_run": len(keys),
+            "partitions_in_run": len(keys),
             "refreshed_by_reason": dg.MetadataValue.json(by_reason),
             "component_rows": counts["unit_components"],
         },

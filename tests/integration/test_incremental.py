@@ -98,7 +98,7 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     assert not done & {"thread/ecos", "thread/bom_lines", "intermediate/int_structures_exploded",
                        "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
-    assert refreshed and refreshed[0].detail.startswith("1 of ")
+    assert refreshed and refreshed[0].detail.startswith("1 twin refreshed")
     # One dbt invocation rebuilds what the change reaches, the shard digests and the unit's shard.
     assert len(_dbt_invocations(data) - invocations) == 1
     # An ECO changes the effectivity classes the digests read, which are rebuilt first: in the

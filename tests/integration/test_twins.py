@@ -65,7 +65,7 @@ def test_the_second_build_refreshed_only_changed_twins_and_says_why(live):
     kept = {s for s in after if s in before and after[s] == before[s]}
     assert refreshed and kept, "two days of activity change some twins, not all"
     detail = next(s.detail for s in live["second"].steps if s.key == "twin/unit_twin")
-    assert detail.startswith(f"{len(refreshed)} of ")
+    assert detail.startswith(f"{len(refreshed)} twin")  # "... twins refreshed (a run over N partitions)"
     # The change set records the reasons; every refreshed twin had one.
     detected = lake.read(twins.pending_table(data / "lake")).to_pylist()
     reasons = {r["serial_number"]: r["reasons"] for r in detected}
