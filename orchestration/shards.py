@@ -65,23 +65,27 @@ def sql_ranges(shards: list[str], column: str = "serial_number") -> str:
 # The dbt models of the shard digests and of the shards a run rebuilds (dbt_project/models/intermediate).
 DIGESTS_MODEL = "int_shards_digested"
 BUILT_TABLE = "main.shard_digests_built"
+# ...and per ECO, of its own rows (eco_impact recomputes a changed ECO for every unit).
+ECO_DIGESTS_MODEL = "int_ecos_digested"
+ECO_BUILT_TABLE = "main.eco_digests_built"
 
 
 CHANGED_MODEL = "int_shards_changed"
 
 
 def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """After a successful dbt run: its shard digests (DIGESTS_MODEL), kept as those the next run
-    compares with (BUILT_TABLE, read by CHANGED_MODEL), and returned; with, per family of
-    per-unit models (`aspects`), the shards that family rebuilt in the run."""
+    """After a successful dbt run: its shard digests (DIGESTS_MODEL, with every family's) and ECO
+    digests (ECO_DIGESTS_MODEL), kept as those the next run compares with (BUILT_TABLE,
+    ECO_BUILT_TABLE); the shard digests returned, with, per family of per-unit models
+    (`aspects`), the shards that family rebuilt in the run."""
     import duckdb
 
     con = duckdb.connect(str(build_db))
     try:
         rebuilt = {a: [s for (s,) in con.execute(
             f"SELECT shard FROM intermediate.{CHANGED_MODEL} WHERE {a} ORDER BY 1").fetchall()] for a in sorted(aspects)}
-        columns = ", ".join(["shard", "digest", *(f"digest_{a}" for a in sorted(aspects))])
-        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT {columns} FROM intermediate.{DIGESTS_MODEL}")
+        con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT * FROM intermediate.{DIGESTS_MODEL}")
+        con.execute(f"CREATE OR REPLACE TABLE {ECO_BUILT_TABLE} AS SELECT * FROM intermediate.{ECO_DIGESTS_MODEL}")
         return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall()), rebuilt
     finally:
         con.close()

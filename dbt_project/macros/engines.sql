@@ -14,6 +14,7 @@
         {%- for family in shard_families() %}
         alter table main.shard_digests_built add column if not exists digest_{{ family }} varchar;
         {%- endfor %}
+        create table if not exists main.eco_digests_built (eco_number varchar, digest varchar);
         create table if not exists main.fleet_health_days_built (day date, digest varchar)
     {%- endif -%}
 {%- endmacro %}

@@ -16,14 +16,14 @@
     Parquet statistics), the shard expression alone is evaluated on every input row. A model of a
     family (meta `shard_aspect`: built, configuration) rebuilds the shards whose digest of what
     that family reads changed; any other, the shards where anything changed. -#}
-{% macro in_shards(column) -%}
+{% macro in_shards(column, aspect=none) -%}
     {#- Outside the condition, so that dbt sees the dependency when it parses the model (a dbt
         unit test, never incremental here, has no shard list among its given inputs). -#}
     {%- set to_build = ref('int_shards_changed') if target.type != 'spark' and model.resource_type != 'unit_test' else none -%}
     {%- if not is_incremental() -%}
         true
     {%- else -%}
-        {%- set aspect = model.config.get('meta', {}).get('shard_aspect') -%}
+        {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
         {%- if aspect is not none -%}
             {%- set to_build = "(select shard from " ~ to_build ~ " where " ~ adapter.quote(aspect) ~ ")" -%}
         {%- endif -%}
@@ -36,10 +36,24 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The pre-hook of a sharded model: drop the shards about to be rebuilt. -#}
-{% macro delete_shards() -%}
+{#- On an incremental run, the ECOs whose rows are recomputed for every unit (int_ecos_changed:
+    their own row or affected items changed); none otherwise (a first build computes every ECO in
+    every shard). -#}
+{% macro in_ecos_changed(column) -%}
+    {%- set changed = ref('int_ecos_changed') if target.type != 'spark' and model.resource_type != 'unit_test' else none -%}
+    {%- if not is_incremental() -%}
+        false
+    {%- else -%}
+        {{ column }} in (select eco_number from {{ changed }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The pre-hook of a sharded model: drop the shards about to be rebuilt (those of `aspect`'s
+    digest, if given), and with `eco_column` the rows of the ECOs about to be recomputed. -#}
+{% macro delete_shards(aspect=none, eco_column=none) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ in_shards('serial_number') }}
+        delete from {{ this }} where ({{ in_shards('serial_number', aspect) }})
+        {%- if eco_column %} or {{ in_ecos_changed(eco_column) }}{% endif %}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -53,13 +67,18 @@
     - configuration (the configuration replay and what derives from it): MES rows, service
       events, the rows of the part revisions held or once held;
     - designed (unit_as_designed): MES rows, each unit's effectivity class and its structure;
-    - deviations (unit_deviations): those, and the as-built rows. -#}
+    - deviations (unit_deviations): those, and the as-built rows;
+    - impact (eco_impact, for its units; with no meta, since the shards it republishes are those
+      where anything changed, a new ECO's rows included): MES rows, as-built rows, service events,
+      the revisions held, the designed structures. The ECOs themselves are digested per ECO
+      (int_ecos_digested): a changed ECO is recomputed for every unit instead. -#}
 {% macro shard_families() -%}
     {{ return({
         'built': ['units', 'as_built', 'tree'],
         'configuration': ['units', 'as_built', 'events', 'held'],
         'designed': ['units', 'designed'],
         'deviations': ['units', 'as_built', 'designed'],
+        'impact': ['units', 'as_built', 'events', 'held', 'designed'],
     }) }}
 {%- endmacro %}
 

@@ -178,8 +178,10 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
             # The shard digests and the per-unit models, only where a source they read changed: a
             # day of telemetry leaves every shard as it was (digesting them again cost 6 s at M).
             shards_reached = bool(set(reached) & dbt_project.upstream_sources(shards.DIGESTS_MODEL))
+            # The ECO digests with them: else an ECO list left from an earlier run would have
+            # eco_impact recompute those ECOs again.
             selected = [*(f"source:{s}+" for s in reached), *READ_AFTER_DBT,
-                        *([f"{shards.DIGESTS_MODEL}+"] if shards_reached else [])]
+                        *([f"{shards.DIGESTS_MODEL}+", f"{shards.ECO_DIGESTS_MODEL}+"] if shards_reached else [])]
             yield from build("--select", " ".join(selected), dbt_vars=thread.dbt_vars(), own_selection=True)
             shards_untouched = not shards_reached
     phase("dbt")

@@ -108,16 +108,23 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     assert build(sources, data).ok
     assert len(_dbt_invocations(data) - invocations) == 1
     assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
-    # An ECO effective only for what is built from next year on: the shards of the units using its
-    # part rebuild their ECO impact (a retrofit is now pending), not their designed structures or
-    # their deviations, which it does not change (shard families `designed`, `deviations`).
+    # An ECO effective only for what is built from next year on: the units using its part get its
+    # ECO impact (a retrofit is now pending), not new designed structures or deviations, which it
+    # does not change (shard families `designed`, `deviations`).
     con = sqlite3.connect(sources / "mes" / "mes.sqlite")
     part, rev = con.execute("SELECT part_number, revision FROM as_built_components ORDER BY 1, 2 LIMIT 1").fetchone()
     con.close()
     before = _versions(data / "lake")
+    impact_rows = "SELECT eco_number, serial_number, rowid FROM thread.eco_impact"
+    stored = {(e, s): r for e, s, r in query(data / "build" / "build.duckdb", impact_rows)}
     next_year = (date.fromisoformat(horizon(sources)[:10]) + timedelta(days=365)).isoformat()
     write_eco(sources, "ECO-7800", part, rev, rev + "Y", horizon(sources), next_year, "retrofit")
     assert build(sources, data).ok
+    # ...and only the new ECO's: every other ECO's rows stay where they were in the build database
+    # (a row deleted and computed again would come back with a new row id).
+    now = {(e, s): r for e, s, r in query(data / "build" / "build.duckdb", impact_rows)}
+    assert {k: now.get(k) for k in stored} == stored
+    assert {e for e, _ in set(now) - set(stored)} == {"ECO-7800"}
     after = _versions(data / "lake")
     changed = {k for k in after if after[k] != before.get(k)}
     assert "thread/eco_impact" in changed and not changed & {"thread/unit_as_designed", "thread/unit_deviations"}, changed

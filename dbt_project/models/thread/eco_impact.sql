@@ -1,6 +1,10 @@
-{#- Every released ECO against every unit (not scrapped) that holds one of its parts. -#}
+{#- Every released ECO against every unit (not scrapped) that holds one of its parts.
+    Rebuilt in two scopes: in the unit shards whose `impact` digest changed, every ECO; elsewhere,
+    only the ECOs whose own rows changed (int_ecos_changed), so a new ECO costs its own rows, not
+    those of every ECO in the shards it reaches. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], pre_hook="{{ delete_shards(aspect='impact', eco_column='eco_number') }}") }}
+{%- set rebuilt_shard = in_shards('serial_number', aspect='impact') %}
 with ecos as (
 
     select eco_number, effectivity_type, effective_from, field_action,
@@ -19,11 +23,18 @@ items as (
 
 ),
 
-{#- Only rows of parts some released ECO affects can matter below (every join is on an item's
-    part): at 10,000 units, 40 % of the configuration rows. -#}
+{#- Only rows of parts an ECO affects can matter below (every join is on an item's part): in a
+    rebuilt shard, the parts of every released ECO (at 10,000 units, 40 % of the configuration
+    rows); elsewhere, those of the changed ECOs. -#}
 affected_parts as (
 
     select distinct part_number from items
+
+),
+
+changed_parts as (
+
+    select distinct part_number from items where {{ in_ecos_changed('eco_number') }}
 
 ),
 
@@ -32,44 +43,66 @@ units as (
     select c.serial_number, c.effectivity_date, c.serial_prefix
     from {{ ref('int_units_classified') }} c
     join {{ ref('stg_mes__units') }} u using (serial_number)
-    where u.status <> 'scrapped' and {{ in_shards('c.serial_number') }}
+    where u.status <> 'scrapped'
 
 ),
 
+{#- Each in two scans: the rebuilt shards' rows (a serial range the scan can skip to), and the
+    rows of the changed ECOs' parts in the other shards (empty on a first build). -#}
 built as (
 
-    select serial_number, part_number, revision from {{ ref('unit_as_built') }}
+    select serial_number, part_number, revision, true as in_rebuilt_shard
+    from {{ ref('unit_as_built') }}
     semi join affected_parts using (part_number)
-    where {{ in_shards('serial_number') }}
+    where {{ rebuilt_shard }}
+    union all
+    select serial_number, part_number, revision, false
+    from {{ ref('unit_as_built') }}
+    semi join changed_parts using (part_number)
+    where not ({{ rebuilt_shard }})
 
 ),
 
 current_config as (
 
-    select serial_number, part_number, revision from {{ ref('unit_configuration') }}
+    select serial_number, part_number, revision, true as in_rebuilt_shard
+    from {{ ref('unit_configuration') }}
     semi join affected_parts using (part_number)
-    where quantity > 0 and {{ in_shards('serial_number') }}
+    where quantity > 0 and {{ rebuilt_shard }}
+    union all
+    select serial_number, part_number, revision, false
+    from {{ ref('unit_configuration') }}
+    semi join changed_parts using (part_number)
+    where quantity > 0 and not ({{ rebuilt_shard }})
 
 ),
 
 designed as (
 
-    select serial_number, part_number from {{ ref('unit_as_designed') }}
+    select serial_number, part_number
+    from {{ ref('unit_as_designed') }}
     semi join affected_parts using (part_number)
-    where {{ in_shards('serial_number') }}
+    where {{ rebuilt_shard }}
+    union all
+    select serial_number, part_number
+    from {{ ref('unit_as_designed') }}
+    semi join changed_parts using (part_number)
+    where not ({{ rebuilt_shard }})
 
 ),
 
+{#- In a rebuilt shard every ECO, elsewhere the changed ones. -#}
 touched as (
 
     select distinct i.eco_number, u.serial_number
     from items i
     join (
-        select serial_number, part_number from built
+        select serial_number, part_number, in_rebuilt_shard from built
         union
-        select serial_number, part_number from current_config
+        select serial_number, part_number, in_rebuilt_shard from current_config
     ) held on held.part_number = i.part_number
     join units u on u.serial_number = held.serial_number
+    where held.in_rebuilt_shard or {{ in_ecos_changed('i.eco_number') }}
 
 ),
 
