@@ -290,8 +290,7 @@ def _write_history(con, stored, history, descriptions, incremental: bool) -> Wri
     elif history.num_rows == 0:
         written = Written(0, "", "kept")
     else:
-        listed = ", ".join(lake.sql_literal(u) for u in sorted(set(history.column("serial_number").to_pylist())))
-        where = f"serial_number IN ({listed})"
+        where = units_where(history.column("serial_number").to_pylist())
         con.execute(f"DELETE FROM {name} WHERE {where}")
         con.execute(f"INSERT INTO {name} SELECT * FROM next_history WHERE {where} ORDER BY serial_number, valid_from")
         written = Written(0, "", "part", where)
@@ -315,9 +314,31 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], as
         return None if rebuilt is None else shards.sql_ranges(rebuilt)
     units = changes.twin_table_units.get(table, changes.twin_units)
     if schema == "twin" and table in twins.TABLES and table != "unit_twin" and units is not None:
-        listed = ", ".join(lake.sql_literal(u) for u in sorted(units))
-        return f"serial_number IN ({listed})" if listed else "false"
+        return units_where(units)
     return None
+
+
+# Past this many units a partial write names serial ranges, not each unit: the Delta predicate of
+# 98,544 listed units (a day of telemetry at 100,000 units) overflowed the stack of deltalake's
+# parser and killed the process.
+MAX_LISTED_UNITS = 1_000
+MAX_RANGES = 64
+
+
+def units_where(units) -> str:
+    """A filter on these units' rows, for DuckDB and for Delta's predicates: the units listed, or
+    past MAX_LISTED_UNITS the serial ranges holding them (at most MAX_RANGES: shards of 1,000
+    consecutive serials, or of 10,000, ...). A range also selects units that did not change; a
+    partial write replaces their rows with the same rows."""
+    units = sorted(set(units))
+    if not units:
+        return "false"
+    if len(units) <= MAX_LISTED_UNITS:
+        return f"serial_number IN ({', '.join(lake.sql_literal(u) for u in units)})"
+    digits = shards.SHARD_DIGITS
+    while len({shards.shard_of(u, digits) for u in units}) > MAX_RANGES:
+        digits += 1
+    return shards.sql_ranges(sorted({shards.shard_of(u, digits) for u in units}))
 
 
 # A per-unit table's Delta copy is cut into files of about this size, each a run of serial
