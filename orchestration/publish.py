@@ -336,9 +336,11 @@ def units_where(units) -> str:
     if len(units) <= MAX_LISTED_UNITS:
         return f"serial_number IN ({', '.join(lake.sql_literal(u) for u in units)})"
     digits = shards.SHARD_DIGITS
-    while len({shards.shard_of(u, digits) for u in units}) > MAX_RANGES:
+    held = {shards.shard_of(u, digits) for u in units}
+    while len(held) > MAX_RANGES:
         digits += 1
-    return shards.sql_ranges(sorted({shards.shard_of(u, digits) for u in units}))
+        held = {shards.shard_of(u, digits) for u in units}
+    return shards.sql_ranges(sorted(held))
 
 
 # A per-unit table's Delta copy is cut into files of about this size, each a run of serial
