@@ -53,12 +53,6 @@
     {%- if target.type == 'spark' -%} (unix_micros({{ ts }}) / 1e6) {%- else -%} epoch({{ ts }}) {%- endif -%}
 {%- endmacro %}
 
-{#- A CTE that DuckDB should inline into its reader, so a filter on the twin views' serial number
-    reaches it (Spark inlines by default and knows no such keyword). -#}
-{% macro inlined() -%}
-    {{ '' if target.type == 'spark' else 'not materialized' }}
-{%- endmacro %}
-
 {#- Text of a value for a change hash: the same text on every engine (their casts to text differ
     for doubles and timestamps). -#}
 {% macro hash_text(expr, kind='text') -%}

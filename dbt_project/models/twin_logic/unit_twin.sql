@@ -1,12 +1,7 @@
 {#- One live model per unit that is not scrapped. refreshed_at and is_stale are added by the twin
-    assets and the publish step: they are about when a twin was computed, not what it says. -#}
-with units as {{ inlined() }} (
-
-    select * from {{ ref('units') }} where status <> 'scrapped'
-
-),
-
-configuration as {{ inlined() }} (
+    assets and the publish step: they are about when a twin was computed, not what it says.
+    No CTE is read twice (see unit_sensor_state: the twin step's serial range must reach every scan). -#}
+with configuration as (
 
     select
         c.serial_number,
@@ -15,18 +10,18 @@ configuration as {{ inlined() }} (
             "';'", 'c.part_number, c.revision') }}) as configuration_hash,
         count(*) filter (where c.part_number <> u.product_part_number) as component_count
     from {{ ref('unit_configuration') }} c
-    join units u using (serial_number)
+    join {{ ref('units') }} u using (serial_number)
     group by c.serial_number
 
 ),
 
-deviations as {{ inlined() }} (
+deviations as (
 
     select serial_number, count(*) as deviation_count from {{ ref('unit_deviations') }} group by serial_number
 
 ),
 
-retrofits as {{ inlined() }} (
+retrofits as (
 
     select serial_number, count(*) as pending_retrofits
     from {{ ref('eco_impact') }}
@@ -35,7 +30,7 @@ retrofits as {{ inlined() }} (
 
 ),
 
-service as {{ inlined() }} (
+service as (
 
     select
         serial_number,
@@ -46,7 +41,7 @@ service as {{ inlined() }} (
 
 ),
 
-sensors as {{ inlined() }} (
+sensors as (
 
     select
         *,
@@ -55,7 +50,7 @@ sensors as {{ inlined() }} (
 
 ),
 
-health as {{ inlined() }} (
+health as (
 
     select
         serial_number,
@@ -85,9 +80,10 @@ select
     case coalesce(h.worst_rank, 0) when 3 then 'critical' when 2 then 'warning' when 1 then 'ok' else 'unknown' end
         as health_state,
     h.worst_sensor
-from units u
+from {{ ref('units') }} u
 left join configuration c using (serial_number)
 left join deviations d using (serial_number)
 left join retrofits r using (serial_number)
 left join service s using (serial_number)
 left join health h using (serial_number)
+where u.status <> 'scrapped'

@@ -2,13 +2,13 @@
     these differs from the hash stored with it at its last refresh; the aspect names the reason.
     The twin layer adds the estimate's aspect (rul_hash) and all of them together (input_hash,
     twins.input_hash): a day of telemetry recombines the stored hashes with new telemetry ones. -#}
-with twin as {{ inlined() }} (
+with twin as (
 
     select * from {{ ref('unit_twin') }}
 
 ),
 
-components as {{ inlined() }} (
+components as (
 
     select serial_number,
            md5({{ ordered_string_agg(
@@ -19,7 +19,7 @@ components as {{ inlined() }} (
 
 ),
 
-sensors as {{ inlined() }} (
+sensors as (
 
     select serial_number,
            md5({{ ordered_string_agg(
