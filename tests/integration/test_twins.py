@@ -334,7 +334,13 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
         new = twins.changes(build_db, lakes[size], size=size)
         assert new["serial_number"].to_pylist() == every
         assert {tuple(r) for r in new["reasons"].to_pylist()} == {("new unit",)}
+        # A first change set leaves the hashing to the refresh: its units are pending until refreshed.
+        lake.write(twins.pending_table(lakes[size]), new, "overwrite", batch_id="t")
+        assert twins.pending(lakes[size])["serial_number"].to_pylist() == every
+        twins.refresh(build_db, lakes[size], every[:3], batch_id="t", now=NOW, size=size)
+        assert twins.pending(lakes[size])["serial_number"].to_pylist() == every[3:]
         twins.refresh(build_db, lakes[size], every, batch_id="t", now=NOW, size=size)
+        assert twins.pending(lakes[size]).num_rows == 0
     assert _state(lakes[7]) == _state(lakes[twins.CHUNK_UNITS])
     assert twins.changes(build_db, lakes[7], size=7).num_rows == 0
     # An incremental change set looks at the changed shards only (a filter), still a range at a time.
