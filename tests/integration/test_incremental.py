@@ -94,7 +94,8 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
                           "raw/plm/parts", "raw/mes/units"}
     # dbt rebuilt what the changed service events reach, not the PLM-only models beside them.
     done = _materialized(result)
-    assert {"thread/service_events", "thread/unit_configuration"} <= done
+    assert {"thread/service_events", "thread/unit_configuration", "intermediate/int_shards_rows_summarized",
+            "intermediate/int_shards_parts_named"} <= done, done
     assert not done & {"thread/ecos", "thread/bom_lines", "intermediate/int_structures_exploded",
                        "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
@@ -105,8 +106,14 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     # same invocation.
     invocations = _dbt_invocations(data)
     release_eco(sources, 3, 1, "retrofit")
-    assert build(sources, data).ok
+    result = build(sources, data)
+    assert result.ok, result.failed
     assert len(_dbt_invocations(data) - invocations) == 1
+    # The digests are computed again from what the MES and service rows name, kept as they were:
+    # not from every as-built row again.
+    done = _materialized(result)
+    assert "intermediate/int_shards_digested" in done and not done & {
+        "intermediate/int_shards_rows_summarized", "intermediate/int_shards_parts_named"}, done
     assert json.loads((data / "build" / "shards.json").read_text())["thread"]["rebuilt"]
     # An ECO effective only for what is built from next year on: the units using its part get its
     # ECO impact (a retrofit is now pending), not new designed structures or deviations, which it

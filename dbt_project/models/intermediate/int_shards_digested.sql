@@ -10,6 +10,9 @@
     A narrower digest per shard for each family of per-unit models, of just what that family reads
     (`shard_families` in macros/shards.sql; a model names its family in meta `shard_aspect`, the
     others read everything).
+
+    What depends on MES and service rows alone (the rows' summaries, the part revisions they name)
+    is in tables of its own, kept while those exports are as they were.
 -#}
 {{ config(enabled=(target.type != 'spark')) }}
 
@@ -37,14 +40,11 @@ parts as (
 
 used as (
 
-    select distinct {{ shard_of('serial_number') }} as shard, part_number
+    select distinct shard, part_number
     from (
-        select serial_number, part_number from {{ ref('stg_mes__as_built_components') }}
-        union all select serial_number, product_part_number from {{ ref('stg_mes__units') }}
-        union all select serial_number, removed_part_number from {{ ref('stg_service__service_events') }}
-        union all select serial_number, installed_part_number from {{ ref('stg_service__service_events') }}
+        select shard, part_number from {{ ref('int_shards_parts_named') }}
         union all
-        select c.serial_number, x.part_number
+        select {{ shard_of('c.serial_number') }}, x.part_number
         from {{ ref('int_units_classified') }} c
         join (select distinct class_id, part_number from {{ ref('int_structures_exploded') }}) x using (class_id)
     )
@@ -52,45 +52,23 @@ used as (
 
 ),
 
-built as (
-
-    select serial_number, part_number, revision from {{ ref('stg_mes__as_built_components') }}
-    union all select serial_number, product_part_number, product_revision from {{ ref('stg_mes__units') }}
-
-),
-
 held as (
 
-    select distinct {{ shard_of('serial_number') }} as shard, part_number, revision
-    from (
-        select serial_number, part_number, revision from built
-        union all select serial_number, removed_part_number, removed_revision from {{ ref('stg_service__service_events') }}
-        union all select serial_number, installed_part_number, installed_revision from {{ ref('stg_service__service_events') }}
-    )
-    where part_number is not null
+    select distinct shard, part_number, revision from {{ ref('int_shards_parts_named') }}
 
 ),
 
 hashed as (
 
-    select {{ shard_of('serial_number') }} as shard, 'units' as src, hash(t) as h
-    from {{ without_landing('stg_mes__units') }} t
-    union all
-    select {{ shard_of('serial_number') }}, 'as_built', hash(t) from {{ without_landing('stg_mes__as_built_components') }} t
-    union all
-    select {{ shard_of('serial_number') }}, 'events', hash(t) from {{ without_landing('stg_service__service_events') }} t
-    union all
-    select {{ shard_of('serial_number') }}, 'installations', hash(t) from {{ without_landing('stg_service__installations') }} t
-    union all
-    select {{ shard_of('c.serial_number') }}, 'designed',
-           hash(c.serial_number, c.effectivity_date, c.serial_prefix, k.h)
+    select {{ shard_of('c.serial_number') }} as shard, 'designed' as src,
+           hash(c.serial_number, c.effectivity_date, c.serial_prefix, k.h) as h
     from {{ ref('int_units_classified') }} c
     left join classes k using (class_id)
     union all
     select u.shard, 'parts', hash(u.part_number, p.h) from used u left join parts p using (part_number)
     union all
     select b.shard, 'tree', hash(l)
-    from (select distinct {{ shard_of('serial_number') }} as shard, part_number, revision from built) b
+    from (select distinct shard, part_number, revision from {{ ref('int_shards_parts_named') }} where built) b
     join {{ without_landing('stg_plm__bom_lines') }} l
       on l.parent_part_number = b.part_number and l.parent_revision = b.revision
     union all
@@ -103,6 +81,8 @@ hashed as (
 
 per_source as (
 
+    select shard, src, summary from {{ ref('int_shards_rows_summarized') }}
+    union all
     select shard, src, src || ':' || count(*) || ':' || sum(h::hugeint) as summary
     from hashed
     group by shard, src
