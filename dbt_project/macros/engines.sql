@@ -73,9 +73,20 @@
 {% macro ordered_string_agg(expr, separator, order_by) -%}
     {%- if target.type == 'spark' -%}
         listagg({{ expr }}, {{ separator }}) within group (order by {{ order_by }})
+    {%- elif expr == order_by -%}
+        {#- The same text, without DuckDB's ordered aggregate: with about one row per group (a
+            unit's revisions of one part) that took 7.3 s of unit_deviations at 10,000 units, this 2.1 s. -#}
+        array_to_string(list_sort(list({{ expr }}) filter (where {{ expr }} is not null)), {{ separator }})
     {%- else -%}
         string_agg({{ expr }}, {{ separator }} order by {{ order_by }})
     {%- endif -%}
+{%- endmacro %}
+
+{#- The values of `expr` in a group, of the rows where `condition` holds, as a list (null or empty
+    when none). -#}
+{% macro list_agg(expr, condition='true') -%}
+    {%- if target.type == 'spark' -%} collect_list(case when {{ condition }} then {{ expr }} end)
+    {%- else -%} list({{ expr }}) filter (where {{ condition }}) {%- endif -%}
 {%- endmacro %}
 
 {#- Lists (arrays) of values. `var` names the element in `expr`. -#}

@@ -48,6 +48,22 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- For eco_impact: the rows of per-unit `model` (its `columns`, and in_rebuilt_shard) of the parts
+    an ECO affects in the shards being rebuilt (`rebuilt_shard`, an `in_shards` condition), and of
+    the parts of the changed ECOs elsewhere: two scans, the first a serial range the scan can skip
+    to. Reads the CTEs affected_parts and changed_parts of the model. -#}
+{% macro affected_rows(model, columns, rebuilt_shard, where='true') -%}
+    select {{ columns }}, true as in_rebuilt_shard
+    from {{ ref(model) }}
+    semi join affected_parts using (part_number)
+    where {{ where }} and {{ rebuilt_shard }}
+    union all
+    select {{ columns }}, false
+    from {{ ref(model) }}
+    semi join changed_parts using (part_number)
+    where {{ where }} and not ({{ rebuilt_shard }})
+{%- endmacro %}
+
 {#- The pre-hook of a sharded model: drop the shards about to be rebuilt (those of `aspect`'s
     digest, if given), and with `eco_column` the rows of the ECOs about to be recomputed. -#}
 {% macro delete_shards(aspect=none, eco_column=none) -%}
