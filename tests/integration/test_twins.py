@@ -441,3 +441,34 @@ def test_a_fleet_past_the_partition_limit_gets_shards_and_refreshes_only_changed
     assert {twins.partition_key(s, 10) for s in refreshed} == set(materialized) <= set(keys)
     assert twins.pending(data / "lake").num_rows == 0, "every changed unit was refreshed"
     assert not observed, "a shard's partition carries no per-unit observation"
+
+
+def test_one_unit_s_twin_reads_only_its_part_of_the_telemetry(live, tmp_path):
+    """The twin step computes a serial range at a time: the range must reach the telemetry scans.
+    A CTE read twice in a twin view stopped it there (DuckDB materializes it, and a stored view
+    loses `not materialized`), so every chunk read the whole fleet's readings."""
+    import json
+
+    build_db = live["data"] / "build" / "build.duckdb"
+    con = lake.duck(build_db, read_only=True)
+    try:
+        unit = con.execute("SELECT min(serial_number) FROM staging.stg_service__telemetry").fetchone()[0]
+        profile = tmp_path / "profile.json"
+        con.execute("PRAGMA enable_profiling = 'json'")
+        con.execute(f"PRAGMA profiling_output = '{profile}'")
+        hashes = con.execute(f"SELECT * FROM twin_logic.unit_twin_inputs WHERE serial_number = '{unit}'").fetchall()
+        con.execute("PRAGMA disable_profiling")
+    finally:
+        con.close()
+
+    def telemetry_scans(node) -> list[dict]:
+        info = node.get("extra_info") or {}
+        own = [info] if node.get("operator_name") == "READ_PARQUET" and \
+            "/raw/service/telemetry/" in str(info.get("Filename(s)")) else []
+        return own + [s for c in node.get("children", []) for s in telemetry_scans(c)]
+
+    scans = telemetry_scans(json.loads(profile.read_text()))
+    assert len(hashes) == 1
+    # The latest readings, then the 24 hours before them: each scan filtered by the unit (a
+    # filter the Parquet reader applies to its row groups), none reading every unit's rows.
+    assert len(scans) >= 2 and all(f"serial_number='{unit}'" in str(s.get("Filters")) for s in scans), scans
