@@ -390,7 +390,8 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
 def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None,
             telemetry_where: str | None = None) -> pa.Table:
-    """Units whose twin inputs differ from those their twin was computed from, with the reasons;
+    """Units whose twin inputs differ from those their twin was computed from, with the reasons
+    and the new input hash (null while no twin is stored at all: every unit is new);
     only among the units `where` selects (a filter on serial_number: the shards that changed).
     `telemetry_where`: more units, in shards where only the TELEMETRY_ASPECTS can have changed
     (their thread rows are as at the last change set): only those aspects are evaluated, the
