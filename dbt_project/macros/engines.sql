@@ -82,13 +82,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The values of `expr` in a group, of the rows where `condition` holds, as a list (null or empty
-    when none). -#}
-{% macro list_agg(expr, condition='true') -%}
-    {%- if target.type == 'spark' -%} collect_list(case when {{ condition }} then {{ expr }} end)
-    {%- else -%} list({{ expr }}) filter (where {{ condition }}) {%- endif -%}
-{%- endmacro %}
-
 {#- Lists (arrays) of values. `var` names the element in `expr`. -#}
 {% macro list_of() -%}
     {%- if target.type == 'spark' -%} array({{ varargs | join(', ') }}) {%- else -%} [{{ varargs | join(', ') }}] {%- endif -%}
