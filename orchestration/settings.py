@@ -111,6 +111,9 @@ class ThreadSettings(dg.ConfigurableResource):
     retention_days: float | None = None
     # None: THREAD_SHARD_DIGITS, else 3: unit shards of 10**3 consecutive serial numbers.
     shard_digits: int | None = None
+    # None: THREAD_BUILD_BATCH_UNITS, else 10,000: a first build (or a rebuild from scratch) builds
+    # the sharded models this many units at a time, so that its memory follows a batch, not the fleet.
+    build_batch_units: int | None = None
     # None: THREAD_TELEMETRY_SILENCE_HOURS, else 72: a unit whose last reading is older than this
     # (at publish) has health `unknown` and a stale twin; `72,HX200=24` sets a limit per product.
     telemetry_silence_hours: str | None = None
@@ -172,6 +175,10 @@ class ThreadSettings(dg.ConfigurableResource):
     @property
     def shard_size_digits(self) -> int:
         return int(self.shard_digits or os.environ.get("THREAD_SHARD_DIGITS") or 3)
+
+    @property
+    def units_per_build_batch(self) -> int:
+        return int(self.build_batch_units or os.environ.get("THREAD_BUILD_BATCH_UNITS") or 10_000)
 
     @property
     def retention_hours(self) -> int:
@@ -343,7 +350,7 @@ class ThreadSettings(dg.ConfigurableResource):
     def dbt_vars(self) -> dict:
         """What dbt's profile takes from us (profiles.yml reads no environment of its own)."""
         out = {"build_db": str(self.build_db), "memory_limit": self.memory_limit,
-               "shard_digits": self.shard_size_digits}
+               "shard_digits": self.shard_size_digits, "units_per_build_batch": self.units_per_build_batch}
         if self.engine == "spark":
             out.update(engine="spark", spark_master=self.spark_master_url, spark_dir=str(self.spark_dir))
         return out

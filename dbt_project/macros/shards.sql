@@ -20,8 +20,12 @@
     {#- Outside the condition, so that dbt sees the dependency when it parses the model (a dbt
         unit test, never incremental here, has no shard list among its given inputs). -#}
     {%- set to_build = ref('int_shards_changed') if target.type != 'spark' and model.resource_type != 'unit_test' else none -%}
-    {%- if not is_incremental() -%}
+    {%- if to_build is none -%}
         true
+    {%- elif not is_incremental() -%}
+        {#- A first build: the marks `build_in_batches` replaces with each batch's range (as they
+            stand, an empty range: the model's first statement creates the table empty). -#}
+        {{ column }} >= {{ shard_batch_marks()[0] }} and {{ column }} < {{ shard_batch_marks()[1] }}
     {%- else -%}
         {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
         {%- if aspect is not none -%}
@@ -34,6 +38,36 @@
         {%- endif %}
         {{ shard_of(column) }} in (select shard from {{ to_build }})
     {%- endif -%}
+{%- endmacro %}
+
+{#- The two literals a first build's `in_shards` writes for a batch's first shard and the end of its
+    last: the lower sorts after the upper, so that the SQL as compiled selects no unit. -#}
+{% macro shard_batch_marks() -%}
+    {{ return(["'{shard batch: from}'", "'{shard batch: before}'"]) }}
+{%- endmacro %}
+
+{#- The post-hook of a sharded model: on a first build (or --full-refresh), its rows inserted a
+    batch of consecutive shards at a time (var units_per_build_batch), its SQL run once per batch
+    with the batch's serial range in place of `in_shards`' marks. A model's rows depend on its own
+    units only (what lets a change rebuild shards), so the batches' rows are the whole build's;
+    and its largest statements (the configuration replay, the deviations' full outer join) hold
+    one batch in memory, not the fleet: at 100,000 units those did not fit 6 GB in one piece. -#}
+{% macro build_in_batches() -%}
+    {%- set digested = ref('int_shards_digested') if target.type != 'spark' else none -%}
+    {%- if execute and digested is not none and not is_incremental() -%}
+        {%- set per_batch = [1, (var('units_per_build_batch', 10000) // 10 ** var('shard_digits', 3)) | int] | max -%}
+        {%- set batches = run_query(
+            "select min(shard), max(shard) from (select shard, (row_number() over (order by shard) - 1) // "
+            ~ per_batch ~ " as batch from " ~ digested ~ ") group by batch order by batch") -%}
+        {%- set marks = shard_batch_marks() -%}
+        {%- for batch in batches.rows -%}
+            {%- set sql = model.compiled_code
+                | replace(marks[0], "'" ~ batch[0] | replace("'", "''") ~ "'")
+                | replace(marks[1], "('" ~ batch[1] | replace("'", "''") ~ "' || chr(1114111))") -%}
+            {%- do run_query("insert into " ~ this ~ " " ~ sql) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
 {%- endmacro %}
 
 {#- On an incremental run, the ECOs whose rows are recomputed for every unit (int_ecos_changed:

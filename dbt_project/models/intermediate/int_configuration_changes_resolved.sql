@@ -10,7 +10,8 @@
     replayed step by step; all other pairs only ever add and pass straight through.
 -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], meta={'shard_aspect': 'configuration'}, pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'configuration'}, pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}") }}
 with recursive
 
 units as (

@@ -1,5 +1,6 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], meta={'shard_aspect': 'built'}, pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'built'}, pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}") }}
 with components as (
 
     select serial_number, part_number, revision, quantity, is_substitute

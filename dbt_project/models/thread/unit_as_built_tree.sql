@@ -3,7 +3,8 @@
     query from the product row (no parent) walks it; docs/thread-schema.md has one. A built part
     that no built assembly's BOM places hangs from no parent, beside the product. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], meta={'shard_aspect': 'built'}, pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'built'}, pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}") }}
 with built as (
 
     select serial_number, part_number, revision, quantity

@@ -1,5 +1,6 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], meta={'shard_aspect': 'designed'}, pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'designed'}, pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}") }}
 with units as (
 
     select serial_number, class_id from {{ ref('int_units_classified') }}

@@ -5,6 +5,7 @@
     ends when its last piece is removed. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           tags=['sharded'], pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}",
           meta={'shard_aspect': 'configuration', 'published_order': 'part_number, component_serial, serial_number, installed_at'}) }}
 with changes as (
 

@@ -2,6 +2,7 @@
     instant by the same source is one change; a period ends when the quantity changes again. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           tags=['sharded'], pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}",
           meta={'shard_aspect': 'configuration', 'published_order': 'part_number, serial_number, valid_from'}) }}
 with changes as (
 

@@ -1,6 +1,7 @@
 {#- Designed vs built, per unit and part, for units that are completed or shipped. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], meta={'shard_aspect': 'deviations'}, pre_hook="{{ delete_shards() }}") }}
+          tags=['sharded'], meta={'shard_aspect': 'deviations'}, pre_hook="{{ delete_shards() }}",
+          post_hook="{{ build_in_batches() }}") }}
 with compared_units as (
 
     select serial_number from {{ ref('stg_mes__units') }}
