@@ -195,7 +195,7 @@ def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict 
     os.replace(nxt, warehouse)
     # Recorded once published (a crash in between: the next publish records the state it finds).
     twin_history.append(lake_dir, history, batch_id="publish")
-    mirror(warehouse, lake_dir, plan, descriptions)
+    mirror(warehouse, lake_dir, plan, descriptions, memory_limit)
     return {"tables": {k: p.rows for k, p in plan.items()}, "digests": {k: p.digest for k, p in plan.items()},
             "written": {k: p.what for k, p in plan.items() if p.what != "kept"},
             "seconds": round(time.monotonic() - started, 3)}
@@ -348,13 +348,16 @@ def units_where(units) -> str:
 MIRROR_FILE_BYTES = 8 * 2**20
 
 
-def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written], descriptions: dict | None = None) -> None:
+def mirror(warehouse: Path, lake_dir: Path, plan: dict[str, Written], descriptions: dict | None = None,
+           memory_limit: str = lake.DEFAULT_MEMORY_LIMIT) -> None:
     """Every published table also as a Delta table, for engines that do not speak DuckDB: a new
     version only where the warehouse changed, and only the rows that changed. A table written
     whole carries the warehouse's column descriptions (field metadata `comment`, as Spark and
     Unity Catalog read them) and is not-null where the thread schema guarantees it."""
     required = dbt_project.not_null_columns({"thread": "thread", "twin_logic": "twin"})
-    con = duckdb.connect(str(warehouse), read_only=True)
+    # Bounded like the warehouse's writer: reading a table stored by part in unit order is a sort
+    # of its every row (DuckDB's default limit is 80 % of the machine).
+    con = lake.duck(warehouse, read_only=True, memory_limit=memory_limit)
     try:
         for name, written in plan.items():
             path = lake.published_table(lake_dir, *name.split("."))

@@ -6,7 +6,8 @@ alone, ECO releases (by date, or from a serial number in the middle of a unit sh
 scrapped units, each followed
 by the ordinary incremental `thread build`. Shards are 10 serial numbers here
 (THREAD_SHARD_DIGITS=1), so every enterprise has units on both sides of shard boundaries and a
-change reaches some shards and not others. CI runs one fixed sequence (new days, a day of
+change reaches some shards and not others. The first build builds the per-unit models two shards
+at a time (THREAD_BUILD_BATCH_UNITS=20), the build from scratch in one batch. CI runs one fixed sequence (new days, a day of
 telemetry, a mid-shard ECO with a retrofit action, a scrapped unit); `HYPOTHESIS_PROFILE=thorough` explores 25 random cases.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from datetime import date
 
@@ -59,7 +61,10 @@ def test_incremental_refresh_equals_a_build_from_scratch(tmp_path_factory, seed,
 def _incremental_equals_scratch(root, seed, units, steps):
     sources, data = root / "sources", root / "data"
     simulate(sources, SimConfig(seed=seed, units=units, parts=60, start=START, days=45, telemetry_every_h=24))
-    assert build(sources, data).ok
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("THREAD_BUILD_BATCH_UNITS", "20")
+        assert build(sources, data).ok
+    assert _batches_of_last_build(data, "unit_deviations") > 1
     for n, step in enumerate(steps):
         shards_before = json.loads((data / "build" / "shards.json").read_text())["thread"]["digests"]
         if step[0] == "advance":
@@ -98,6 +103,15 @@ def _incremental_equals_scratch(root, seed, units, steps):
     assert incremental.keys() == full.keys()
     differ = {t: (len(incremental[t]), len(full[t])) for t in full if incremental[t] != full[t]}
     assert not differ, differ
+
+
+def _batches_of_last_build(data, model: str) -> int:
+    """How many batches of shards the last dbt run inserted into `model` (the statements in its log)."""
+    lines = (data / "logs" / "dbt" / "dbt.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    starts = [i for i, e in enumerate(events) if e["info"]["name"] == "MainReportVersion"]
+    insert = re.compile(rf'^(/\*.*?\*/)?\s*insert into "build"\."thread"\."{model}"', re.DOTALL)
+    return sum(1 for e in events[starts[-1]:] if e["info"]["name"] == "SQLQuery" and insert.match(e["data"]["sql"]))
 
 
 def _rebuilt_by_family(data) -> dict[str, int]:
