@@ -34,8 +34,6 @@ SCALES = {
     "M": dict(units=10_000, parts=1_000, telemetry_every_h=24),
     "L": dict(units=100_000, parts=2_000, telemetry_every_h=24),
 }
-MEMORY_LIMIT = {"L": "10GB"}
-DBT_THREADS = {"L": "1"}
 TARGETS = {
     "full_over_floor": "<= 10 (at M)",
     "eco_incremental_over_full": "<= 0.10 (at M), only affected twins",
@@ -676,12 +674,9 @@ def versions() -> dict:
 def run(scale: str, seed: int, cache: Path, workdir: Path, say=print, incremental_scenarios: bool = True,
         live_scenarios: bool = False, only: set[str] | None = None, units_per_partition: int | None = None) -> dict:
     per_partition = units_per_partition or 0  # 0: the product's choice (twins.units_per_partition)
-    # At 100,000 units the configuration replay (a recursive CTE and a window over 17 M as-built
-    # rows) and unit_deviations (a full outer join and an ordered string_agg) do not spill in
-    # DuckDB 1.5: they failed at 4 GB and at 6 GB. 10 GB lets L complete, above the 8 GiB target.
-    os.environ.setdefault("THREAD_DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT.get(scale, "4GB"))
-    # ...and the configuration replay and the deviations must not hold memory at the same time.
-    os.environ.setdefault("THREAD_DBT_THREADS", DBT_THREADS.get(scale, "2"))
+    # Every scale runs with the product's memory limit and dbt threads (unless the environment sets
+    # them): a first build builds the per-unit models 10,000 units at a time, so L's largest
+    # statements need no more memory than M's (before that, L needed 10 GB and one dbt thread).
     sources, simulate_s = enterprise(scale, seed, cache)
     say(f"enterprise {scale}: {sources} (simulated in {simulate_s:.0f} s)")
     floor_s, source_rows = floor(sources)
@@ -1048,7 +1043,6 @@ def run_engines(scale: str, seed: int, cache: Path, workdir: Path, masters: list
     results/engines.json and extrapolates each engine to 1,000,000 units from its growth S -> M."""
     import dagster as dg
 
-    os.environ.setdefault("THREAD_DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT.get(scale, "4GB"))
     sources, _ = enterprise(scale, seed, cache)
     runs = {}
     for engine, master in [("duckdb", None), *(("spark", m) for m in masters)]:
