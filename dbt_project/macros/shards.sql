@@ -23,9 +23,13 @@
     {%- if to_build is none -%}
         true
     {%- elif not is_incremental() -%}
-        {#- A first build: the marks `build_in_batches` replaces with each batch's range (as they
-            stand, an empty range: the model's first statement creates the table empty). -#}
-        {{ column }} >= {{ shard_batch_marks()[0] }} and {{ column }} < {{ shard_batch_marks()[1] }}
+        {#- A first build: the marks `build_in_batches` replaces with each batch's first and last
+            shard (as they stand, an empty range: the model's first statement creates the table
+            empty). The serial range lets the scans skip; the shard's own range is exact (a serial
+            of one shard can sort inside another's range when serials differ in length). -#}
+        {%- set first, last = shard_batch_marks() -%}
+        {{ column }} >= {{ first }} and {{ column }} < ({{ last }} || chr(1114111))
+        and {{ shard_of(column) }} between {{ first }} and {{ last }}
     {%- else -%}
         {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
         {%- if aspect is not none -%}
@@ -40,10 +44,10 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The two literals a first build's `in_shards` writes for a batch's first shard and the end of its
-    last: the lower sorts after the upper, so that the SQL as compiled selects no unit. -#}
+{#- The two literals a first build's `in_shards` writes for a batch's first and last shard: the
+    first sorts after the last, so that the SQL as compiled selects no unit. -#}
 {% macro shard_batch_marks() -%}
-    {{ return(["'{shard batch: from}'", "'{shard batch: before}'"]) }}
+    {{ return(["'{shard batch: start}'", "'{shard batch: end}'"]) }}
 {%- endmacro %}
 
 {#- The post-hook of a sharded model: on a first build (or --full-refresh), its rows inserted a
@@ -63,7 +67,7 @@
         {%- for batch in batches.rows -%}
             {%- set sql = model.compiled_code
                 | replace(marks[0], "'" ~ batch[0] | replace("'", "''") ~ "'")
-                | replace(marks[1], "('" ~ batch[1] | replace("'", "''") ~ "' || chr(1114111))") -%}
+                | replace(marks[1], "'" ~ batch[1] | replace("'", "''") ~ "'") -%}
             {%- do run_query("insert into " ~ this ~ " " ~ sql) -%}
         {%- endfor -%}
     {%- endif -%}
