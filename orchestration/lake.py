@@ -15,6 +15,7 @@ a successful `thread build` into exit code 134.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -200,6 +201,44 @@ def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table 
     return _dataset(uris, sch).to_table(columns=columns, filter=filter)
 
 
+def latest(path: Path, where: dict[str, str], newest_by: str) -> dict | None:
+    """The row with the greatest `newest_by` among those equal to `where`, reading only files whose
+    Delta statistics allow such a row, newest first: an append-only log (one small file per
+    append) is looked up in about one file however long it has grown."""
+    dt = table(path)
+    if dt is None:
+        return None
+    files = pa.table(dt.get_add_actions(flatten=True))
+    if not files.num_rows:
+        return None
+    def stat(kind: str, col: str):  # a column of statistics, if the files have it
+        name = f"{kind}.{col}"
+        return files.column(name) if name in files.column_names else None
+
+    keep = pa.array([True] * files.num_rows)
+    for col, value in where.items():
+        lo, hi = stat("min", col), stat("max", col)
+        if lo is not None and hi is not None:  # a file without statistics may hold anything
+            keep = pc.and_(keep, pc.fill_null(pc.and_(pc.less_equal(lo, value), pc.greater_equal(hi, value)), True))
+    files = files.filter(keep)
+    ceiling = f"max.{newest_by}"
+    if ceiling in files.column_names:
+        files = files.sort_by([(ceiling, "descending")])
+    sch = pa.schema(dt.schema().to_arrow())
+    root = str(dt.table_uri).rstrip("/")
+    matching = functools.reduce(lambda a, b: a & b, (pc.field(k) == v for k, v in where.items()))
+    best = None
+    for f in files.to_pylist():
+        if best is not None and f.get(ceiling) is not None and f[ceiling] < best[newest_by]:
+            break  # neither this file nor an older one holds a newer row
+        rows = _dataset([f"{root}/{f['path']}"], sch).to_table(filter=matching)
+        if rows.num_rows:
+            top = rows.sort_by([(newest_by, "descending")]).slice(0, 1).to_pylist()[0]
+            if best is None or top[newest_by] > best[newest_by]:
+                best = top
+    return best
+
+
 def last_commit(path: Path) -> dict:
     dt = table(path)
     if dt is None:
@@ -234,7 +273,7 @@ def row_count(path: Path) -> int:
         return 0
     actions = dt.get_add_actions(flatten=True)
     counts = pa.table(actions).column("num_records") if actions.num_rows else None
-    return int(pa.compute.sum(counts).as_py() or 0) if counts is not None else 0
+    return int(pc.sum(counts).as_py() or 0) if counts is not None else 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The boundary's audit tables, as the dbt project's `audit` sources see them.
 
 None of them has a step of its own; each is written where it says, and that step records it:
-the findings and the extraction log by every extraction (`defs/sources.py`), the source
+the extraction log by every extraction, the findings by those that found something (`defs/sources.py`), the source
 systems' contracts and the customers' masks by the dbt step while it prepares the build
 database (`defs/thread.py`).
 """
@@ -10,7 +10,7 @@ import dagster as dg
 
 from .keys import AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS
 
-findings, extractions = AUDIT_WRITTEN_BY_EXTRACTION
+extractions, findings = AUDIT_WRITTEN_BY_EXTRACTION
 source_systems, pii_masks = AUDIT_WRITTEN_BY_DBT_STEP
 
 AUDIT_SPECS = [

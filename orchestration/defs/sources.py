@@ -102,7 +102,7 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
                 report = extract_entity(c, thread.sources(), thread.lake_dir, batch_id=batch, now=now,
                                         guards=thread.guards(), source_signature=signature)
             except ExportBreach as breach:
-                _audited(context, c, batch, "failed")
+                _audited(context, c, batch, "failed", findings=True)
                 raise dg.Failure(
                     description=str(breach),
                     metadata={"system": c.system, "entity": c.entity, "location": breach.location,
@@ -112,15 +112,18 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
             step.rows[raw] = report.accepted_rows
             if report.quarantined_rows:
                 step.outputs.append(lineage.delta(lake.quarantine_table(thread.lake_dir, c.system, c.entity)))
-        _audited(context, c, batch, "ok")
+        _audited(context, c, batch, "ok", findings=bool(report.quarantined_rows or report.warning_rows))
         return dg.MaterializeResult(metadata=report.metadata(), check_results=[_contract_check(c, report)])
 
     return _raw
 
 
-def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, status: str) -> None:
-    """The extraction appended to the audit tables: say so, so their lineage and freshness are true."""
-    for key in AUDIT_WRITTEN_BY_EXTRACTION:
+def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, status: str, *,
+             findings: bool) -> None:
+    """The extraction appended to the audit tables: say so, so their lineage and freshness are true.
+    Every extraction appends to the extraction log; only rejected rows, warnings or a breach to
+    the findings."""
+    for key in AUDIT_WRITTEN_BY_EXTRACTION[:None if findings else 1]:
         context.log_event(dg.AssetMaterialization(
             asset_key=key, metadata={"batch_id": batch, "entity": c.name, "status": status}))
 

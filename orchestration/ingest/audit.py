@@ -98,15 +98,8 @@ def log_extraction(lake_dir: Path, c: EntityContract, batch_id: str, now: dateti
 
 def last_extraction(lake_dir: Path, c: EntityContract) -> dict | None:
     """The entity's latest extraction log row (status, signature, ...), or None."""
-    import pyarrow.compute as pc
-
-    log = lake.read(lake.audit_table(lake_dir, "extractions"))
-    if log is None or not log.num_rows:
-        return None
-    mine = log.filter(pc.and_(pc.equal(log["system"], c.system), pc.equal(log["entity"], c.entity)))
-    if not mine.num_rows:
-        return None
-    return mine.sort_by([("extracted_at", "descending")]).slice(0, 1).to_pylist()[0]
+    return lake.latest(lake.audit_table(lake_dir, "extractions"), {"system": c.system, "entity": c.entity},
+                       "extracted_at")
 
 
 def findings(rejected: pd.DataFrame, warnings: pd.DataFrame, location: str, c: EntityContract,

@@ -89,8 +89,7 @@ def test_a_units_partition_shows_its_twin_and_the_runs_are_named(live):
     assert meta["health_state"] == health and meta["configuration_hash"] == config
     assert {"pending_retrofits", "worst_sensor", "rul_model_version", "refreshed_because"} <= set(meta)
     jobs = {r.job_name for r in instance.get_runs()}
-    assert {"build_plm", "build_mes", "build_erp", "build_service", "build_thread", "build_twins",
-            "build_publish"} <= jobs, jobs
+    assert {"build_sources", "build_thread", "build_twins", "build_publish"} <= jobs, jobs
 
 
 def test_a_units_partition_is_observed_when_its_twins_state_changes(live):
