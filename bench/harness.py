@@ -177,7 +177,7 @@ def full_build(sources: Path, data: Path, instance, mem: PeakMemory | None = Non
 
     def progress(stage, outcomes):
         now = time.monotonic()
-        name = "extract" if stage in ("plm", "mes", "erp", "service") else stage
+        name = "extract" if stage in ("sources", "plm", "mes", "erp", "service") else stage
         s = stages.setdefault(name, Stage())
         s.seconds += now - clock["t"]
         clock["t"] = now
@@ -223,49 +223,50 @@ def _step_seconds(instance, run_id: str, into: dict[str, float]) -> None:
 
 
 def refresh(changed: list[str], sources: Path, data: Path, instance, units_per_partition: int = 0) -> dict:
-    """What the sensors do for a change, in-process: extract the changed entities, one thread run
-    (dbt, estimates, twin change set), the twin runs of the changed units, publish."""
+    """What the sensors do for a change, in-process and in the same runs: the source sensor's run
+    (extract the changed entities, then the thread: dbt, estimates, twin change set), then the
+    twin-refresh sensor's runs (the changed units' twins and the publish; a publish alone when no
+    twin changed)."""
     import dagster as dg
 
     from orchestration.build import QUIET, _captured
     from orchestration.definitions import defs
     from orchestration.defs import twins as twin_defs
     from orchestration.defs.keys import TWIN_KEY, WAREHOUSE_KEY
-    from orchestration.defs.thread import THREAD_STEPS
+    from orchestration.defs.thread import THREAD_STEP_KEYS, WITH_THREAD_TAG
 
     settings = _env(sources, data, units_per_partition)
     _warm_dbt(settings)
     keys = [dg.AssetKey(k.split("/")) for k in changed]
     assets, resources = list(defs.assets), defs.resources
     started = time.monotonic()
-    runs = [dg.AssetSelection.assets(*keys), THREAD_STEPS]
     # Where the time goes: each step's seconds (summed over the twin runs), and what lies between
     # the steps (run start-up, planning, Dagster's bookkeeping) as the rest.
     meta: dict = {"steps_s": {}}
     run_ids = []  # each run's steps are read from the event log after the clock stops
     log = data / "logs" / "bench.log"
-    for selection in runs:
+
+    def run(selection: list, tags: dict):
         with _captured(log):
-            r = dg.materialize(assets, resources=resources, instance=instance, selection=selection, run_config=QUIET)
+            r = dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET, tags=tags,
+                               selection=dg.AssetSelection.assets(*selection))
         assert r.success
         run_ids.append(r.run_id)
+        return r
+
+    run([*keys, *THREAD_STEP_KEYS], {WITH_THREAD_TAG: "true"})
     plan, new = twin_defs.plan(instance, settings)
     if new:
         instance.add_dynamic_partitions(twin_defs.UNITS.name, new)
     for tags in plan:
-        with _captured(log):
-            r = dg.materialize(assets, resources=resources, instance=instance, tags=tags, run_config=QUIET,
-                               selection=dg.AssetSelection.assets(TWIN_KEY))
-        run_ids.append(r.run_id)
+        r = run([TWIN_KEY, WAREHOUSE_KEY], tags)
         for e in r.get_asset_materialization_events():
             m = e.materialization.metadata
             if "refreshed_units" in m:
                 meta["refreshed"] = meta.get("refreshed", 0) + m["refreshed_units"].value
                 break
-    r = dg.materialize(assets, resources=resources, instance=instance, run_config=QUIET,
-                       selection=dg.AssetSelection.assets(WAREHOUSE_KEY))
-    assert r.success
-    run_ids.append(r.run_id)
+    if not plan:
+        run([WAREHOUSE_KEY], {})
     meta["seconds"] = time.monotonic() - started
     for run_id in run_ids:
         _step_seconds(instance, run_id, meta["steps_s"])
