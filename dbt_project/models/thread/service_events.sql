@@ -1,4 +1,7 @@
-{#- Service history per unit. The free-text notes stay in the raw layer: they can hold personal data. -#}
+{#- Service history per unit. The free-text notes stay in the raw layer: they can hold personal data.
+    A view (a projection of the staging view): every thread run rebuilds it for the estimates that
+    read it, and as a table that was 5.6 s of an ECO's refresh at 100,000 units. -#}
+{{ config(materialized=('table' if target.type == 'spark' else 'view')) }}
 select
     event_id,
     serial_number,
