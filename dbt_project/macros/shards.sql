@@ -103,9 +103,14 @@
 {%- endmacro %}
 
 {#- The pre-hook of a sharded model: drop the shards about to be rebuilt (those of `aspect`'s
-    digest, if given), and with `eco_column` the rows of the ECOs about to be recomputed. -#}
-{% macro delete_shards(aspect=none, eco_column=none) -%}
-    {%- if is_incremental() -%}
+    digest, if given), and with `eco_column` the rows of the ECOs about to be recomputed. A model
+    of rows per shard rather than per unit names its `shard_column`. -#}
+{% macro delete_shards(aspect=none, eco_column=none, shard_column=none) -%}
+    {%- if is_incremental() and shard_column -%}
+        {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
+        delete from {{ this }} where {{ shard_column }} in (
+            select shard from {{ ref('int_shards_changed') }}{% if aspect %} where {{ adapter.quote(aspect) }}{% endif %})
+    {%- elif is_incremental() -%}
         delete from {{ this }} where ({{ in_shards('serial_number', aspect) }})
         {%- if eco_column %} or {{ in_ecos_changed(eco_column) }}{% endif %}
     {%- else -%}
