@@ -201,6 +201,17 @@ def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table 
     return _dataset(uris, sch).to_table(columns=columns, filter=filter)
 
 
+def scan(path: Path) -> pads.Dataset | None:
+    """The table's current version as a dataset read lazily: a reader that filters (DuckDB, on a
+    registered dataset) reads only what its filter needs, not the whole table into memory."""
+    dt = table(path)
+    if dt is None:
+        return None
+    sch = pa.schema(dt.schema().to_arrow())
+    uris = list(dt.file_uris())
+    return _dataset(uris, sch) if uris else pads.dataset(sch.empty_table())
+
+
 def latest(path: Path, where: dict[str, str], newest_by: str) -> dict | None:
     """The row with the greatest `newest_by` among those equal to `where`, reading only files whose
     Delta statistics allow such a row, newest first: an append-only log (one small file per
