@@ -1,8 +1,8 @@
 """`thread build`: the whole graph in-process, with the same definitions the UI loads.
 
-Extraction runs per system first, each system on its own: a failed export leaves that system's
-raw tables as they were and the others proceed. The thread (audit, dbt, publish) then runs on
-whatever each system last landed successfully.
+Extraction runs first, every entity of every system a step of one run: a failed export fails its
+own step, leaves that entity's raw table as it was, and the others proceed. The thread (audit,
+dbt, publish) then runs on whatever each system last landed successfully.
 """
 
 from __future__ import annotations
