@@ -116,7 +116,9 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
         if earlier is not None and earlier.num_rows:
             looked_at = set(dirty)
             keep = [shards.shard_of(s, digits) not in looked_at for s in earlier["serial_number"].to_pylist()]
-            changed = pa.concat_tables([earlier.filter(pa.array(keep)).select(changed.column_names), changed])
+            # (cast: DuckDB names the time zone of what it read back Etc/UTC)
+            carried = earlier.filter(pa.array(keep)).select(changed.column_names).cast(changed.schema)
+            changed = pa.concat_tables([carried, changed])
     lake.write(twins.pending_table(thread.lake_dir), changed, "overwrite", batch_id=context.run_id)
     store.put("twins", now_digests, key, rebuilt=dirty)
     store.put("twins_thread", thread_digests or {}, key)

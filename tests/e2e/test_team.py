@@ -70,7 +70,8 @@ def test_build_on_postgres_then_a_run_on_two_celery_workers(team):
     assert not list(home.rglob("*.db")), "the instance must not fall back to SQLite"
     with _pg(pg_url).connect() as con:
         statuses = dict(con.execute(sa.text("select status, count(*) from runs group by status")).all())
-    assert statuses.get("SUCCESS", 0) >= 7 and set(statuses) == {"SUCCESS"}, statuses
+    # Its stages' runs: the sources, the thread, the twins, the publish.
+    assert statuses.get("SUCCESS", 0) >= 4 and set(statuses) == {"SUCCESS"}, statuses
 
     # Two workers, then a run launched the way the daemon launches one: its steps go to Celery.
     env = env_for(sources, data, **extra)
