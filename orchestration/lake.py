@@ -190,15 +190,8 @@ def schema(path: Path) -> pa.Schema | None:
 
 
 def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table | None:
-    dt = table(path)
-    if dt is None:
-        return None
-    sch = pa.schema(dt.schema().to_arrow())
-    uris = list(dt.file_uris())
-    if not uris:
-        return sch.empty_table() if columns is None else sch.empty_table().select(columns)
-    # An explicit schema fills columns added after older files were written with nulls.
-    return _dataset(uris, sch).to_table(columns=columns, filter=filter)
+    ds = scan(path)
+    return ds.to_table(columns=columns, filter=filter) if ds is not None else None
 
 
 def scan(path: Path) -> pads.Dataset | None:
@@ -209,6 +202,7 @@ def scan(path: Path) -> pads.Dataset | None:
         return None
     sch = pa.schema(dt.schema().to_arrow())
     uris = list(dt.file_uris())
+    # An explicit schema fills columns added after older files were written with nulls.
     return _dataset(uris, sch) if uris else pads.dataset(sch.empty_table())
 
 
@@ -222,6 +216,7 @@ def latest(path: Path, where: dict[str, str], newest_by: str) -> dict | None:
     files = pa.table(dt.get_add_actions(flatten=True))
     if not files.num_rows:
         return None
+
     def stat(kind: str, col: str):  # a column of statistics, if the files have it
         name = f"{kind}.{col}"
         return files.column(name) if name in files.column_names else None

@@ -31,17 +31,21 @@
         {{ column }} >= {{ first }} and {{ column }} < ({{ last }} || chr(1114111))
         and {{ shard_of(column) }} between {{ first }} and {{ last }}
     {%- else -%}
-        {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
-        {%- if aspect is not none -%}
-            {%- set to_build = "(select shard from " ~ to_build ~ " where " ~ adapter.quote(aspect) ~ ")" -%}
-        {%- endif -%}
+        {%- set to_build = shards_to_build(aspect) -%}
         {%- set bounds = run_query("select min(shard), max(shard) from " ~ to_build) if execute else none -%}
         {%- if bounds is not none and bounds.rows[0][0] is not none -%}
         {{ column }} >= '{{ bounds.rows[0][0] | replace("'", "''") }}'
         and {{ column }} < ('{{ bounds.rows[0][1] | replace("'", "''") }}' || chr(1114111)) and
         {%- endif %}
-        {{ shard_of(column) }} in (select shard from {{ to_build }})
+        {{ shard_of(column) }} in {{ to_build }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The shards an incremental run rebuilds, as a subquery: those of `aspect`'s family (by default
+    the model's meta `shard_aspect`), or where anything changed. -#}
+{% macro shards_to_build(aspect=none) -%}
+    {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
+    (select shard from {{ ref('int_shards_changed') }}{% if aspect %} where {{ adapter.quote(aspect) }}{% endif %})
 {%- endmacro %}
 
 {#- The two literals a first build's `in_shards` writes for a batch's first and last shard: the
@@ -107,9 +111,7 @@
     of rows per shard rather than per unit names its `shard_column`. -#}
 {% macro delete_shards(aspect=none, eco_column=none, shard_column=none) -%}
     {%- if is_incremental() and shard_column -%}
-        {%- set aspect = aspect or model.config.get('meta', {}).get('shard_aspect') -%}
-        delete from {{ this }} where {{ shard_column }} in (
-            select shard from {{ ref('int_shards_changed') }}{% if aspect %} where {{ adapter.quote(aspect) }}{% endif %})
+        delete from {{ this }} where {{ shard_column }} in {{ shards_to_build(aspect) }}
     {%- elif is_incremental() -%}
         delete from {{ this }} where ({{ in_shards('serial_number', aspect) }})
         {%- if eco_column %} or {{ in_ecos_changed(eco_column) }}{% endif %}

@@ -8,9 +8,9 @@ database (`defs/thread.py`).
 
 import dagster as dg
 
-from .keys import AUDIT_WRITTEN_BY_DBT_STEP, AUDIT_WRITTEN_BY_EXTRACTION, RAW_KEYS
+from .keys import AUDIT_WRITTEN_BY_DBT_STEP, EXTRACTION_LOG_KEY, FINDINGS_KEY, RAW_KEYS
 
-extractions, findings = AUDIT_WRITTEN_BY_EXTRACTION
+extractions, findings = EXTRACTION_LOG_KEY, FINDINGS_KEY
 source_systems, pii_masks = AUDIT_WRITTEN_BY_DBT_STEP
 
 AUDIT_SPECS = [

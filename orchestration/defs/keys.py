@@ -12,7 +12,9 @@ def raw_key(c: contracts.EntityContract) -> dg.AssetKey:
 RAW_KEYS = [raw_key(c) for c in contracts.ENTITIES.values()]
 # The boundary's audit tables, appended by extractions (lake/audit/...): the log by every one, the
 # findings by those that found something.
-AUDIT_WRITTEN_BY_EXTRACTION = [dg.AssetKey(["audit", "extractions"]), dg.AssetKey(["audit", "contract_findings"])]
+EXTRACTION_LOG_KEY = dg.AssetKey(["audit", "extractions"])
+FINDINGS_KEY = dg.AssetKey(["audit", "contract_findings"])
+AUDIT_WRITTEN_BY_EXTRACTION = [EXTRACTION_LOG_KEY, FINDINGS_KEY]
 # Written into the build database by the dbt step itself, before dbt runs.
 AUDIT_WRITTEN_BY_DBT_STEP = [dg.AssetKey(["audit", "source_systems"]), dg.AssetKey(["audit", "pii_masks"])]
 RUL_KEY = dg.AssetKey(["health", "rul_model"])

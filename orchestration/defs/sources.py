@@ -25,7 +25,7 @@ from .. import lake, lineage
 from ..ingest import extract_entity, new_batch_id, watch
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from .keys import AUDIT_WRITTEN_BY_EXTRACTION, raw_key
+from .keys import AUDIT_WRITTEN_BY_EXTRACTION, EXTRACTION_LOG_KEY, raw_key
 
 KIND_OF_MEDIUM = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "table": "sql"}
 
@@ -123,7 +123,7 @@ def _audited(context: dg.AssetExecutionContext, c: EntityContract, batch: str, s
     """The extraction appended to the audit tables: say so, so their lineage and freshness are true.
     Every extraction appends to the extraction log; only rejected rows, warnings or a breach to
     the findings."""
-    for key in AUDIT_WRITTEN_BY_EXTRACTION[:None if findings else 1]:
+    for key in AUDIT_WRITTEN_BY_EXTRACTION if findings else [EXTRACTION_LOG_KEY]:
         context.log_event(dg.AssetMaterialization(
             asset_key=key, metadata={"batch_id": batch, "entity": c.name, "status": status}))
 

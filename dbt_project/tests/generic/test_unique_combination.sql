@@ -10,8 +10,7 @@
 select {{ columns | join(', ') }}, count(*) as n
 from {{ model }}
 {%- if sharded %}
-where {{ shard_of('serial_number') }} in (select shard from {{ ref('int_shards_changed') }}
-                                          {%- if aspect %} where {{ adapter.quote(aspect) }}{% endif %})
+where {{ shard_of('serial_number') }} in {{ shards_to_build(aspect) }}
   {%- if eco_column %}
    or {{ eco_column }} in (select eco_number from {{ ref('int_ecos_changed') }})
   {%- endif %}
