@@ -77,9 +77,9 @@ def refresh_log_table(lake_dir: Path) -> Path:
     return internal_dir(lake_dir) / "refresh_log"
 
 
-def _range(lo: str | None, hi: str | None, hi_inclusive: bool = True) -> str:
+def _range(lo: str | None, hi: str | None, hi_inclusive: bool = True, lo_inclusive: bool = True) -> str:
     """A serial-number range as SQL DuckDB and Delta push down to the scans (None = unbounded)."""
-    parts = ([f"serial_number >= {lake.sql_literal(lo)}"] if lo is not None else []) + (
+    parts = ([f"serial_number {'>=' if lo_inclusive else '>'} {lake.sql_literal(lo)}"] if lo is not None else []) + (
         [f"serial_number {'<=' if hi_inclusive else '<'} {lake.sql_literal(hi)}"] if hi is not None else [])
     return " AND ".join(parts) or "TRUE"
 
@@ -99,13 +99,34 @@ def _all_ranges(con, size: int) -> list[str]:
     return [_range(lo, hi, hi_inclusive=False) for lo, hi in zip(bounds, bounds[1:])]
 
 
+def _selected_ranges(con, where: str, size: int) -> list[str]:
+    """WHERE clauses covering the units `where` selects: each a run of at most `size` consecutive
+    selected units of thread.units, bounded by the unselected units around it (open-ended at
+    either end of the fleet). A plain range reaches the twin views' scans: cut at fixed places
+    instead, an ECO's 19 scattered shards of 102 at 100,000 units had 2.6 times the units
+    evaluated (54 s, 21 s so)."""
+    rows = con.execute(f"SELECT serial_number, coalesce(({where}), false) FROM thread.units ORDER BY 1").fetchall()
+    runs, lo, count, last = [], None, 0, None  # lo: the unselected unit before the current run
+    for serial, selected in rows:
+        if selected:
+            count, last = count + 1, serial
+            if count == size:
+                runs.append((lo, last, True))
+                lo, count = last, 0
+        else:
+            if count:
+                runs.append((lo, serial, False))
+                count = 0
+            lo = serial
+    if count:
+        runs.append((lo, None, False))
+    return [_range(lo, hi, hi_inclusive, lo_inclusive=False) for lo, hi, hi_inclusive in runs]
+
+
 def _scan(con, relation: str, size: int, columns: str = "*", where: str = "TRUE") -> pa.Table:
     """The rows `where` selects, a serial range at a time: the twin views evaluated for a whole
     fleet at once outgrow memory (9.3 GiB at 100,000 units, an ECO's shards as much as all)."""
-    ranges = _all_ranges(con, size)
-    if where != "TRUE":  # a range none of whose units `where` selects has no rows: not evaluated at all
-        ranges = [r for r in ranges
-                  if con.execute(f"SELECT 1 FROM thread.units WHERE ({where}) AND {r} LIMIT 1").fetchone()]
+    ranges = _all_ranges(con, size) if where == "TRUE" else _selected_ranges(con, where, size)
     parts = [con.execute(f"SELECT {columns} FROM {relation} WHERE ({where}) AND {serials}").fetch_arrow_table()
              for serials in ranges]
     return pa.concat_tables(parts) if parts else \

@@ -69,6 +69,18 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- A hash of a group's rows in any order: their count and the sum of their hashes. For hashes
+    the twin layer compares with others the same engine made (the twin inputs): the text of each
+    row sorted and joined (ordered_string_agg) is the same on every engine, but sorting a unit's
+    ~400 component rows to hash them was a third of the change set's cost at 100,000 units. -#}
+{% macro rows_hash(columns) -%}
+    {%- if target.type == 'spark' -%}
+        concat(cast(count(*) as string), ':', cast(sum(cast(hash({{ columns | join(', ') }}) as decimal(38, 0))) as string))
+    {%- else -%}
+        count(*) || ':' || sum(hash({{ columns | join(', ') }})::hugeint)
+    {%- endif -%}
+{%- endmacro %}
+
 {#- string_agg in a given order. -#}
 {% macro ordered_string_agg(expr, separator, order_by) -%}
     {%- if target.type == 'spark' -%}

@@ -121,3 +121,31 @@ def test_a_shard_filter_selects_exactly_its_shards_serials():
         got = {s for (s,) in con.execute(f"SELECT serial_number FROM t WHERE {shards.sql_where(wanted)}").fetchall()}
         assert got == {s for s in serials if shards.shard_of(s) in wanted}, wanted
     assert con.execute(f"SELECT count(*) FROM t WHERE {shards.sql_where([])}").fetchone()[0] == 0
+
+
+def test_the_change_sets_ranges_cover_exactly_the_selected_units_in_runs():
+    """The ranges the change set evaluates the twin views in: one per run of consecutive selected
+    units (cut at `size`), together selecting every selected unit and no other unit of the fleet."""
+    import duckdb
+
+    from orchestration import shards
+    from orchestration.twins import _selected_ranges
+
+    serials = [f"HX200-{i:06d}" for i in range(0, 6000, 7)] + [f"VX80-{i:06d}" for i in range(0, 3000, 5)]
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA thread")
+    con.execute("CREATE TABLE thread.units AS SELECT unnest(?) AS serial_number", [serials])
+    for wanted, size in ((["HX200-000", "HX200-002", "HX200-003", "VX80-002"], 10_000),
+                         (["HX200-000", "HX200-001", "HX200-005", "VX80-000"], 50),
+                         (["HX200-000"], 10_000), (["VX80-002"], 10_000), ([], 10)):
+        where = shards.sql_where(wanted)
+        ranges = _selected_ranges(con, where, size)
+        selected = {s for s in serials if shards.shard_of(s) in wanted}
+        got = [{s for (s,) in con.execute(f"SELECT serial_number FROM thread.units WHERE {r}").fetchall()}
+               for r in ranges]
+        assert set().union(*got) == selected, wanted
+        assert all(0 < len(g) <= size for g in got)
+        runs = sum(1 for a, b in zip([None, *serials], serials) if shards.shard_of(b) in wanted
+                   and (a is None or shards.shard_of(a) not in wanted))
+        if size >= len(serials):  # runs of consecutive shards, never cut
+            assert len(ranges) == runs, wanted

@@ -10,10 +10,7 @@ with twin as (
 
 components as (
 
-    select serial_number,
-           md5({{ ordered_string_agg(
-               "part_number || '@' || coalesce(revision, '?') || 'x' || " ~ hash_text('quantity', 'double')
-               ~ " || '@' || " ~ hash_text('since', 'timestamp'), "';'", 'part_number, revision') }}) as h
+    select serial_number, {{ rows_hash(['part_number', 'revision', 'quantity', 'since']) }} as h
     from {{ ref('unit_components') }}
     group by serial_number
 
@@ -22,10 +19,7 @@ components as (
 sensors as (
 
     select serial_number,
-           md5({{ ordered_string_agg(
-               "sensor || '=' || " ~ hash_text('last_value', 'double') ~ " || '@' || " ~ hash_text('last_ts', 'timestamp')
-               ~ " || '/' || " ~ hash_text('mean_24h', 'double') ~ " || '/' || " ~ hash_text('max_24h', 'double')
-               ~ " || '/' || state", "';'", 'sensor') }}) as h
+           {{ rows_hash(['sensor', 'last_value', 'last_ts', 'mean_24h', 'max_24h', 'state']) }} as h
     from {{ ref('unit_sensor_state') }}
     group by serial_number
 
