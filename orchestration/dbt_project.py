@@ -109,14 +109,25 @@ def tagged(tag: str, schema: str) -> frozenset[str]:
                      if n["resource_type"] == "model" and n["schema"] == schema and tag in n.get("tags", []))
 
 
+def with_meta(key: str, schema: str | None = None) -> dict[str, str]:
+    """The models of a dbt schema (None: of any) that set meta `key`, with its value."""
+    return {n["name"]: n["config"]["meta"][key] for n in manifest()["nodes"].values()
+            if n["resource_type"] == "model" and schema in (None, n["schema"])
+            and n.get("config", {}).get("meta", {}).get(key)}
+
+
 def shard_aspects(schema: str | None = None) -> dict[str, str]:
     """The sharded models of a dbt schema (None: of any) that belong to a family (meta
     `shard_aspect`): they rebuild, and are republished for, the shards whose digest of what that
     family reads changed (int_shards_digested); the other sharded models, the shards where
     anything changed."""
-    return {n["name"]: n["config"]["meta"]["shard_aspect"] for n in manifest()["nodes"].values()
-            if n["resource_type"] == "model" and schema in (None, n["schema"])
-            and n.get("config", {}).get("meta", {}).get("shard_aspect")}
+    return with_meta("shard_aspect", schema)
+
+
+def eco_columns(schema: str) -> dict[str, str]:
+    """The sharded models of a dbt schema that also recompute, for every unit, the rows of the
+    ECOs that changed (int_ecos_changed), with the column naming the ECO (meta `eco_column`)."""
+    return with_meta("eco_column", schema)
 
 
 def shard_families() -> set[str]:
@@ -147,12 +158,7 @@ def published_order(schema: str) -> dict[str, str]:
     """The models of a dbt schema stored in the warehouse in another order than by unit (meta
     `published_order`): a table that analyses filter by part is kept sorted by part, so DuckDB's
     zone maps skip the rest of it."""
-    out = {}
-    for n in manifest()["nodes"].values():
-        order = n.get("config", {}).get("meta", {}).get("published_order")
-        if n["resource_type"] == "model" and n["schema"] == schema and order:
-            out[n["name"]] = order
-    return out
+    return with_meta("published_order", schema)
 
 
 # -- dbt's input: schema `raw` of the build database --------------------------------------------

@@ -160,6 +160,8 @@ class Changes:
     # Per twin table, the units whose rows were rewritten, where fewer than twin_units (a twin
     # refreshed for its readings keeps its components).
     twin_table_units: dict[str, list[str] | None] = field(default_factory=dict)
+    # The ECOs recomputed for every unit (None: all of them).
+    ecos: list[str] | None = field(default_factory=list)
 
 
 def publish(build_db: Path, warehouse: Path, lake_dir: Path, descriptions: dict | None = None, now=None,
@@ -236,10 +238,11 @@ def _write_next(nxt: Path, build_db: Path, lake_dir: Path, descriptions, now, me
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
         sharded = dbt_project.tagged("sharded", "thread")
         aspects = dbt_project.shard_aspects("thread")
+        eco_columns = dbt_project.eco_columns("thread")
         ordered = dbt_project.published_order("thread")
         for schema, table, relation in sources:
             name = f"{schema}.{table}"
-            where = _part(changes, schema, table, sharded, aspects) if changes is not None and name in existing else None
+            where = _part(changes, schema, table, sharded, aspects, eco_columns) if changes is not None and name in existing else None
             # Stored in the order readers filter by, so DuckDB's zone maps skip the rest: a table
             # analyses read by part in that order (published_order), a per-unit one by unit (one
             # unit's rows of a 47 M-row table: 390 ms unordered at 100,000 units; of the twins'
@@ -306,14 +309,22 @@ def _comment(con, name: str, descriptions, kind: str = "TABLE") -> None:
         con.execute(f"COMMENT ON {'COLUMN' if col else kind} {target} IS {lake.sql_literal(text)}")
 
 
-def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], aspects: dict[str, str]) -> str | None:
+def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], aspects: dict[str, str],
+          eco_columns: dict[str, str]) -> str | None:
     """Which rows of a table a partial write replaces (None: the whole table is considered)."""
     # Tables stored per unit shard in the build database are replaced shard by shard: those its
-    # family of models rebuilt, or any shard that changed.
+    # family of models rebuilt, or any shard that changed; and one that recomputes a changed ECO
+    # for every unit (meta eco_column), that ECO's rows too.
     if schema == "thread" and table in sharded:
         aspect = aspects.get(table)
         rebuilt = changes.aspect_shards.get(aspect, changes.shards) if aspect else changes.shards
-        return None if rebuilt is None else shards.sql_ranges(rebuilt)
+        column = eco_columns.get(table)
+        if rebuilt is None or (column and (changes.ecos is None or len(changes.ecos) > MAX_LISTED_UNITS)):
+            return None
+        parts = [shards.sql_ranges(rebuilt)] if rebuilt else []
+        if column and changes.ecos:
+            parts.append(f"{column} IN ({', '.join(lake.sql_literal(e) for e in changes.ecos)})")
+        return " OR ".join(f"({p})" for p in parts) or "false"
     units = changes.twin_table_units.get(table, changes.twin_units)
     if schema == "twin" and table in twins.TABLES and table != "unit_twin" and units is not None:
         return units_where(units)

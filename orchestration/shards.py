@@ -71,22 +71,25 @@ ECO_BUILT_TABLE = "main.eco_digests_built"
 
 
 CHANGED_MODEL = "int_shards_changed"
+CHANGED_ECOS_MODEL = "int_ecos_changed"
 
 
-def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[str, list[str]], list[str]]:
     """After a successful dbt run: its shard digests (DIGESTS_MODEL, with every family's) and ECO
     digests (ECO_DIGESTS_MODEL), kept as those the next run compares with (BUILT_TABLE,
     ECO_BUILT_TABLE); the shard digests returned, with, per family of per-unit models
-    (`aspects`), the shards that family rebuilt in the run."""
+    (`aspects`), the shards that family rebuilt in the run, and the ECOs recomputed for every
+    unit (CHANGED_ECOS_MODEL, read before its comparison is overwritten)."""
     import duckdb
 
     con = duckdb.connect(str(build_db))
     try:
         rebuilt = {a: [s for (s,) in con.execute(
             f"SELECT shard FROM intermediate.{CHANGED_MODEL} WHERE {a} ORDER BY 1").fetchall()] for a in sorted(aspects)}
+        ecos = [e for (e,) in con.execute(f"SELECT eco_number FROM intermediate.{CHANGED_ECOS_MODEL} ORDER BY 1").fetchall()]
         con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT * FROM intermediate.{DIGESTS_MODEL}")
         con.execute(f"CREATE OR REPLACE TABLE {ECO_BUILT_TABLE} AS SELECT * FROM intermediate.{ECO_DIGESTS_MODEL}")
-        return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall()), rebuilt
+        return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall()), rebuilt, ecos
     finally:
         con.close()
 

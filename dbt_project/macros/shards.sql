@@ -107,9 +107,11 @@
 {%- endmacro %}
 
 {#- The pre-hook of a sharded model: drop the shards about to be rebuilt (those of `aspect`'s
-    digest, if given), and with `eco_column` the rows of the ECOs about to be recomputed. A model
-    of rows per shard rather than per unit names its `shard_column`. -#}
+    digest, by default the model's meta `shard_aspect`), and with `eco_column` (by default meta
+    `eco_column`) the rows of the ECOs about to be recomputed. A model of rows per shard rather
+    than per unit names its `shard_column`. -#}
 {% macro delete_shards(aspect=none, eco_column=none, shard_column=none) -%}
+    {%- set eco_column = eco_column or model.config.get('meta', {}).get('eco_column') -%}
     {%- if is_incremental() and shard_column -%}
         delete from {{ this }} where {{ shard_column }} in {{ shards_to_build(aspect) }}
     {%- elif is_incremental() -%}
@@ -129,10 +131,9 @@
       events, the rows of the part revisions held or once held;
     - designed (unit_as_designed): MES rows, each unit's effectivity class and its structure;
     - deviations (unit_deviations): those, and the as-built rows;
-    - impact (eco_impact, for its units; with no meta, since the shards it republishes are those
-      where anything changed, a new ECO's rows included): MES rows, as-built rows, service events,
-      the revisions held, the designed structures. The ECOs themselves are digested per ECO
-      (int_ecos_digested): a changed ECO is recomputed for every unit instead. -#}
+    - impact (eco_impact, for its units): MES rows, as-built rows, service events, the revisions
+      held, the designed structures. The ECOs themselves are digested per ECO (int_ecos_digested):
+      a changed ECO is recomputed, and republished (meta `eco_column`), for every unit instead. -#}
 {% macro shard_families() -%}
     {{ return({
         'built': ['units', 'as_built', 'tree'],

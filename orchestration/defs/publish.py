@@ -34,7 +34,7 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     changes = publish.Changes(shards=unpublished, twin_units=twin_units,
                               twin_table_units={"unit_components": store.pending_publish(COMPONENTS_PUBLISH,
                                                                                          missing=twin_units)},
-                              digests=store.published_digests(),
+                              digests=store.published_digests(), ecos=store.pending_publish("ecos"),
                               aspect_shards={a: store.pending_publish(f"shards:{a}", missing=unpublished)
                                              for a in dbt_project.shard_families()})
     with lineage.step(thread.lineage(), "publish.warehouse", lineage.Parent(context.run_id, context.job_name),

@@ -187,18 +187,21 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     phase("dbt")
     aspects = dbt_project.shard_families()
     by_aspect: dict[str, list[str] | None] = dict.fromkeys(aspects)
+    ecos: list[str] | None = None  # the ECOs recomputed for every unit (None: all of them)
     if shards_untouched:  # no digest was computed, no shard rebuilt: every shard is as it was
-        changed, by_aspect = [], {a: [] for a in aspects}
+        changed, by_aspect, ecos = [], {a: [] for a in aspects}, []
         store.put("thread", before, code, rebuilt=[])
     elif not on_spark:
-        digests, rebuilt = shards.keep_built(thread.build_db, aspects)
+        digests, rebuilt, recomputed = shards.keep_built(thread.build_db, aspects)
         changed = shards.changed(before, digests)
         if changed is not None:
-            by_aspect = rebuilt
+            by_aspect, ecos = rebuilt, recomputed
             context.log.info(f"Rebuilt {len(changed)} of {len(digests)} unit shards: {', '.join(changed[:20])}"
-                             + "".join(f"; {a}: {len(s)}" for a, s in sorted(rebuilt.items())))
+                             + "".join(f"; {a}: {len(s)}" for a, s in sorted(rebuilt.items()))
+                             + f"; ECOs recomputed: {len(recomputed)}")
         store.put("thread", digests, code, rebuilt=changed)
     store.add_pending_publish("shards", changed)
+    store.add_pending_publish("ecos", ecos)
     for aspect, rebuilt_shards in by_aspect.items():
         store.add_pending_publish(f"shards:{aspect}", rebuilt_shards)
     if context.selected_asset_keys >= set(thread_dbt.keys):

@@ -138,6 +138,9 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     pending = query(data / "warehouse.duckdb", "SELECT count(*) FROM thread.eco_impact "
                     "WHERE eco_number = 'ECO-7800' AND impact = 'retrofit_pending'")[0][0]
     assert pending > 0
+    # ...and published as those rows alone, not as the rows of every shard its units are in.
+    replaced = lake.table(lake.published_table(data / "lake", "thread", "eco_impact")).history(1)[0]
+    assert replaced["operationParameters"].get("predicate") == "eco_number = 'ECO-7800'", replaced  # as Delta writes it
 
 
 def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_small_copy, monkeypatch):

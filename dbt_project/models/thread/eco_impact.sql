@@ -3,9 +3,9 @@
     only the ECOs whose own rows changed (int_ecos_changed), so a new ECO costs its own rows, not
     those of every ECO in the shards it reaches. -#}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          tags=['sharded'], pre_hook="{{ delete_shards(aspect='impact', eco_column='eco_number') }}",
-          post_hook="{{ build_in_batches() }}") }}
-{%- set rebuilt_shard = in_shards('serial_number', aspect='impact') %}
+          tags=['sharded'], meta={'shard_aspect': 'impact', 'eco_column': 'eco_number'},
+          pre_hook="{{ delete_shards() }}", post_hook="{{ build_in_batches() }}") }}
+{%- set rebuilt_shard = in_shards('serial_number') %}
 with ecos as (
 
     select eco_number, effectivity_type, effective_from, field_action,
