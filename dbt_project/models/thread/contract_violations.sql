@@ -1,7 +1,8 @@
 {#-
     Everything that breaks a contract, in one place: what the boundary rejected or warned about
     at extraction (current snapshot findings, all event findings, failed exports), and the
-    cross-system integrity rules evaluated on the thread.
+    cross-system integrity rules evaluated on the thread (those on the telemetry in
+    int_telemetry_integrity_checked).
 -#}
 with findings as (
 
@@ -107,30 +108,6 @@ unknown_installation_serial as (
 
 ),
 
-unknown_telemetry_serial as (
-
-    select 'service', 'telemetry', 'telemetry names a known serial', t.serial_number,
-           count(*) || ' readings from ' || t.serial_number || ', which MES does not know', 'error'
-    from {{ ref('stg_service__telemetry') }} t
-    anti join units u using (serial_number)
-    group by t.serial_number
-
-),
-
-sensor_without_limits as (
-
-    select 'service', 'telemetry', 'telemetry sensor has design limits',
-           u.product_part_number || '/' || t.sensor,
-           'sensor ' || t.sensor || ' reports for ' || count(distinct t.serial_number) || ' units of '
-               || u.product_part_number || ', but PLM has no limits for it', 'warning'
-    from {{ ref('stg_service__telemetry') }} t
-    join units u using (serial_number)
-    anti join {{ ref('stg_plm__sensor_limits') }} l
-      on l.product_part_number = u.product_part_number and l.sensor = t.sensor
-    group by u.product_part_number, t.sensor
-
-),
-
 bom_cycles as (
 
     select 'plm', 'bom_lines', 'BOM has no cycle', part_number,
@@ -184,8 +161,7 @@ integrity as (
     union all select * from unknown_work_order
     union all select * from unknown_service_serial
     union all select * from unknown_installation_serial
-    union all select * from unknown_telemetry_serial
-    union all select * from sensor_without_limits
+    union all select system, entity, rule, record_key, detail, severity from {{ ref('int_telemetry_integrity_checked') }}
     union all select * from bom_cycles
     union all select * from design_gaps
     union all select * from removal_not_held
