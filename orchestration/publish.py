@@ -319,6 +319,7 @@ def _part(changes: Changes, schema: str, table: str, sharded: frozenset[str], as
         aspect = aspects.get(table)
         rebuilt = changes.aspect_shards.get(aspect, changes.shards) if aspect else changes.shards
         column = eco_columns.get(table)
+        # (past MAX_LISTED_UNITS ECOs, a listed Delta predicate as long as that of as many units)
         if rebuilt is None or (column and (changes.ecos is None or len(changes.ecos) > MAX_LISTED_UNITS)):
             return None
         parts = [shards.sql_ranges(rebuilt)] if rebuilt else []
