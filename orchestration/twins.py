@@ -429,6 +429,18 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
         con.register("stored_all", stored)
         parts = [("full", where or "TRUE")]
         if telemetry_where is not None:
+            # A unit still waiting for its refresh there has stored aspects that are not those it
+            # will be refreshed from: evaluated for its telemetry alone, a change detected earlier
+            # (its configuration, say) would be taken as done. Those are evaluated whole.
+            waiting = pending(lake_dir)
+            if waiting is not None and waiting.num_rows:
+                con.register("waiting", waiting.select(["serial_number"]))
+                con.register("waiting_here", con.execute(
+                    f"SELECT serial_number FROM waiting WHERE {telemetry_where}").fetch_arrow_table())
+                if con.execute("SELECT count(*) FROM waiting_here").fetchone()[0]:
+                    listed = "serial_number IN (SELECT serial_number FROM waiting_here)"
+                    parts[0] = ("full", f"({parts[0][1]}) OR {listed}")
+                    telemetry_where = f"({telemetry_where}) AND NOT {listed}"
             parts.append(("telemetry", telemetry_where))
         current = []
         for kind, selected in parts:

@@ -179,6 +179,41 @@ def test_comparing_only_the_telemetry_finds_what_comparing_everything_finds(live
         everything | {gone: (["new unit"], compare(where="TRUE")[gone][1])}
 
 
+def test_a_unit_waiting_for_its_refresh_stays_to_refresh_where_only_telemetry_is_compared(live, tmp_path):
+    """A unit whose change was detected but whose twin is not refreshed yet has stored aspects
+    older than those it will be refreshed from: when a day of readings arrives before its refresh,
+    and its shard is compared for the telemetry only, it is evaluated whole and stays to refresh
+    (taking its stored aspects as current would have its change counted as done)."""
+    import duckdb
+
+    copy = tmp_path / "data"
+    shutil.copytree(live["data"], copy)
+    build_db, inputs = copy / "build" / "build.duckdb", twins.state_dir(copy / "lake") / "inputs"
+    stored = lake.read(inputs)
+    waiting = sorted(stored["serial_number"].to_pylist())[1]
+    con = duckdb.connect()
+    con.register("stored", stored)
+    lake.write(inputs, con.execute(f"""
+        SELECT * REPLACE ({twins.input_hash()} AS input_hash) FROM (
+            SELECT * REPLACE (CASE WHEN serial_number = '{waiting}' THEN 'older configuration'
+                                   ELSE configuration_hash END AS configuration_hash)
+            FROM stored)""").fetch_arrow_table(), "overwrite", batch_id="test")
+
+    def compare(**where) -> dict:
+        found = twins.changes(build_db, copy / "lake", **where).to_pylist()
+        return {r["serial_number"]: (r["reasons"], r["input_hash"]) for r in found}
+
+    whole = compare(where="TRUE")
+    assert {s: r for s, (r, _) in whole.items()} == {waiting: ["configuration"]}
+    lake.write(twins.pending_table(copy / "lake"), pa.table({
+        "serial_number": pa.array([waiting]),
+        "reasons": pa.array([["configuration"]], pa.list_(pa.string())),
+        "input_hash": pa.array([whole[waiting][1]]),
+        "detected_at": pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC")),
+    }), "overwrite", batch_id="test")
+    assert compare(where="false", telemetry_where="TRUE") == whole
+
+
 def test_twins_not_yet_refreshed_are_published_stale_with_the_reason(live, tmp_path):
     data = live["data"]
     # Pretend the thread moved on but the twins have not caught up: forget one twin's inputs.
