@@ -416,7 +416,8 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
     only among the units `where` selects (a filter on serial_number: the shards that changed).
     `telemetry_where`: more units, in shards where only the TELEMETRY_ASPECTS can have changed
     (their thread rows are as at the last change set): only those aspects are evaluated, the
-    others are the stored ones (on a day of telemetry at 10,000 units 2.5 s instead of 4.9 s)."""
+    others are the stored ones (on a day of telemetry at 10,000 units 2.5 s instead of 4.9 s),
+    but for units still waiting for a refresh there, evaluated whole."""
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
