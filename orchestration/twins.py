@@ -89,22 +89,13 @@ def chunks(serials, size: int = CHUNK_UNITS) -> list[list[str]]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def _all_ranges(con, size: int) -> list[str]:
-    """WHERE clauses covering every serial number in consecutive ranges of about `size` units;
-    the first and last are open-ended, so units not in thread.units are covered too."""
-    cuts = [s for (s,) in con.execute(
-        "SELECT serial_number FROM (SELECT serial_number, row_number() OVER (ORDER BY serial_number) AS i "
-        "FROM thread.units) WHERE i > 1 AND (i - 1) % ? = 0 ORDER BY 1", [size]).fetchall()]
-    bounds = [None, *cuts, None]
-    return [_range(lo, hi, hi_inclusive=False) for lo, hi in zip(bounds, bounds[1:])]
-
-
 def _selected_ranges(con, where: str, size: int) -> list[str]:
     """WHERE clauses covering the units `where` selects: each a run of at most `size` consecutive
     selected units of thread.units, bounded by the unselected units around it (open-ended at
-    either end of the fleet). A plain range reaches the twin views' scans; ranges cut at fixed
-    places evaluated every unit of each range holding a selected one (an ECO's 19 scattered
-    shards of 102 at 100,000 units: 54 s that way, 21 s over the runs)."""
+    either end of the fleet, so units not in thread.units are covered too when every unit is
+    selected). A plain range reaches the twin views' scans; ranges cut at fixed places evaluated
+    every unit of each range holding a selected one (an ECO's 19 scattered shards of 102 at
+    100,000 units: 54 s that way, 21 s over the runs)."""
     rows = con.execute(f"SELECT serial_number, coalesce(({where}), false) FROM thread.units ORDER BY 1").fetchall()
     runs, lo, count, last = [], None, 0, None  # lo: the unselected unit before the current run
     for serial, selected in rows:
@@ -126,7 +117,7 @@ def _selected_ranges(con, where: str, size: int) -> list[str]:
 def _scan(con, relation: str, size: int, columns: str = "*", where: str = "TRUE") -> pa.Table:
     """The rows `where` selects, a serial range at a time: the twin views evaluated for a whole
     fleet at once outgrow memory (9.3 GiB at 100,000 units, an ECO's shards as much as all)."""
-    ranges = _all_ranges(con, size) if where == "TRUE" else _selected_ranges(con, where, size)
+    ranges = _selected_ranges(con, where, size)
     parts = [con.execute(f"SELECT {columns} FROM {relation} WHERE ({where}) AND {serials}").fetch_arrow_table()
              for serials in ranges]
     return pa.concat_tables(parts) if parts else \
@@ -410,14 +401,14 @@ def log_refresh(lake_dir: Path, run_id: str, why: dict[str, list[str]], now: dat
 
 def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             memory_limit: str = lake.DEFAULT_MEMORY_LIMIT, where: str | None = None,
-            telemetry_where: str | None = None) -> pa.Table:
+            telemetry_where: str | None = None, waiting: pa.Table | None = None) -> pa.Table:
     """Units whose twin inputs differ from those their twin was computed from, with the reasons
     and the new input hash (null while no twin is stored at all: every unit is new);
     only among the units `where` selects (a filter on serial_number: the shards that changed).
     `telemetry_where`: more units, in shards where only the TELEMETRY_ASPECTS can have changed
     (their thread rows are as at the last change set): only those aspects are evaluated, the
     others are the stored ones (on a day of telemetry at 10,000 units 2.5 s instead of 4.9 s),
-    but for units still waiting for a refresh there, evaluated whole."""
+    but for units still waiting for a refresh there (`waiting`: `pending()`), evaluated whole."""
     con = lake.duck(build_db, read_only=True, memory_limit=memory_limit)
     try:
         _with_health(con, lake_dir)
@@ -433,7 +424,6 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             # A unit still waiting for its refresh there has stored aspects that are not those it
             # will be refreshed from: evaluated for its telemetry alone, a change detected earlier
             # (its configuration, say) would be taken as done. Those are evaluated whole.
-            waiting = pending(lake_dir)
             if waiting is not None and waiting.num_rows:
                 con.register("waiting", waiting.select(["serial_number"]))
                 con.register("waiting_here", con.execute(

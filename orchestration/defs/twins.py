@@ -104,15 +104,16 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
         telemetry_where = shards.sql_where(telemetry_only, digits=digits) if telemetry_only else None
         context.log.info(f"Twin inputs compared in {len(dirty)} shards, {len(telemetry_only)} of them "
                          "for their telemetry only.")
+    # Units still waiting from an earlier change set: compared whole where they are looked at now.
+    earlier = twins.pending(thread.lake_dir) if dirty is not None else None
     changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit,
-                            where=where, telemetry_where=telemetry_where)
+                            where=where, telemetry_where=telemetry_where, waiting=earlier)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
     if dirty is not None:
         # Units still waiting from an earlier change set, in shards not looked at now, stay pending
         # (only those still waiting: a first build's change set names every unit, and carrying
         # it forward had an ECO at 100,000 units report 81,608 twins to refresh for 985).
-        earlier = twins.pending(thread.lake_dir)
         if earlier is not None and earlier.num_rows:
             looked_at = set(dirty)
             keep = [shards.shard_of(s, digits) not in looked_at for s in earlier["serial_number"].to_pylist()]
