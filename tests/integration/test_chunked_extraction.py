@@ -27,15 +27,17 @@ def test_chunked_and_whole_reads_land_the_same_rows(small_sources, tmp_path, mon
     con.execute("INSERT INTO as_built_components VALUES (?,?,?,?,?,?,?)", (*row[:2], "ZZ", *row[3:]))  # conflicting
     other = con.execute("SELECT * FROM as_built_components LIMIT 1 OFFSET 7").fetchone()
     con.execute("INSERT INTO as_built_components VALUES (?,?,?,?,?,?,?)", other)  # exact repeat
+    # A quantity SQLite stores as text (its columns take any type): read, then refused by the contract.
+    con.execute("INSERT INTO as_built_components VALUES (?,?,?,?,?,?,?)", (*row[:2], "ZY", "many", *row[4:]))
     con.commit()
     con.close()
     if chunked:
         monkeypatch.setattr(mes, "CHUNK_ROWS", 1000)
     c = contracts.entity("mes", "as_built_components")
     report = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="b")
-    assert report.input_rows == total + 2
-    assert report.quarantined_rows == 3  # both conflicting copies, and the repeat
-    assert sorted(report.rejected.rule) == ["key unique", "key unique", "record unique"]
+    assert report.input_rows == total + 3
+    assert report.quarantined_rows == 4  # both conflicting copies, the repeat, the text quantity
+    assert sorted(report.rejected.rule) == ["key unique", "key unique", "record unique", "type float"]
     raw = lake.read(tmp_path / "lake" / "raw" / "mes" / "as_built_components")
     assert raw.num_rows == report.accepted_rows == total - 1
     keys = set(zip(*(raw[k].to_pylist() for k in c.key)))
