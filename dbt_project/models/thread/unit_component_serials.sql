@@ -15,6 +15,15 @@ with changes as (
 
 ),
 
+{#- Only a revision of which some piece was tracked needs the counting below (at 10,000 units a
+    sixth of the installations are tracked). -#}
+tracked as (
+
+    select distinct serial_number, part_number, revision from changes
+    where op = 'add' and component_serial is not null
+
+),
+
 installed as (
 
     select
@@ -24,6 +33,7 @@ installed as (
             partition by serial_number, part_number, revision
             order by step rows between unbounded preceding and current row), 9) as installed_through
     from changes
+    semi join tracked using (serial_number, part_number, revision)
     where op = 'add'
 
 ),
@@ -35,6 +45,7 @@ removals as (
         row_number() over (partition by serial_number, part_number, revision order by step) as removal_number,
         count(*) over (partition by serial_number, part_number, revision) as removals
     from changes
+    semi join tracked using (serial_number, part_number, revision)
     where op = 'remove'
 
 )
