@@ -70,3 +70,24 @@ def test_big_json_lines_exports_are_read_in_chunks_with_the_same_result(small_so
     # ...and the cursor is at the end: a second extraction reads nothing new.
     again = extract_entity(c, Sources(sources, Sources.default_mes_url(sources)), tmp_path / "lake", batch_id="c")
     assert again.input_rows == 0
+
+
+def test_a_big_table_read_again_lands_only_when_a_value_changed(small_sources, tmp_path, monkeypatch):
+    """The chunked read's fingerprint: the same rows land no new version; one changed value does."""
+    sources = tmp_path / "sources"
+    shutil.copytree(small_sources, sources)
+    monkeypatch.setattr(mes, "CHUNK_ROWS", 1000)
+    c = contracts.entity("mes", "as_built_components")
+    src = Sources(sources, Sources.default_mes_url(sources))
+    raw = tmp_path / "lake" / "raw" / "mes" / "as_built_components"
+    assert extract_entity(c, src, tmp_path / "lake", batch_id="a").changed
+    first = lake.table(raw).version()
+    assert not extract_entity(c, src, tmp_path / "lake", batch_id="b").changed
+    assert lake.table(raw).version() == first
+    con = sqlite3.connect(sources / "mes" / "mes.sqlite")
+    con.execute("UPDATE as_built_components SET quantity = quantity + 1 WHERE rowid = "
+                "(SELECT max(rowid) FROM as_built_components)")
+    con.commit()
+    con.close()
+    assert extract_entity(c, src, tmp_path / "lake", batch_id="c").changed
+    assert lake.table(raw).version() > first
