@@ -163,7 +163,7 @@ def _decode_file(c: EntityContract, data: bytes) -> str:
 
 
 # What `_decode` makes of bytes that are not UTF-8 (searched in C: a loop over the characters in
-# Python was two thirds of a JSON Lines extraction).
+# Python was two fifths of a JSON Lines extraction).
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
