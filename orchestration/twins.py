@@ -426,9 +426,9 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
             # (its configuration, say) would be taken as done. Those are evaluated whole.
             if waiting is not None and waiting.num_rows:
                 con.register("waiting", waiting.select(["serial_number"]))
-                con.register("waiting_here", con.execute(
-                    f"SELECT serial_number FROM waiting WHERE {telemetry_where}").fetch_arrow_table())
-                if con.execute("SELECT count(*) FROM waiting_here").fetchone()[0]:
+                here = con.execute(f"SELECT serial_number FROM waiting WHERE {telemetry_where}").fetch_arrow_table()
+                if here.num_rows:
+                    con.register("waiting_here", here)
                     listed = "serial_number IN (SELECT serial_number FROM waiting_here)"
                     parts[0] = ("full", f"({parts[0][1]}) OR {listed}")
                     telemetry_where = f"({telemetry_where}) AND NOT {listed}"
