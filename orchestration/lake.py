@@ -349,8 +349,10 @@ def write(
     restricted: Restricted | None = None,
     row_group_rows: int | None = None,
     target_file_size: int | None = None,
+    checkpoint_every: int | None = None,
 ) -> int:
-    """Write one commit; overwrite keeps earlier versions (time travel = extraction history)."""
+    """Write one commit; overwrite keeps earlier versions (time travel = extraction history).
+    `checkpoint_every`: a checkpoint each that many commits (Delta's default is 100)."""
     meta = {BATCH_KEY: batch_id}
     if cursor is not None:
         meta[CURSOR_KEY] = json.dumps(cursor, sort_keys=True)
@@ -365,12 +367,20 @@ def write(
         from deltalake import WriterProperties
 
         kwargs["writer_properties"] = WriterProperties(max_row_group_size=row_group_rows)
+    # Opened once: the writer would open it again, and so would asking for the new version.
+    dt = table(path) if exists(path) else None
     if mode == "overwrite" and predicate is None:
         kwargs["schema_mode"] = "overwrite"
-    elif exists(path):
+    elif dt is not None:
         kwargs["schema_mode"] = "merge"
+    if checkpoint_every:
+        wanted = {CHECKPOINT_INTERVAL: str(checkpoint_every)}
+        if dt is None:
+            kwargs["configuration"] = wanted
+        elif dt.metadata().configuration.get(CHECKPOINT_INTERVAL) != wanted[CHECKPOINT_INTERVAL]:
+            dt.alter.set_table_properties(wanted)  # a table from before the setting: once
     write_deltalake(
-        str(path),
+        dt if dt is not None else str(path),
         data,
         mode=mode,
         predicate=predicate,
@@ -379,4 +389,16 @@ def write(
     )
     if restricted is not None:
         restricted.apply(path)
-    return DeltaTable(str(path)).version()
+    return dt.version() if dt is not None else DeltaTable(str(path)).version()
+
+
+CHECKPOINT_INTERVAL = "delta.checkpointInterval"
+# An append-only log gets one small commit per extraction and is read by the next extraction of
+# each entity: a reader replays the commits since the last checkpoint (28 ms at 84 of them, 7 ms
+# right after a checkpoint).
+LOG_CHECKPOINT_EVERY = 10
+
+
+def append_to_log(path: Path, data: pa.Table, *, batch_id: str) -> int:
+    """One commit appended to an audit log (the extraction log, the contract findings)."""
+    return write(path, data, "append", batch_id=batch_id, checkpoint_every=LOG_CHECKPOINT_EVERY)

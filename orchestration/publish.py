@@ -13,11 +13,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from . import dbt_project, fingerprints, freshness, lake, rul, shards, twin_history, twins
 from .faults import checkpoint
+
+if TYPE_CHECKING:
+    from .settings import ThreadSettings
 
 PUBLISHED_SCHEMAS = ("thread", "twin")
 
@@ -410,6 +414,12 @@ def inputs(lake_dir: Path, generation: str, now=None, silence: Silence | None = 
     return fingerprints.digest([generation, state, fingerprints.version(twins.pending_table(lake_dir)),
                                 [(f.system, f.is_late, f.failing_entities) for f in systems],
                                 silent_units(lake_dir, now, silence) if silence else []])
+
+
+def current(thread: ThreadSettings, generation: str) -> tuple[str, bool]:
+    """The publish's inputs now, and whether the warehouse there was published from exactly them."""
+    digest = inputs(thread.lake_dir, generation, silence=thread.telemetry_silence)
+    return digest, thread.warehouse.exists() and fingerprints.Ledger(thread.build_db).unchanged("publish", digest)
 
 
 def descriptions() -> dict[str, dict[str, str]]:

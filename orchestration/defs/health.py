@@ -23,6 +23,14 @@ RUL_READS = (("service", "telemetry"), ("service", "service_events"), ("mes", "u
 ESTIMATES_READ = (("service", "telemetry"), ("mes", "units"))
 
 
+def rul_inputs(thread: ThreadSettings, run_id: str) -> str:
+    """What the models and estimates read (telemetry, failures, units), as the step compares it with
+    the one it last completed with; after a failed or partial thread build, this run's own."""
+    if Ledger(thread.build_db).get("thread") is None:
+        return f"run:{run_id}"
+    return fingerprints.digest([fingerprints.version(lake.raw_table(thread.lake_dir, s, e)) for s, e in RUL_READS])
+
+
 @dg.asset(
     key=RUL_KEY,
     deps=RUL_INPUT_KEYS,
@@ -38,8 +46,7 @@ def rul_model(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
     # What the models and estimates read: telemetry, failures (service events) and units. An ECO or
     # a new PLM revision changes the thread but not these: no retraining, no new estimates.
     ledger = Ledger(thread.build_db)
-    inputs = f"run:{context.run_id}" if ledger.get("thread") is None else fingerprints.digest(
-        [fingerprints.version(lake.raw_table(thread.lake_dir, s, e)) for s, e in RUL_READS])
+    inputs = rul_inputs(thread, context.run_id)
     if ledger.unchanged("rul", inputs):
         # Reported, not recomputed: the twin change set after it must still run (the thread
         # changed even though what the estimates read did not).

@@ -24,8 +24,8 @@ from .twins import COMPONENTS_PUBLISH
 def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
     ledger = Ledger(thread.build_db)
     silence = thread.telemetry_silence
-    inputs = publish.inputs(thread.lake_dir, Ledger(thread.build_db).generation(context.run_id), silence=silence)
-    if thread.warehouse.exists() and ledger.unchanged("publish", inputs):
+    inputs, current = publish.current(thread, ledger.generation(context.run_id))
+    if current:
         context.log.info("The thread, the twins and their staleness are as last published: nothing to do.")
         return
     store = shards.Store(thread.build_db)

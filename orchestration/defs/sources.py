@@ -93,7 +93,7 @@ def raw_asset(c: EntityContract) -> dg.AssetsDefinition:
         now = datetime.now(timezone.utc)
         batch = new_batch_id(c, now, context.run_id)
         # Taken before reading: a change made during the extraction is seen as a change next time.
-        signature = watch.signatures([c], thread.sources(), stamped=True)[c.entity]
+        signature = watch.extraction_signature(c, thread.sources(), thread.lake_dir)
         raw = lineage.delta(lake.raw_table(thread.lake_dir, c.system, c.entity),
                             {n: KINDS[k].duckdb for n, k in c.columns.items()})
         with lineage.step(thread.lineage(), f"extract.{c.system}.{c.entity}", lineage.Parent(context.run_id,

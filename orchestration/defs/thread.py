@@ -64,6 +64,22 @@ def dbt_resource() -> DbtCliResource:
 READ_AFTER_DBT = [*(k.path[-1] for k in RUL_INPUT_KEYS), "path:models/twin_logic"]
 
 
+def thread_inputs(thread: ThreadSettings) -> tuple[dict[str, object], str, str]:
+    """What the dbt step is computed from: the sources' versions, the code's digest (the engine is
+    part of the code: a switch rebuilds everything on the new engine), and their digest together,
+    which the step compares with the one it last completed with."""
+    sources = fingerprints.source_versions(thread.lake_dir)
+    code = fingerprints.thread_code(PROJECT.manifest_path, thread.salt(),
+                                    layout={"shard_digits": thread.shard_size_digits, "engine": thread.engine})
+    return sources, code, fingerprints.digest([sources, code])
+
+
+def thread_is_current(thread: ThreadSettings) -> bool:
+    """Would the dbt step do nothing now (its inputs as at its last complete build)?"""
+    return thread.build_db.exists() and thread.lake_catalog.exists() \
+        and Ledger(thread.build_db).unchanged("thread", thread_inputs(thread)[2])
+
+
 @dbt_assets(manifest=PROJECT.manifest_path, project=PROJECT, name="thread_dbt")
 def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: ThreadSettings, writer: WriterLock):
     # dbt reads schema `raw` of the build database; point it at the current raw Delta versions.
@@ -71,11 +87,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
         context.log.warning(f"THREAD_PII_SALT is not set: customers are masked with a generated secret salt kept in "
                             f"{thread.generated_salt_file} (owner-only). Set THREAD_PII_SALT in production.")
     ledger = Ledger(thread.build_db)
-    sources = fingerprints.source_versions(thread.lake_dir)
-    # The engine is part of the code: a switch rebuilds everything on the new engine.
-    code_now = fingerprints.thread_code(PROJECT.manifest_path, thread.salt(),
-                                        layout={"shard_digits": thread.shard_size_digits, "engine": thread.engine})
-    inputs = fingerprints.digest([sources, code_now])
+    sources, code_now, inputs = thread_inputs(thread)
     if ledger.unchanged("thread", inputs):
         context.log.info("Every input of the thread is as it was at the last dbt build: nothing to do.")
         if not thread.lake_catalog.exists():

@@ -56,6 +56,12 @@ def register_units(context: dg.AssetExecutionContext, thread: ThreadSettings, se
     return len(new)
 
 
+def change_set_inputs(thread: ThreadSettings, run_id: str) -> str:
+    """The change set is computed from one build of the thread and one set of estimates."""
+    ledger = Ledger(thread.build_db)
+    return fingerprints.digest([ledger.generation(run_id), ledger.get("rul")])
+
+
 @dg.asset(
     key=TWIN_CHANGES_KEY,
     deps=[*LOGIC_KEYS, RUL_KEY],
@@ -68,7 +74,7 @@ def register_units(context: dg.AssetExecutionContext, thread: ThreadSettings, se
 )
 def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writer: WriterLock):
     ledger = Ledger(thread.build_db)
-    inputs = fingerprints.digest([Ledger(thread.build_db).generation(context.run_id), ledger.get("rul")])
+    inputs = change_set_inputs(thread, context.run_id)
     if ledger.unchanged("twin_changes", inputs):
         context.log.info("The thread and the estimates are as they were at the last change set: nothing to do.")
         return
@@ -295,8 +301,8 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         ledger = Ledger(thread.build_db)
         if ledger.get("thread") is None:
             return dg.SkipReason("every twin is up to date; the thread is being rebuilt")
-        inputs = publish.inputs(thread.lake_dir, ledger.get("thread"))
-        if ledger.unchanged("publish", inputs) and thread.warehouse.exists():
+        inputs, current = publish.current(thread, ledger.get("thread"))
+        if current:
             return dg.SkipReason("every twin is up to date and published")
         # A run rebuilding the thread decides with its change set; a run publishing does it anyway.
         busy = runs.active(context.instance, TWIN_CHANGES_KEY, WAREHOUSE_KEY)

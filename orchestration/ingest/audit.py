@@ -93,7 +93,7 @@ def log_extraction(lake_dir: Path, c: EntityContract, batch_id: str, now: dateti
         "is_changed": changed, "message": message, "source_signature": signature,
     }
     tbl = pa.table({f.name: pa.array([row[f.name]], f.type) for f in EXTRACTION_SCHEMA}, schema=EXTRACTION_SCHEMA)
-    lake.write(lake.audit_table(lake_dir, "extractions"), tbl, "append", batch_id=batch_id)
+    lake.append_to_log(lake.audit_table(lake_dir, "extractions"), tbl, batch_id=batch_id)
 
 
 def last_extraction(lake_dir: Path, c: EntityContract) -> dict | None:
@@ -131,4 +131,4 @@ def record_breach(lake_dir: Path, c: EntityContract, breach: ExportBreach, batch
         "reason": str(breach), "severity": "error", "record": None, "source": breach.location}])
     # Passed as a warning row so that is_rejected is false; its severity stays "error".
     tbl = findings(pd.DataFrame(), df, breach.location, c, batch_id, now)
-    lake.write(lake.audit_table(lake_dir, "contract_findings"), tbl, "append", batch_id=batch_id)
+    lake.append_to_log(lake.audit_table(lake_dir, "contract_findings"), tbl, batch_id=batch_id)

@@ -320,7 +320,7 @@ class _Landing:
         found = audit.findings(audit.masked(rejected, c), audit.masked(warnings, c), reader.location, c,
                                self.batch_id, self.now)
         if found.num_rows:
-            lake.write(lake.audit_table(self.lake_dir, "contract_findings"), found, "append", batch_id=self.batch_id)
+            lake.append_to_log(lake.audit_table(self.lake_dir, "contract_findings"), found, batch_id=self.batch_id)
         if len(rejected):
             q = audit.findings(rejected, rejected.iloc[:0], reader.location, c, self.batch_id, self.now)
             q = q.drop_columns(["system", "entity", "mode", "is_rejected"])

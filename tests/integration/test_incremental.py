@@ -12,6 +12,7 @@ import pytest
 import contracts
 from orchestration import lake, twins
 from orchestration.ask import AskError, ask
+from orchestration.fingerprints import Ledger
 from orchestration.simulate.changes import release_eco as write_eco
 from orchestration.simulate.changes import telemetry_day
 from tests.helpers import build, digest, horizon, query, release_eco, retrofit, thread_env
@@ -33,6 +34,8 @@ def test_a_build_on_unchanged_sources_does_nothing(built_small_copy):
     done = _materialized(result)
     assert not {k for k in done if k.split("/")[0] in ("staging", "intermediate", "thread", "twin_logic", "twin")}, done
     assert "warehouse" not in done
+    # Not even launched: each of their steps would have found its inputs as it last completed.
+    assert result.unchanged == ["thread", "publish"]
     after = _versions(data / "lake")
     # Only the extraction log moved: it records that every export was checked (freshness reads it).
     assert {k for k in after if after[k] != before.get(k)} == {"audit/extractions"}
@@ -42,6 +45,21 @@ def test_a_build_on_unchanged_sources_does_nothing(built_small_copy):
     latest = _latest(data)
     assert {k: r["input_rows"] for k, r in latest.items() if r["input_rows"]} == {}
     assert all(r["status"] == "ok" and not r["is_changed"] for r in latest.values())
+
+
+def test_a_change_set_left_unfinished_is_computed_by_the_next_build(built_small_copy):
+    """A build whose thread completed but whose twin change set did not (the process killed in
+    between): the next build on the same sources runs the estimates and the change set alone."""
+    sources, data = built_small_copy
+    ledger = Ledger(data / "build" / "build.duckdb")
+    assert ledger.get("thread") and ledger.get("twin_changes")
+    ledger.forget("twin_changes")
+    result = build(sources, data)
+    assert result.ok, result.failed
+    done = _materialized(result)
+    assert "twin/changes" in done and "health/rul_model" in done
+    assert not {k for k in done if k.split("/")[0] in ("staging", "intermediate", "thread", "twin_logic")}, done
+    assert ledger.get("twin_changes") and result.unchanged == []
 
 
 def _latest(data) -> dict:
