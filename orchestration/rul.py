@@ -106,16 +106,15 @@ def _long_readings(con, products: list[str], serials: list[str] | None = None, e
             SELECT u.product_part_number, t.serial_number, t.ts, t.sensor, t.value
             FROM staging.stg_service__telemetry t JOIN thread.units u USING (serial_number)
             WHERE u.product_part_number IN (SELECT unnest($products)) {only})"""
+    kept = "t"
     if ends_only:  # the n-th first and n-th last reading time of each unit bound its ends
         sql += f""",
         ends AS (
             SELECT serial_number, list_last(min(ts, {BASELINE_READINGS})) AS baseline_until,
                    list_last(max(ts, {TAIL_READINGS})) AS tail_from
-            FROM (SELECT DISTINCT serial_number, ts FROM t) GROUP BY serial_number)
-        SELECT product_part_number, serial_number, ts, sensor, avg(value) AS value
-        FROM t JOIN ends USING (serial_number) WHERE ts <= baseline_until OR ts >= tail_from GROUP BY ALL"""
-    else:
-        sql += " SELECT product_part_number, serial_number, ts, sensor, avg(value) AS value FROM t GROUP BY ALL"
+            FROM (SELECT DISTINCT serial_number, ts FROM t) GROUP BY serial_number)"""
+        kept = "t JOIN ends USING (serial_number) WHERE ts <= baseline_until OR ts >= tail_from"
+    sql += f" SELECT product_part_number, serial_number, ts, sensor, avg(value) AS value FROM {kept} GROUP BY ALL"
     params = {"products": products} | ({"serials": serials} if serials is not None else {})
     return con.execute(sql, params).fetch_arrow_table()
 
