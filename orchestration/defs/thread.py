@@ -7,6 +7,7 @@ right: systems (plm, mes, erp, service) -> staging -> intermediate -> thread -> 
 
 import json
 import time
+from contextlib import nullcontext
 from functools import cached_property
 from importlib.metadata import version
 
@@ -28,7 +29,7 @@ from ..faults import checkpoint
 from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
-from . import runs
+from . import dbt_in_process, runs
 from .keys import (
     AUDIT_WRITTEN_BY_DBT_STEP,
     AUDIT_WRITTEN_BY_EXTRACTION,
@@ -140,13 +141,15 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
                 # dbt unit tests check the SQL rules on fixed inputs: they run in the test suite,
                 # not on every refresh of the data.
                 "--exclude", "test_type:unit"]
-        if own_selection:
-            # dagster-dbt would add the run's selection after ours (and dbt takes the last
-            # --select): run dbt on our selection and report its models as this step's outputs.
-            invocation = dbt.cli(args, manifest=PROJECT.manifest_path, target_path=thread.dbt_target_dir)
-            events = (_as_output(context, e) for e in invocation.stream())
-        else:
-            events = dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
+        # dbt-spark's session makes dbt's process the Spark driver: that stays a process of its own.
+        with nullcontext() if on_spark else dbt_in_process.in_process():
+            if own_selection:
+                # dagster-dbt would add the run's selection after ours (and dbt takes the last
+                # --select): run dbt on our selection and report its models as this step's outputs.
+                invocation = dbt.cli(args, manifest=PROJECT.manifest_path, target_path=thread.dbt_target_dir)
+                events = (_as_output(context, e) for e in invocation.stream())
+            else:
+                events = dbt.cli(args, context=context, target_path=thread.dbt_target_dir).stream()
         results = thread.dbt_target_dir / "run_results.json"
         before = results.stat().st_mtime_ns if results.exists() else None
         try:
