@@ -10,8 +10,9 @@ from datetime import date, timedelta
 import pytest
 
 import contracts
-from orchestration import lake, twins
+from orchestration import lake, report, twins
 from orchestration.ask import AskError, ask
+from orchestration.defs.keys import WAREHOUSE_KEY
 from orchestration.fingerprints import Ledger
 from orchestration.simulate.changes import release_eco as write_eco
 from orchestration.simulate.changes import telemetry_day
@@ -179,36 +180,51 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
                   lake.published_table(data / "lake", "twin", "unit_components")]
     components_before = [lake.table(c).version() for c in components]
     telemetry_day(sources)
+    drawn = []
+    monkeypatch.setattr(report, "chart_health_over_time",
+                        lambda con, draw=report.chart_health_over_time: drawn.append(1) or draw(con))
     with dg.DagsterInstance.ephemeral() as instance:
-        result = run_build(defs, instance, thread_env(monkeypatch, sources, data))
+        settings = thread_env(monkeypatch, sources, data)
+        result = run_build(defs, instance, settings)
         assert result.ok, result.failed
         logs = [e for run in instance.get_runs() for e in instance.all_logs(run.run_id)]
-    # The dbt step's own results: its models' outputs and its tests' check results.
-    results = {e.dagster_event.event_specific_data.step_output_handle.output_name for e in logs
-               if e.step_key == "thread_dbt" and e.dagster_event
-               and e.dagster_event.event_type == dg.DagsterEventType.STEP_OUTPUT}
-    assert {"thread__fleet_health_daily",
-            "intermediate__int_fleet_health_days_digested_unique_int_fleet_health_days_digested_day"} <= results, results
-    stored = json.loads((data / "build" / "shards.json").read_text())
-    assert stored["thread"]["rebuilt"] == [] and stored["thread"]["digests"] == before
-    # The twins' summaries of the telemetry are kept per version of it: these are new.
-    assert stored["telemetry"]["code"] != telemetry_before["code"]
-    assert stored["telemetry"]["digests"] != telemetry_before["digests"]
-    done = _materialized(result)
-    assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
-    assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
-                       "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
-    # fleet_health_daily reads the new day's readings only (its range, written into the SQL).
-    new_day = max(p.stem for p in (sources / "service" / "telemetry").glob("*.parquet"))
-    compiled = next((data / "build" / "dbt_target" / "compiled").rglob("fleet_health_daily.sql")).read_text()
-    assert f"t.ts >= date '{new_day}' and t.ts < date '{new_day}' + 1" in compiled, compiled
-    twins_after = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
-    assert twins_after.keys() == twins_before.keys()
-    read = {s for s in twins_after if twins_after[s][0] != twins_before[s][0]}
-    refreshed = {s for s in twins_after if twins_after[s][1] != twins_before[s][1]}
-    assert read and refreshed == read, "the twins with a new reading, and only they, were refreshed"
-    # ...for their readings: what they hold is neither computed nor stored nor published again.
-    assert [lake.table(c).version() for c in components] == components_before
+        # The fleet-health chart is drawn from the day's new health; a publish after a retrofit,
+        # which leaves that table as it was, shows the same chart without drawing it again (below).
+        chart = instance.get_latest_materialization_event(WAREHOUSE_KEY).asset_materialization.metadata
+        assert drawn == [1] and report.HEALTH_OVER_TIME_TABLE in chart["written"].value
+        # The dbt step's own results: its models' outputs and its tests' check results.
+        results = {e.dagster_event.event_specific_data.step_output_handle.output_name for e in logs
+                   if e.step_key == "thread_dbt" and e.dagster_event
+                   and e.dagster_event.event_type == dg.DagsterEventType.STEP_OUTPUT}
+        assert {"thread__fleet_health_daily",
+                "intermediate__int_fleet_health_days_digested_unique_int_fleet_health_days_digested_day"} <= results, results
+        stored = json.loads((data / "build" / "shards.json").read_text())
+        assert stored["thread"]["rebuilt"] == [] and stored["thread"]["digests"] == before
+        # The twins' summaries of the telemetry are kept per version of it: these are new.
+        assert stored["telemetry"]["code"] != telemetry_before["code"]
+        assert stored["telemetry"]["digests"] != telemetry_before["digests"]
+        done = _materialized(result)
+        assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
+        assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
+                           "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
+        # fleet_health_daily reads the new day's readings only (its range, written into the SQL).
+        new_day = max(p.stem for p in (sources / "service" / "telemetry").glob("*.parquet"))
+        compiled = next((data / "build" / "dbt_target" / "compiled").rglob("fleet_health_daily.sql")).read_text()
+        assert f"t.ts >= date '{new_day}' and t.ts < date '{new_day}' + 1" in compiled, compiled
+        twins_after = {s: (t, r) for s, t, r in query(data / "warehouse.duckdb", twin_sql)}
+        assert twins_after.keys() == twins_before.keys()
+        read = {s for s in twins_after if twins_after[s][0] != twins_before[s][0]}
+        refreshed = {s for s in twins_after if twins_after[s][1] != twins_before[s][1]}
+        assert read and refreshed == read, "the twins with a new reading, and only they, were refreshed"
+        # ...for their readings: what they hold is neither computed nor stored nor published again.
+        assert [lake.table(c).version() for c in components] == components_before
+
+        # Last, since a retrofit rebuilds a shard: its publish keeps the chart (see above).
+        retrofit(sources, 3, 1)
+        assert run_build(defs, instance, settings).ok
+        after = instance.get_latest_materialization_event(WAREHOUSE_KEY).asset_materialization.metadata
+        assert report.HEALTH_OVER_TIME_TABLE not in after["written"].value and after["written"].value
+        assert drawn == [1] and after["fleet_health"] == chart["fleet_health"]
 
 
 def _state(sections) -> dict:
