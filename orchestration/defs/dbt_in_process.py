@@ -1,8 +1,8 @@
 """dbt run inside the step's own process, through dbt's programmatic entry point (`dbtRunner`).
 
 A dbt subprocess pays for a Python start and dbt's imports (about 2 s) before it reads the first
-file; the run process has most of dbt imported already (dagster-dbt imports it), so an
-incremental refresh whose dbt work is 5 s saved a third of it. Everything else stays
+file; the run process has most of dbt imported already (dagster-dbt imports it: the rest costs
+0.36 s), so an ECO's refresh at 10,000 units takes about 1.5 s less. Everything else stays
 dagster-dbt's: its arguments, environment, selection and the translation of dbt's structured
 events into Dagster events. dbt's events reach it as the JSON lines dbt would have printed,
 through a pipe, while dbt runs in a thread (so models are reported as they finish, as before).
@@ -94,9 +94,6 @@ class DbtThread:
             raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode
 
-    def poll(self) -> int | None:
-        return self.returncode
-
     def send_signal(self, _sig) -> None:
         """An interrupted step (the run terminated) stops reading; dbt in its thread ends with the
         process. Nothing to forward a signal to."""
@@ -107,8 +104,9 @@ def _now() -> str:
 
 
 def _close_duckdb() -> None:
-    """dbt-duckdb keeps its database open for the life of the process (a class attribute); close
-    it, so the step's later reads open the build database afresh and its memory is returned."""
+    """dbt-duckdb keeps its database open for the life of the process (a class attribute of the
+    pinned dbt-duckdb); close it, so the step's later reads open the build database afresh and its
+    memory is returned."""
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     except ImportError:

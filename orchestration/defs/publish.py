@@ -11,6 +11,9 @@ from .keys import TWIN_KEY, WAREHOUSE_KEY
 from .thread import published_keys
 from .twins import COMPONENTS_PUBLISH
 
+# The metadata entry of the fleet-health chart on each warehouse materialization.
+CHART = "fleet_health"
+
 
 @dg.asset(
     key=WAREHOUSE_KEY,
@@ -71,9 +74,6 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         **{f"rows {name}": n for name, n in result["tables"].items()},
         "written": dg.MetadataValue.json(result["written"]),
     })
-
-
-CHART = "fleet_health"
 
 
 def _last_chart(context: dg.AssetExecutionContext) -> dg.MetadataValue | None:
