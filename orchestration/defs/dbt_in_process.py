@@ -62,19 +62,20 @@ class DbtThread:
             if msg.info.level != "debug":  # what dbt prints at its default console level
                 emit(msg_to_dict(msg))
 
+        def failed(e: BaseException) -> None:  # as an error event: dagster-dbt names it in the failure
+            emit({"info": {"name": "InProcessDbtError", "level": "error", "ts": _now(),
+                           "msg": "".join(traceback.format_exception(e)).strip()}, "data": {}})
+
         saved = {k: os.environ.get(k) for k in self._env}
         os.environ.update(self._env)
         code = 2
         try:
             result = dbtRunner(callbacks=[on_event]).invoke([*self.args[1:], *_QUIET])
             if result.exception is not None:
-                emit({"info": {"name": "InProcessDbtError", "level": "error", "ts": _now(),
-                               "msg": "".join(traceback.format_exception(result.exception)).strip()},
-                      "data": {}})
+                failed(result.exception)
             code = 0 if result.success else (1 if result.exception is None else 2)
         except BaseException as e:  # noqa: BLE001 - reported as dbt's own failure, never swallowed
-            emit({"info": {"name": "InProcessDbtError", "level": "error", "ts": _now(),
-                           "msg": "".join(traceback.format_exception(e)).strip()}, "data": {}})
+            failed(e)
         finally:
             for k, v in saved.items():
                 if v is None:
