@@ -611,10 +611,13 @@ def service_commands(host: str, port: int, home: Path, code_port: int) -> list[l
     workspace.write_text(f"# Written by `thread serve`: the code server it starts.\nload_from:\n  - grpc_server:\n"
                          f"      host: 127.0.0.1\n      port: {code_port}\n      location_name: \"{LOCATION}\"\n")
     module, attribute = LOCATION.split(":")
-    return [[str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
+    # Dagster's code server and daemon through `services`: runs start from a fork of a process with
+    # the definitions imported, sensors are evaluated every second.
+    services = [sys.executable, "-m", "orchestration.services"]
+    return [[*services, "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
              "-a", attribute, "-d", str(REPO), "--location-name", LOCATION],
             [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", host, "-p", str(port)],
-            [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)]]
+            [*services, "dagster-daemon", "run", "-w", str(workspace)]]
 
 
 def _default_signals() -> None:

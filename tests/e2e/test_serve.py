@@ -38,6 +38,21 @@ def test_ui_listens_on_loopback_only(served):
     assert all(_loopback(a.ip) for a in listening), listening
 
 
+def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
+    """The code server starts runs as forks of multiprocessing's fork server, which imported the
+    code location when the server started (not a new interpreter importing it for every run)."""
+    import psutil
+
+    tree = psutil.Process(served.proc.pid).children(recursive=True)
+    server = [p for p in tree if p.cmdline()[1:5] == ["-m", "orchestration.services", "api", "grpc"]]
+    assert len(server) == 1, [p.cmdline() for p in tree]
+    forkservers = [p for p in server[0].children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
+    assert len(forkservers) == 1, [p.cmdline() for p in server[0].children()]
+    assert "['orchestration.definitions']" in " ".join(forkservers[0].cmdline())
+    daemon = [p for p in tree if p.cmdline()[1:4] == ["-m", "orchestration.services", "dagster-daemon"]]
+    assert len(daemon) == 1
+
+
 def _loopback(ip: str) -> bool:
     import ipaddress
 

@@ -1,0 +1,96 @@
+"""How `thread serve` runs Dagster's code server and daemon: Dagster's own commands
+(`dagster code-server start`, `dagster-daemon run`), with two start-up costs of a live refresh cut.
+
+- Runs start from a fork of a process that has the definitions imported already. Dagster's code
+  server starts each run in a new interpreter (multiprocessing's "spawn"), which imports Dagster,
+  dbt and the definitions again before the run's first step: 3.4 s of every launch here, paid
+  twice between an ECO and its published twins (the thread's run, then the twins'). Runs start
+  from multiprocessing's fork server instead, which imports the definitions once, when the code
+  server starts (a reload from the UI restarts the server process, and with it the fork server).
+- The daemon evaluates sensors every second rather than every 5 s, so a sensor's own
+  `minimum_interval_seconds` (2 s here) is what spaces its ticks.
+
+Both use private seams of the exactly pinned Dagster (recheck them on an upgrade):
+`dagster._grpc.server.get_python_environment_entry_point` (the command `code-server start` runs
+its server process with, pointed at this module), `DagsterApiServer._mp_ctx` (the multiprocessing
+context runs start from) and `dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+_SELF = "orchestration.services"
+SENSOR_LOOP_SECONDS = 1
+
+
+def _seam(owner, name: str):
+    """A private attribute of Dagster this module replaces: a clear error if an upgrade moved it."""
+    if not hasattr(owner, name):
+        where = getattr(owner, "__name__", type(owner).__qualname__)
+        raise RuntimeError(f"{where}.{name} is gone (a Dagster upgrade?): orchestration/services.py "
+                           "needs a new seam, or `thread serve` can run Dagster's own commands again")
+    return getattr(owner, name)
+
+
+def _modules_served(argv: list[str]) -> list[str]:
+    """The code location's module (`-m`/`--module-name`): what every run imports."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("-m", "--module-name")]
+
+
+def _forkserver(preload: list[str]) -> multiprocessing.context.BaseContext:
+    """The fork server, started now: its import of the definitions is paid at start-up, not by
+    the first run."""
+    import multiprocessing.forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def _serve_runs_from_forks(argv: list[str]) -> None:
+    """`dagster api grpc` (the server process): runs start as forks of the fork server."""
+    from dagster._grpc import server
+
+    context = _forkserver(_modules_served(argv))
+    init = server.DagsterApiServer.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        _seam(self, "_mp_ctx")
+        self._mp_ctx = context
+
+    server.DagsterApiServer.__init__ = __init__
+
+
+def _start_server_process_here() -> None:
+    """`dagster code-server start` (a proxy that restarts its server process on a reload): that
+    process runs this module too."""
+    from dagster._grpc import server
+
+    _seam(server, "get_python_environment_entry_point")
+    server.get_python_environment_entry_point = lambda executable: [executable, "-m", _SELF]
+
+
+def main(argv: list[str]) -> int | None:
+    if argv[:1] == ["dagster-daemon"]:
+        from dagster._daemon import cli, sensor
+
+        _seam(sensor, "MIN_INTERVAL_LOOP_TIME")
+        sensor.MIN_INTERVAL_LOOP_TIME = SENSOR_LOOP_SECONDS
+        sys.argv = argv
+        return cli.main()
+    from dagster._cli import main as dagster
+
+    if argv[:2] == ["api", "grpc"]:
+        _serve_runs_from_forks(argv)
+    elif argv[:2] == ["code-server", "start"]:
+        _start_server_process_here()
+    sys.argv = ["dagster", *argv]
+    return dagster()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,35 @@
+"""`thread serve`'s wrappers of Dagster's code server and daemon (orchestration/services.py)."""
+
+from __future__ import annotations
+
+import inspect
+
+from orchestration import services
+
+
+def test_the_module_served_is_what_the_fork_server_imports():
+    argv = ["api", "grpc", "--port", "4000", "-m", "orchestration.definitions", "-d", "/repo", "-a", "defs"]
+    assert services._modules_served(argv) == ["orchestration.definitions"]
+    assert services._modules_served(["api", "grpc", "--module-name", "x.y"]) == ["x.y"]
+    assert services._modules_served(["api", "grpc", "-f", "defs.py"]) == []
+
+
+def test_the_dagster_seams_it_replaces_are_still_used_by_dagster():
+    """Private to the pinned Dagster: an upgrade that moves them fails here, not in `thread serve`."""
+    from dagster._daemon import sensor
+    from dagster._grpc import server
+
+    assert "MIN_INTERVAL_LOOP_TIME" in inspect.getsource(sensor.execute_sensor_iteration_loop)
+    assert "get_python_environment_entry_point(" in inspect.getsource(server.open_server_process)
+    assert "self._mp_ctx.Process(" in inspect.getsource(server.DagsterApiServer.StartRun)
+    assert 'self._mp_ctx = multiprocessing.get_context("spawn")' in inspect.getsource(server.DagsterApiServer.__init__)
+
+
+def test_a_moved_seam_is_named_in_the_error():
+    import pytest
+
+    class Gone:
+        __name__ = "dagster._grpc.server"
+
+    with pytest.raises(RuntimeError, match=r"dagster\._grpc\.server\.get_python_environment_entry_point is gone"):
+        services._seam(Gone(), "get_python_environment_entry_point")
