@@ -10,7 +10,7 @@
 - The daemon evaluates sensors every second rather than every 5 s, so a sensor's own
   `minimum_interval_seconds` (2 s here) is what spaces its ticks.
 
-Both use private seams of the exactly pinned Dagster (recheck them on an upgrade):
+Three private seams of the exactly pinned Dagster are used (recheck them on an upgrade):
 `dagster._grpc.server.get_python_environment_entry_point` (the command `code-server start` runs
 its server process with, pointed at this module), `DagsterApiServer._mp_ctx` (the multiprocessing
 context runs start from) and `dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME`.

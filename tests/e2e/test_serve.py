@@ -41,6 +41,9 @@ def test_ui_listens_on_loopback_only(served):
 def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
     """The code server starts runs as forks of multiprocessing's fork server, which imported the
     code location when the server started (not a new interpreter importing it for every run)."""
+    import re
+    import time
+
     import psutil
 
     tree = psutil.Process(served.proc.pid).children(recursive=True)
@@ -49,8 +52,29 @@ def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
     forkservers = [p for p in server[0].children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
     assert len(forkservers) == 1, [p.cmdline() for p in server[0].children()]
     assert "['orchestration.definitions']" in " ".join(forkservers[0].cmdline())
-    daemon = [p for p in tree if p.cmdline()[1:4] == ["-m", "orchestration.services", "dagster-daemon"]]
-    assert len(daemon) == 1
+    assert [p for p in tree if p.cmdline()[1:4] == ["-m", "orchestration.services", "dagster-daemon"]]
+
+    launched = served.graphql(LAUNCH, {"params": {"selector": {
+        "repositoryLocationName": "orchestration.definitions:defs", "repositoryName": "__repository__",
+        "jobName": "build_plm"}}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id, forked, status, deadline = launched["run"]["runId"], set(), None, time.monotonic() + 180
+    while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
+        for _ in range(25):
+            forked |= {c.pid for c in forkservers[0].children()}
+            time.sleep(0.02)
+        status = served.graphql(RUN, {"id": run_id})["runOrError"]["status"]
+    assert status == "SUCCESS"
+    events = served.graphql(RUN, {"id": run_id})["runOrError"]["eventConnection"]["events"]
+    messages = [e.get("message") or "" for e in events]
+    pids = [int(m.group(1)) for m in map(re.compile(r"Started process for run \(pid: (\d+)\)").search, messages) if m]
+    assert len(pids) == 1 and pids[0] in forked, (pids, forked)
+
+
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
+    ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status
+    eventConnection { events { ... on MessageEvent { message } } } } } }"""
 
 
 def _loopback(ip: str) -> bool:
