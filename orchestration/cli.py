@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import output, paths
+from . import output, paths, services
 from .output import console
 from .paths import REPO
 
@@ -508,11 +508,11 @@ def serve(ctx, port, host):
     console.print(f"Dagster UI on http://{host}:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops it.")
     _create_instance_storage(home)
     code_port = _free_port()
-    code_server, *services = service_commands(host, port, home, code_port)
+    code_server, *others = service_commands(host, port, home, code_port)
     procs = [start_service(code_server)]
     # Webserver and daemon connect once the code server listens (it then loads the definitions).
     _wait_for_port(code_port, procs[0])
-    procs += [start_service(cmd) for cmd in services]
+    procs += [start_service(cmd) for cmd in others]
 
     class Stop(Exception):
         pass
@@ -613,11 +613,11 @@ def service_commands(host: str, port: int, home: Path, code_port: int) -> list[l
     module, attribute = LOCATION.split(":")
     # Dagster's code server and daemon through `services`: runs start from a fork of a process with
     # the definitions imported, sensors are evaluated every second.
-    services = [sys.executable, "-m", "orchestration.services"]
-    return [[*services, "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
+    wrapped = [sys.executable, "-m", services.MODULE]
+    return [[*wrapped, "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
              "-a", attribute, "-d", str(REPO), "--location-name", LOCATION],
             [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", host, "-p", str(port)],
-            [*services, "dagster-daemon", "run", "-w", str(workspace)]]
+            [*wrapped, "dagster-daemon", "run", "-w", str(workspace)]]
 
 
 def _default_signals() -> None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import multiprocessing
 import sys
 
-_SELF = "orchestration.services"
+# This module's name, also when it runs as `python -m` (its `__name__` is then "__main__").
+MODULE = __spec__.name
 SENSOR_LOOP_SECONDS = 1
 
 
@@ -31,7 +32,6 @@ def _seam(owner, name: str):
         where = getattr(owner, "__name__", type(owner).__qualname__)
         raise RuntimeError(f"{where}.{name} is gone (a Dagster upgrade?): orchestration/services.py "
                            "needs a new seam, or `thread serve` can run Dagster's own commands again")
-    return getattr(owner, name)
 
 
 def _modules_served(argv: list[str]) -> list[str]:
@@ -71,7 +71,7 @@ def _start_server_process_here() -> None:
     from dagster._grpc import server
 
     _seam(server, "get_python_environment_entry_point")
-    server.get_python_environment_entry_point = lambda executable: [executable, "-m", _SELF]
+    server.get_python_environment_entry_point = lambda executable: [executable, "-m", MODULE]
 
 
 def main(argv: list[str]) -> int | None:
