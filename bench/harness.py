@@ -196,7 +196,7 @@ def _warm_dbt(settings: ThreadSettings) -> None:
     from orchestration.dbt_project import PROJECT
     from orchestration.defs.thread import dbt_resource
 
-    dbt_resource().cli(["parse", "--quiet", "--vars", json.dumps(settings.dbt_vars()), "--log-path", str(settings.dbt_log_dir)],
+    dbt_resource().cli(["parse", "--quiet", "--vars", json.dumps(settings.dbt_vars()), *settings.dbt_log_args],
                        manifest=PROJECT.manifest_path, target_path=settings.dbt_target_dir).wait()
 
 

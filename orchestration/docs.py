@@ -17,7 +17,7 @@ from .settings import ThreadSettings
 def _dbt(settings: ThreadSettings, *args: str) -> list[str]:
     return [DBT_EXECUTABLE, "docs", *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
             "--vars", json.dumps(settings.dbt_vars()), "--target-path", str(settings.dbt_docs_target_dir),
-            "--log-path", str(settings.dbt_log_dir)]
+            *settings.dbt_log_args]
 
 
 def generate(settings: ThreadSettings) -> Path:

@@ -25,9 +25,10 @@ from contextlib import contextmanager
 
 import dagster_dbt.core.dbt_cli_invocation as _invocation
 
-# dbt's console is the pipe (its events); the log file keeps dbt's default depth (debug).
-_QUIET = ["--log-level", "none", "--log-level-file", "debug"]
+# dbt's console is the pipe (its events); the log file's depth is the caller's (--log-level-file).
+_QUIET = ["--log-level", "none"]
 _LOCK = threading.Lock()
+_INVOCATION = threading.Lock()
 
 
 class DbtThread:
@@ -70,7 +71,8 @@ class DbtThread:
         os.environ.update(self._env)
         code = 2
         try:
-            result = dbtRunner(callbacks=[on_event]).invoke([*self.args[1:], *_QUIET])
+            with _manifest_not_written():
+                result = dbtRunner(callbacks=[on_event]).invoke([*self.args[1:], *_QUIET])
             if result.exception is not None:
                 failed(result.exception)
             code = 0 if result.success else (1 if result.exception is None else 2)
@@ -98,6 +100,41 @@ class DbtThread:
     def send_signal(self, _sig) -> None:
         """An interrupted step (the run terminated) stops reading; dbt in its thread ends with the
         process. Nothing to forward a signal to."""
+
+
+# Where dbt-core calls write_manifest during a build: after parsing, and again at the end.
+MANIFEST_WRITERS = ("dbt.parser.manifest", "dbt.task.runnable")
+
+
+@contextmanager
+def _manifest_not_written():
+    """dbt writes manifest.json into the run's target folder twice per invocation (0.5 s each at
+    10,000 units, a tenth of an ECO's dbt). Nothing reads that copy: Dagster, the lineage and the
+    docs read the project's manifest (`prepare()`), and dbt's next parse reads its own
+    partial_parse.msgpack, still written. What writing had as side effects (the manifest's parent,
+    child and group maps) is still done. A private seam of the exactly pinned dbt-core: recheck
+    on upgrade (tests/unit/test_dbt_in_process.py fails if it moves)."""
+    import importlib
+
+    def maps_only(manifest, target_path, which=None):
+        manifest.build_parent_and_child_maps()
+        manifest.build_group_map()
+
+    with _INVOCATION:  # dbt-duckdb holds one database per process: one in-process dbt at a time anyway
+        from dbt.parser.manifest import write_manifest
+
+        modules = [importlib.import_module(name) for name in MANIFEST_WRITERS]
+        for module in modules:
+            if getattr(module, "write_manifest", None) is not write_manifest:
+                raise RuntimeError(f"{module.__name__}.write_manifest is not dbt's write_manifest any more: "
+                                   "recheck orchestration/defs/dbt_in_process.py against this dbt-core")
+        for module in modules:
+            module.write_manifest = maps_only
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.write_manifest = write_manifest
 
 
 def _now() -> str:

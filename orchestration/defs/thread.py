@@ -137,7 +137,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
     def build(*selection: str, dbt_vars: dict, own_selection: bool = False):
         nonlocal runs
         args = ["build", *selection, "--vars", json.dumps(dbt_vars), "--threads", str(thread.threads),
-                "--log-path", str(thread.dbt_log_dir),
+                *thread.dbt_log_args,
                 # dbt unit tests check the SQL rules on fixed inputs: they run in the test suite,
                 # not on every refresh of the data.
                 "--exclude", "test_type:unit"]

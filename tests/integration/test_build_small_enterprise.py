@@ -151,3 +151,16 @@ def test_tables_beyond_dbt_are_described_in_the_warehouse(built_small):
           and comment is null""")
     assert missing == []
     assert query(built_small / "warehouse.duckdb", "select count(*) from twin.unit_twin_history")[0][0] > 0
+
+
+def test_dbt_ran_in_process_left_its_results_and_an_info_log_but_no_manifest_copy(built_small):
+    """The run's target folder holds what dbt ran (read by the lineage), not a second manifest;
+    dbt's log file has what dbt prints, not every SQL statement (THREAD_DBT_LOG_LEVEL=debug)."""
+    target = built_small / "build" / "dbt_target"
+    results = json.loads((target / "run_results.json").read_text())
+    assert results["results"] and all(r["status"] in ("success", "pass") for r in results["results"])
+    assert not (target / "manifest.json").exists()
+    events = [json.loads(line) for line in (built_small / "logs" / "dbt" / "dbt.log").read_text().splitlines()
+              if line.startswith("{")]
+    assert any(e["info"]["name"] == "LogModelResult" for e in events)
+    assert {e["info"]["level"] for e in events} <= {"info", "warn", "error"}

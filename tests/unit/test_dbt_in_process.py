@@ -1,0 +1,68 @@
+"""dbt run in the step's process (orchestration/defs/dbt_in_process.py): the dbt-core seams it
+relies on, and the manifest it does not write."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from orchestration.defs import dbt_in_process
+
+
+def test_dbt_still_writes_the_manifest_where_the_seam_replaces_it():
+    """Private to the pinned dbt-core: an upgrade that moves them fails here, not in a refresh."""
+    from dbt.parser import manifest
+    from dbt.task import runnable
+
+    assert "write_manifest(manifest, runtime_config.project_target_path)" in inspect.getsource(manifest.parse_manifest)
+    assert "write_manifest(self.manifest, self.config.project_target_path)" in inspect.getsource(
+        runnable.GraphRunnableTask.run)
+    for name in dbt_in_process.MANIFEST_WRITERS:
+        assert importlib.import_module(name).write_manifest is manifest.write_manifest
+
+
+def test_within_an_invocation_the_manifest_keeps_its_maps_but_is_not_written(tmp_path):
+    from dbt.parser import manifest
+    from dbt.task import runnable
+
+    original = manifest.write_manifest
+
+    class Manifest:
+        calls: list[str] = []
+
+        def build_parent_and_child_maps(self):
+            self.calls.append("maps")
+
+        def build_group_map(self):
+            self.calls.append("groups")
+
+    with dbt_in_process._manifest_not_written():
+        assert manifest.write_manifest is not original and runnable.write_manifest is manifest.write_manifest
+        manifest.write_manifest(Manifest(), str(tmp_path))
+    assert Manifest.calls == ["maps", "groups"]
+    assert list(tmp_path.iterdir()) == []
+    assert manifest.write_manifest is original and runnable.write_manifest is original
+
+
+def test_a_moved_seam_is_named_in_the_error(monkeypatch):
+    from dbt.task import runnable
+
+    monkeypatch.setattr(runnable, "write_manifest", lambda *a: None)
+    with pytest.raises(RuntimeError, match=r"dbt\.task\.runnable\.write_manifest is not dbt's"):
+        with dbt_in_process._manifest_not_written():
+            pass
+
+
+def test_the_dbt_log_level_is_dbts_own_and_info_by_default(monkeypatch):
+    from orchestration.settings import ThreadSettings
+
+    settings = ThreadSettings(sources_dir="s", data_dir="d")
+    monkeypatch.delenv("THREAD_DBT_LOG_LEVEL", raising=False)
+    assert settings.dbt_file_log_level == "info"
+    monkeypatch.setenv("THREAD_DBT_LOG_LEVEL", "DEBUG")
+    assert settings.dbt_file_log_level == "debug"
+    monkeypatch.setenv("THREAD_DBT_LOG_LEVEL", "verbose")
+    with pytest.raises(ValueError, match="THREAD_DBT_LOG_LEVEL must be one of debug, info"):
+        settings.dbt_file_log_level
