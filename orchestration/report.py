@@ -58,7 +58,8 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plt():
+def plotting():
+    """matplotlib's pyplot, drawing to images only (no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +89,7 @@ HEALTH_OVER_TIME_TABLE = "thread.fleet_health_daily"
 
 
 def chart_health_over_time(con) -> Chart:
-    plt = _plt()
+    plt = plotting()
     rows = con.execute(f"SELECT day, health_state, units FROM {HEALTH_OVER_TIME_TABLE} ORDER BY day").fetchall()
     days = sorted({r[0] for r in rows})
     fig, ax = plt.subplots(figsize=(9, 3.4))
@@ -113,7 +114,7 @@ def chart_health_over_time(con) -> Chart:
 
 
 def chart_propagation_lags(con) -> Chart:
-    plt = _plt()
+    plt = plotting()
     data = {}
     for system in ("mes", "erp", "service"):
         data[system] = [r[0] / 24 for r in con.execute(
@@ -131,7 +132,7 @@ def chart_propagation_lags(con) -> Chart:
 
 
 def chart_open_gaps(con) -> Chart:
-    plt = _plt()
+    plt = plotting()
     rows = con.execute("""
         SELECT s.system, count(*) FROM thread.eco_propagation p,
                unnest(string_split(p.missing_systems, ',')) AS s(system)
@@ -145,7 +146,7 @@ def chart_open_gaps(con) -> Chart:
 
 
 def chart_deviations(con) -> Chart:
-    plt = _plt()
+    plt = plotting()
     rows = con.execute("""
         SELECT d.part_number, coalesce(u.line_id, '?') AS line, count(*) AS n
         FROM thread.unit_deviations d JOIN thread.units u USING (serial_number)
@@ -170,7 +171,7 @@ def chart_deviations(con) -> Chart:
 def chart_failure_rate(con) -> Chart:
     """Ranked by the lower end of the 95 % interval: a revision is listed high because its rate is
     surely high, not because a handful of units happened to fail."""
-    plt = _plt()
+    plt = plotting()
     found = con.execute("""
         SELECT part_number || ' rev ' || coalesce(revision, '?'), units_in_service, failures
         FROM thread.part_field_reliability WHERE units_in_service > 0 AND failures > 0""").fetchall()
@@ -192,7 +193,7 @@ def chart_failure_rate(con) -> Chart:
 
 
 def chart_due_soon(con) -> Chart:
-    plt = _plt()
+    plt = plotting()
     rows = con.execute("""
         SELECT serial_number, rul_hours FROM twin.unit_twin
         WHERE rul_hours IS NOT NULL AND status <> 'scrapped' ORDER BY rul_hours, serial_number LIMIT 15""").fetchall()
@@ -207,7 +208,7 @@ def chart_due_soon(con) -> Chart:
 def chart_tracked_components(con) -> Chart:
     """Genealogy at a glance, the start of a quality investigation: for the tracked parts with the
     most field failures, the lots and serials still in units, those removed, and the failures."""
-    plt = _plt()
+    plt = plotting()
     rows = con.execute("""
         WITH tracked AS (
             SELECT part_number, count(DISTINCT component_serial) AS lots,

@@ -40,7 +40,8 @@ def test_ui_listens_on_loopback_only(served):
 
 def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
     """The code server starts runs as forks of multiprocessing's fork server, which imported the
-    code location when the server started (not a new interpreter importing it for every run)."""
+    code location and warmed dbt when the server started (not a new interpreter importing it for
+    every run)."""
     import re
     import time
 
@@ -51,7 +52,7 @@ def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
     assert len(server) == 1, [p.cmdline() for p in tree]
     forkservers = [p for p in server[0].children() if "multiprocessing.forkserver" in " ".join(p.cmdline())]
     assert len(forkservers) == 1, [p.cmdline() for p in server[0].children()]
-    assert "['orchestration.definitions']" in " ".join(forkservers[0].cmdline())
+    assert "['orchestration.definitions', 'orchestration.warm_runs']" in " ".join(forkservers[0].cmdline())
     assert [p for p in tree if p.cmdline()[1:4] == ["-m", "orchestration.services", "dagster-daemon"]]
 
     launched = served.graphql(LAUNCH, {"params": {"selector": {
@@ -69,6 +70,7 @@ def test_runs_start_from_a_process_that_has_the_definitions_imported(served):
     messages = [e.get("message") or "" for e in events]
     pids = [int(m.group(1)) for m in map(re.compile(r"Started process for run \(pid: (\d+)\)").search, messages) if m]
     assert len(pids) == 1 and pids[0] in forked, (pids, forked)
+    assert "dbt warm-up skipped" not in served.log.read_text()
 
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename

@@ -66,3 +66,21 @@ def test_the_dbt_log_level_is_dbts_own_and_info_by_default(monkeypatch):
     monkeypatch.setenv("THREAD_DBT_LOG_LEVEL", "verbose")
     with pytest.raises(ValueError, match="THREAD_DBT_LOG_LEVEL must be one of debug, info"):
         settings.dbt_file_log_level
+
+
+def test_warming_parses_the_project_and_compiles_every_macro_once():
+    """What the fork server of `thread serve` runs before forking runs: afterwards dbt's template
+    cache holds every macro, so a run's first invocation compiles none (a fresh process: the
+    cache is per process)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", (
+        "from orchestration.defs import dbt_in_process\n"
+        "from dbt_common.clients.jinja import template_cache\n"
+        "assert not template_cache.file_cache\n"
+        "dbt_in_process.warm()\n"
+        "print(len(template_cache.file_cache))\n")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dbt warm-up skipped" not in done.stderr
+    assert int(done.stdout.split()[-1]) > 200
