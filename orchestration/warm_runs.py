@@ -1,9 +1,21 @@
 """Imported by `thread serve`'s fork server, after the definitions (orchestration/services.py),
 and nowhere else: every run forked from it starts with dbt warm (defs/dbt_in_process.warm) and
-matplotlib imported (the publish's chart: 0.5 s in a fresh process)."""
+with what a run would otherwise import on first use."""
+
+import importlib
 
 from . import report
 from .defs import dbt_in_process
 
+# Imported by a run on first use, not with the definitions: the OpenLineage client the lineage
+# module emits through, Dagster's SQLite storage and its migrations (0.4 s in a fresh process).
+RUN_IMPORTS = ("openlineage.client", "openlineage.client.event_v2", "openlineage.client.facet_v2",
+               "openlineage.client.transport.file", "openlineage.client.uuid", "alembic.runtime.migration",
+               "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+               "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+               "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage")
+
+for name in RUN_IMPORTS:
+    importlib.import_module(name)
 dbt_in_process.warm()
-report.plotting()
+report.plotting()  # matplotlib, for the publish's chart: 0.5 s in a fresh process

@@ -33,3 +33,16 @@ def test_a_moved_seam_is_named_in_the_error():
 
     with pytest.raises(RuntimeError, match=r"dagster\._grpc\.server\.get_python_environment_entry_point is gone"):
         services._seam(Gone(), "get_python_environment_entry_point")
+
+
+def test_what_the_fork_server_preloads_is_importable():
+    """The modules a run imports on first use, preloaded by the fork server (orchestration.warm_runs):
+    a renamed one would end the warm-up there (the fork server ignores a failed preload), and
+    every run would start cold again."""
+    import importlib
+
+    from orchestration import warm_runs
+
+    for name in warm_runs.RUN_IMPORTS:
+        importlib.import_module(name)
+    assert importlib.import_module(services.WARM_MODULE) is warm_runs
