@@ -16,10 +16,13 @@ def test_the_module_served_is_what_the_fork_server_imports():
 
 def test_the_dagster_seams_it_replaces_are_still_used_by_dagster():
     """Private to the pinned Dagster: an upgrade that moves them fails here, not in `thread serve`."""
-    from dagster._daemon import sensor
+    from dagster._daemon import controller, daemon, sensor
     from dagster._grpc import server
 
     assert "MIN_INTERVAL_LOOP_TIME" in inspect.getsource(sensor.execute_sensor_iteration_loop)
+    assert "QueuedRunCoordinatorDaemon(\n            interval_seconds=" in inspect.getsource(
+        controller.create_daemon_of_type)
+    assert "shutdown_event.wait(0.5)" in inspect.getsource(daemon.IntervalDaemon.core_loop)
     assert "get_python_environment_entry_point(" in inspect.getsource(server.open_server_process)
     assert "self._mp_ctx.Process(" in inspect.getsource(server.DagsterApiServer.StartRun)
     assert 'self._mp_ctx = multiprocessing.get_context("spawn")' in inspect.getsource(server.DagsterApiServer.__init__)
@@ -46,3 +49,17 @@ def test_what_the_fork_server_preloads_is_importable():
     for name in warm_runs.RUN_IMPORTS:
         importlib.import_module(name)
     assert importlib.import_module(services.WARM_MODULE) is warm_runs
+
+
+def test_the_daemon_looks_at_sensors_every_second_and_at_the_run_queue_every_half_second(monkeypatch):
+    from dagster._daemon import sensor
+    from dagster._daemon.run_coordinator import queued_run_coordinator_daemon as queue
+
+    QueuedRunCoordinatorDaemon = queue.QueuedRunCoordinatorDaemon
+    monkeypatch.setattr(sensor, "MIN_INTERVAL_LOOP_TIME", sensor.MIN_INTERVAL_LOOP_TIME)
+    monkeypatch.setattr(QueuedRunCoordinatorDaemon, "__init__", QueuedRunCoordinatorDaemon.__init__)
+    assert QueuedRunCoordinatorDaemon(interval_seconds=1).interval_seconds == 1
+    services._quicker_daemon()
+    assert sensor.MIN_INTERVAL_LOOP_TIME == services.SENSOR_LOOP_SECONDS
+    assert QueuedRunCoordinatorDaemon(interval_seconds=1).interval_seconds == services.DEQUEUE_SECONDS
+    assert QueuedRunCoordinatorDaemon(interval_seconds=0.25).interval_seconds == 0.25

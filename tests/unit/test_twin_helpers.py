@@ -37,7 +37,12 @@ def test_partition_keys_are_serials_or_shards_of_consecutive_serials():
 
 
 def test_the_partition_size_is_configured_kept_or_chosen_by_fleet_size():
-    from orchestration.twins import PER_UNIT_MAX, SHARDED_MAX_PARTITIONS, key_size, units_per_partition
+    from orchestration.twins import (
+        PER_UNIT_MAX,
+        SHARDED_MAX_PARTITIONS,
+        key_size,
+        units_per_partition,
+    )
 
     assert key_size("HX200-000123") == 1 and key_size("HX200-0001xx") == 100 and key_size("A-B-004x") == 10
     # Configured: as configured, whatever the instance has.
