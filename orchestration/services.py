@@ -12,7 +12,7 @@
 - The daemon evaluates sensors every second rather than every 5 s, so a sensor's own
   `minimum_interval_seconds` (2 s here) is what spaces its ticks; and it looks at the run queue
   every half second rather than every second (the shortest `dequeue_interval_seconds`, a whole
-  number), half a second less on average before each queued run starts.
+  number): a queued run waits at most half a second for it, not a second.
 
 Four private seams of the exactly pinned Dagster are used (recheck them on an upgrade):
 `dagster._grpc.server.get_python_environment_entry_point` (the command `code-server start` runs
