@@ -1,6 +1,6 @@
 """Imported by `thread serve`'s fork server, after the definitions (orchestration/services.py),
-and nowhere else in the product: every run forked from it starts with dbt warm (defs/dbt_in_process.warm) and
-with what a run would otherwise import on first use."""
+and nowhere else in the product: every run forked from it starts with dbt warm
+(defs/dbt_in_process.warm) and with what a run would otherwise import on first use."""
 
 import importlib
 
