@@ -84,6 +84,15 @@ def valid_partition_size(value: int | str) -> int:
     return number
 
 
+def _one_of(value: str | None, variable: str, choices: tuple[str, ...], default: str | None = None) -> str:
+    """A setting naming one of `choices` (any case): the field, else the variable, else the default
+    (the first choice)."""
+    chosen = (value or os.environ.get(variable) or default or choices[0]).strip().lower()
+    if chosen not in choices:
+        raise ValueError(f"{variable} must be one of {', '.join(choices)}, not {chosen!r}")
+    return chosen
+
+
 class ThreadSettings(dg.ConfigurableResource):
     """Where the sources are, where everything a run writes goes (all under data_dir), and how
     hard the build may work."""
@@ -164,10 +173,7 @@ class ThreadSettings(dg.ConfigurableResource):
 
     @property
     def engine(self) -> str:
-        engine = (self.engine_name or os.environ.get("THREAD_ENGINE") or "duckdb").strip().lower()
-        if engine not in ENGINES:
-            raise ValueError(f"THREAD_ENGINE must be one of {', '.join(ENGINES)}, not {engine!r}")
-        return engine
+        return _one_of(self.engine_name, "THREAD_ENGINE", ENGINES)
 
     @property
     def spark_master_url(self) -> str:
@@ -179,10 +185,7 @@ class ThreadSettings(dg.ConfigurableResource):
 
     @property
     def dbt_file_log_level(self) -> str:
-        level = (self.dbt_log_level or os.environ.get("THREAD_DBT_LOG_LEVEL") or "info").strip().lower()
-        if level not in DBT_LOG_LEVELS:
-            raise ValueError(f"THREAD_DBT_LOG_LEVEL must be one of {', '.join(DBT_LOG_LEVELS)}, not {level!r}")
-        return level
+        return _one_of(self.dbt_log_level, "THREAD_DBT_LOG_LEVEL", DBT_LOG_LEVELS, default="info")
 
     @property
     def shard_size_digits(self) -> int:
