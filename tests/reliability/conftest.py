@@ -21,10 +21,11 @@ def tiny_sources(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_built(tiny_sources, tmp_path_factory):
     """The tiny enterprise after one `thread build`, and what that build printed. Tests start from
-    a copy (`start_from`) rather than each paying for the same first build."""
+    a copy (`start_from`) rather than each paying for the same first build. dbt logs every SQL
+    statement (not the default): the secrets test looks for secrets there too."""
     root = tmp_path_factory.mktemp("tiny-built")
     sources, data = root / "sources", root / "data"
     shutil.copytree(tiny_sources, sources)
-    done = build_ok(sources, data)
+    done = build_ok(sources, data, THREAD_DBT_LOG_LEVEL="debug")
     return sources, data, done.stdout + done.stderr
 

@@ -63,6 +63,7 @@ def _incremental_equals_scratch(root, seed, units, steps):
     simulate(sources, SimConfig(seed=seed, units=units, parts=60, start=START, days=45, telemetry_every_h=24))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("THREAD_BUILD_BATCH_UNITS", "20")
+        mp.setenv("THREAD_DBT_LOG_LEVEL", "debug")  # the SQL statements, counted below
         assert build(sources, data).ok
     assert _batches_of_last_build(data, "unit_deviations") > 1
     for n, step in enumerate(steps):
@@ -106,7 +107,8 @@ def _incremental_equals_scratch(root, seed, units, steps):
 
 
 def _batches_of_last_build(data, model: str) -> int:
-    """How many batches of shards the last dbt run inserted into `model` (the statements in its log)."""
+    """How many batches of shards the last dbt run inserted into `model` (the statements in its
+    log, there at THREAD_DBT_LOG_LEVEL=debug)."""
     lines = (data / "logs" / "dbt" / "dbt.log").read_text().splitlines()
     events = [json.loads(line) for line in lines if line.startswith("{")]
     starts = [i for i, e in enumerate(events) if e["info"]["name"] == "MainReportVersion"]

@@ -93,6 +93,7 @@ def test_secrets_never_reach_files_logs_metadata_or_the_terminal(run):
     assert _duckdb_hits(data / "build" / "build.duckdb", [masked])
     assert _delta_hits(data / "lake", [masked])
     assert _file_hits(data, ["database unreachable"])
+    assert _file_hits(data, ['"name": "SQLQuery"'])  # dbt's log held every statement it sent
 
 
 def test_personal_data_stays_in_the_restricted_raw_layer(run):
