@@ -612,7 +612,8 @@ def service_commands(host: str, port: int, home: Path, code_port: int) -> list[l
                          f"      host: 127.0.0.1\n      port: {code_port}\n      location_name: \"{LOCATION}\"\n")
     module, attribute = LOCATION.split(":")
     # Dagster's code server and daemon through `services`: runs start from a fork of a process with
-    # the definitions imported, sensors are evaluated every second.
+    # the definitions imported and dbt warm; the daemon looks at sensors every second, at the run
+    # queue every half second.
     wrapped = [sys.executable, "-m", services.MODULE]
     return [[*wrapped, "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module,
              "-a", attribute, "-d", str(REPO), "--location-name", LOCATION],
