@@ -1,6 +1,11 @@
-{#- The designed revision of every part for every effectivity class: the effective revision with
-    the latest released_at (ties: the later revision in string order). -#}
-with classes as (
+{#- The designed revision of every part in each effectivity class's product structure (every part
+    a BOM line of any revision places under the product, all levels): the effective revision with
+    the latest released_at (ties: the later revision in string order). Parts outside the product's
+    structure are left out: int_structures_exploded never looks them up, and resolving every part
+    for every class cost three times the rows (720 k instead of 263 k at 10,000 units). -#}
+with recursive
+
+classes as (
 
     select
         class_id,
@@ -10,6 +15,43 @@ with classes as (
         any_value(product_part_number) as product_part_number
     from {{ ref('int_units_classified') }}
     group by class_id
+
+),
+
+edges as (
+
+    select distinct parent_part_number, child_part_number from {{ ref('stg_plm__bom_lines') }}
+
+),
+
+{#- Spark's recursion takes UNION ALL only: a path ends where it meets a part already on it. The
+    roots come from the model, not from `classes`: DuckDB 1.5.6 returned a varying share of the rows,
+    or crashed, when a recursive CTE started from a CTE that is read twice. -#}
+reached as (
+
+    select distinct
+        product_part_number,
+        product_part_number as part_number,
+        {{ list_of('product_part_number') }} as path,
+        false as is_cycle
+    from {{ ref('int_units_classified') }}
+
+    union all
+
+    select
+        r.product_part_number,
+        e.child_part_number,
+        {{ list_append('r.path', 'e.child_part_number') }},
+        {{ list_has('r.path', 'e.child_part_number') }}
+    from reached r
+    join edges e on e.parent_part_number = r.part_number
+    where not r.is_cycle and {{ list_len('r.path') }} < 64
+
+),
+
+structure as (
+
+    select distinct product_part_number, part_number from reached
 
 ),
 
@@ -23,13 +65,17 @@ effective as (
 
     select c.class_id, r.part_number, r.revision, r.released_at
     from classes c
+    join structure s on s.product_part_number = c.product_part_number
     join revisions r
-      on (r.eco_number is null and cast(r.released_at as date) <= c.effectivity_date)
-      or (r.effectivity_type = 'date' and c.effectivity_date >= r.effective_date)
-      or (
-            r.effectivity_type = 'serial'
-            and c.serial_prefix = r.effective_serial_prefix
-            and c.serial_number >= r.effective_from
+      on r.part_number = s.part_number
+     and (
+            (r.eco_number is null and cast(r.released_at as date) <= c.effectivity_date)
+            or (r.effectivity_type = 'date' and c.effectivity_date >= r.effective_date)
+            or (
+                r.effectivity_type = 'serial'
+                and c.serial_prefix = r.effective_serial_prefix
+                and c.serial_number >= r.effective_from
+            )
          )
 
 )
