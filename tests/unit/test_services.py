@@ -63,3 +63,36 @@ def test_the_daemon_looks_at_sensors_every_second_and_at_the_run_queue_every_hal
     assert sensor.MIN_INTERVAL_LOOP_TIME == services.SENSOR_LOOP_SECONDS
     assert QueuedRunCoordinatorDaemon(interval_seconds=1).interval_seconds == services.DEQUEUE_SECONDS
     assert QueuedRunCoordinatorDaemon(interval_seconds=0.25).interval_seconds == 0.25
+
+
+def test_dagsters_migration_scripts_are_read_once_per_process(tmp_path):
+    """A sensor tick and a run start each open Dagster's SQLite storages, which ask alembic for the
+    head revision: after read_migrations_once, opening them reads no migration script again, and
+    finds the same head revision."""
+    import subprocess
+    import sys
+
+    from dagster._core.storage import sql
+
+    assert "ScriptDirectory.from_config(alembic_config)" in inspect.getsource(sql.check_alembic_revision)
+    script = f"""
+from alembic.script import ScriptDirectory
+from dagster._core.storage import sql
+from dagster._core.storage.runs.sqlite import sqlite_run_storage
+head = ScriptDirectory.from_config(sql.get_alembic_config(sqlite_run_storage.__file__)).get_current_head()
+from orchestration import services
+services.read_migrations_once()
+services.read_migrations_once()  # a second call wraps nothing twice
+def unread(self):
+    raise AssertionError("migration scripts read again")
+ScriptDirectory._load_revisions = unread
+import dagster as dg
+for _ in range(2):
+    instance = dg.DagsterInstance.local_temp({str(tmp_path)!r})
+    revision, found = instance.run_storage.alembic_version()
+    assert found == head == revision, (found, head, revision)
+    instance.dispose()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
