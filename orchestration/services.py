@@ -13,9 +13,9 @@
   a SQLite storage opens: a sensor's every tick opens a new instance (three storages), and alembic
   read about 60 scripts from disk for each (40 ms a tick; 0.24 s of each run's start).
 - The daemon evaluates sensors every second rather than every 5 s, so a sensor's own
-  `minimum_interval_seconds` (2 s here) is what spaces its ticks; and it looks at the run queue
-  every half second rather than every second (the shortest `dequeue_interval_seconds`, a whole
-  number): a queued run waits at most half a second for it, not a second.
+  `minimum_interval_seconds` (1 s here, `defs/runs.SENSOR_SECONDS`) is what spaces its ticks; and
+  it looks at the run queue every half second rather than every second (the shortest
+  `dequeue_interval_seconds`, a whole number): a queued run waits at most half a second for it.
 
 Five private seams of the exactly pinned Dagster and alembic are used (recheck them on an upgrade):
 `dagster._grpc.server.get_python_environment_entry_point` (the command `code-server start` runs

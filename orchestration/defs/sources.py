@@ -25,6 +25,7 @@ from .. import lake, lineage
 from ..ingest import extract_entity, new_batch_id, watch
 from ..resources import WriterLock
 from ..settings import ThreadSettings
+from . import runs
 from .keys import AUDIT_WRITTEN_BY_EXTRACTION, EXTRACTION_LOG_KEY, raw_key
 
 KIND_OF_MEDIUM = {"csv": "csv", "jsonl": "json", "parquet": "parquet", "table": "sql"}
@@ -140,7 +141,7 @@ def source_sensor(system: str, then: list[dg.AssetKey] = (), tags: dict | None =
     @dg.sensor(
         name=f"{system}_exports",
         asset_selection=dg.AssetSelection.assets(*keys, *then),
-        minimum_interval_seconds=2,
+        minimum_interval_seconds=runs.SENSOR_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches the {contracts.SYSTEMS[system].title} {'database' if on_database else 'export files'} "
                     "and extracts only the entities that changed.",

@@ -273,14 +273,14 @@ WITH_THREAD_TAG = "thread/with_thread"
 @dg.sensor(
     name="thread_refresh",
     asset_selection=THREAD_STEPS,
-    minimum_interval_seconds=2,
+    minimum_interval_seconds=runs.SENSOR_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a source lands in a run that did not rebuild the thread itself (the source sensors' runs "
     "do, or leave it to the next source run waiting behind them), rebuilds the thread, the estimates and the twin "
     "change set in one run (each step does nothing when its inputs are unchanged).",
 )
 def thread_refresh_sensor(context: dg.SensorEvaluationContext):
-    # One query for every key (one per key cost 0.3 s a tick, every 2 s, on the code server).
+    # One query for every key (one per key cost 0.3 s a tick on the code server).
     latest = context.instance.get_latest_materialization_events([*RAW_KEYS, *AUDIT_WRITTEN_BY_EXTRACTION])
     landed = [e for e in latest.values() if e is not None]
     if not landed:

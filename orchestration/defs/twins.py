@@ -288,7 +288,7 @@ CHANGE_SET_WAIT = timedelta(seconds=60)
 @dg.sensor(
     name="twin_refresh",
     asset_selection=dg.AssetSelection.assets(TWIN_KEY, WAREHOUSE_KEY),
-    minimum_interval_seconds=2,
+    minimum_interval_seconds=runs.SENSOR_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests twin runs for the units in the current change set (lake/_state/twin/pending) "
     "that have not been refreshed yet, as few partition ranges as possible; while a run that rebuilds the "
