@@ -65,24 +65,26 @@ def test_the_daemon_looks_at_sensors_every_second_and_at_the_run_queue_every_hal
     assert QueuedRunCoordinatorDaemon(interval_seconds=0.25).interval_seconds == 0.25
 
 
-def test_dagsters_migration_scripts_are_read_once_per_process(tmp_path):
+def test_dagster_storage_is_asked_once_what_cannot_change(tmp_path):
     """A sensor tick and a run start each open Dagster's SQLite storages, which ask alembic for the
-    head revision: after read_migrations_once, opening them reads no migration script again, and
-    finds the same head revision."""
+    head revision: after storage_asked_less, opening them reads no migration script again, and
+    finds the same head revision. And the event log's completed data migrations are remembered."""
     import subprocess
     import sys
 
     from dagster._core.storage import sql
+    from dagster._core.storage.event_log import sql_event_log
 
     assert "ScriptDirectory.from_config(alembic_config)" in inspect.getsource(sql.check_alembic_revision)
+    assert "self.has_secondary_index(" in inspect.getsource(sql_event_log.SqlEventLogStorage)
     script = f"""
 from alembic.script import ScriptDirectory
 from dagster._core.storage import sql
 from dagster._core.storage.runs.sqlite import sqlite_run_storage
 head = ScriptDirectory.from_config(sql.get_alembic_config(sqlite_run_storage.__file__)).get_current_head()
 from orchestration import services
-services.read_migrations_once()
-services.read_migrations_once()  # a second call wraps nothing twice
+services.storage_asked_less()
+services.storage_asked_less()  # a second call wraps nothing twice
 def unread(self):
     raise AssertionError("migration scripts read again")
 ScriptDirectory._load_revisions = unread
@@ -92,6 +94,14 @@ for _ in range(2):
     revision, found = instance.run_storage.alembic_version()
     assert found == head == revision, (found, head, revision)
     instance.dispose()
+# A data migration found complete is not asked about again; one not complete is.
+from dagster._core.storage.event_log.migration import ASSET_KEY_INDEX_COLS
+storage = instance.event_log_storage
+assert storage.has_secondary_index(ASSET_KEY_INDEX_COLS)
+opened, index_connection = [], storage.index_connection
+storage.index_connection = lambda: (opened.append(1), index_connection())[1]
+assert storage.has_secondary_index(ASSET_KEY_INDEX_COLS) and not opened
+assert not storage.has_secondary_index("never run") and opened
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
