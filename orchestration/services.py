@@ -13,10 +13,11 @@
   (`storage_asked_less`). Its schema revision is read from the migration scripts once per process,
   not each time a storage opens: a sensor's every tick opens a new instance (three storages), and
   alembic read about 60 scripts from disk for each (40 ms a tick; 0.24 s of each run's start).
-  And a data migration of the event log found complete is remembered, as Dagster's Postgres
-  storage does: the SQLite one asked its index database again before most asset queries (a
-  connection, a query, and a close that checkpoints the database's write-ahead log), about 1.5 s
-  of CPU in the runs of a live ECO at 10,000 units, for each model's output and each check.
+  And what, once true, stays true (a table created, a data migration completed: `ONCE_TRUE`) is
+  remembered, as Dagster's Postgres storages do: the SQLite ones asked their databases again
+  before most reads and writes. The event log's question alone was about 1.5 s of CPU in the
+  runs of a live ECO at 10,000 units (once for each model's output and each check); the
+  schedule storage's were a fifth of the daemon's CPU while idle (every sensor tick).
 - The daemon evaluates sensors every second rather than every 5 s, so a sensor's own
   `minimum_interval_seconds` (1 s here, `defs/runs.SENSOR_SECONDS`) is what spaces its ticks; and
   it looks at the run queue every half second rather than every second (the shortest
@@ -27,8 +28,8 @@ Six private seams of the exactly pinned Dagster and alembic are used (recheck th
 its server process with, pointed at this module), `DagsterApiServer._mp_ctx` (the multiprocessing
 context runs start from), `dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME`, the interval
 `QueuedRunCoordinatorDaemon` is built with, `alembic.script.ScriptDirectory.from_config` with
-Dagster's `get_alembic_config` (how Dagster finds its head revision), and
-`SqliteEventLogStorage.has_secondary_index`.
+Dagster's `get_alembic_config` (how Dagster finds its head revision), and the methods
+`ONCE_TRUE` names.
 """
 
 from __future__ import annotations
@@ -57,28 +58,44 @@ def _seam(owner, name: str):
 def storage_asked_less() -> None:
     """In this process and the processes it forks after this."""
     _read_migrations_once()
-    _remember_completed_migrations()
+    _remember_once_true()
 
 
-def _remember_completed_migrations() -> None:
-    """A data migration of the event log, once complete, stays complete (short of wiping the
-    event log, which nothing here does): Dagster's Postgres storage remembers it per storage, and
-    now the SQLite one does too."""
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+# What Dagster's SQLite storages ask their databases again before most reads and writes (a
+# connection, a query, and a close that checkpoints the write-ahead log), whose answer, once yes,
+# stays yes while the process runs: a table created, a data migration completed. Its Postgres
+# storages remember these; short of wiping a storage, which nothing here does, it is safe.
+ONCE_TRUE = {
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log.SqliteEventLogStorage": ("has_secondary_index",),
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage.SqliteRunStorage": ("has_built_index",),
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage.SqliteScheduleStorage": (
+        "has_built_index", "has_instigators_table"),
+}
 
-    _seam(SqliteEventLogStorage, "has_secondary_index")
-    asks = SqliteEventLogStorage.has_secondary_index
-    if getattr(asks, "remembers", False):
-        return
 
-    def has_secondary_index(self, name: str) -> bool:
-        complete = self.__dict__.setdefault("_thread_complete_migrations", set())
-        if name not in complete and asks(self, name):
-            complete.add(name)
-        return name in complete
+def _remember_once_true() -> None:
+    import importlib
 
-    has_secondary_index.remembers = True
-    SqliteEventLogStorage.has_secondary_index = has_secondary_index
+    for path, methods in ONCE_TRUE.items():
+        module, name = path.rsplit(".", 1)
+        storage = getattr(importlib.import_module(module), name)
+        for method in methods:
+            _seam(storage, method)
+            asks = getattr(storage, method)
+            if not getattr(asks, "remembers", False):
+                setattr(storage, method, _remembering(asks))
+
+
+def _remembering(asks):
+    def remembered(self, *args):
+        known = self.__dict__.setdefault("_thread_known_true", set())
+        question = (asks.__name__, *args)
+        if question not in known and asks(self, *args):
+            known.add(question)
+        return question in known
+
+    remembered.remembers = True
+    return remembered
 
 
 def _read_migrations_once() -> None:

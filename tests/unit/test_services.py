@@ -68,15 +68,18 @@ def test_the_daemon_looks_at_sensors_every_second_and_at_the_run_queue_every_hal
 def test_dagster_storage_is_asked_once_what_cannot_change(tmp_path):
     """A sensor tick and a run start each open Dagster's SQLite storages, which ask alembic for the
     head revision: after storage_asked_less, opening them reads no migration script again, and
-    finds the same head revision. And the event log's completed data migrations are remembered."""
+    finds the same head revision. And what they found true once (a table, a data migration) is
+    not asked again."""
     import subprocess
     import sys
 
     from dagster._core.storage import sql
     from dagster._core.storage.event_log import sql_event_log
+    from dagster._core.storage.schedules import sql_schedule_storage
 
     assert "ScriptDirectory.from_config(alembic_config)" in inspect.getsource(sql.check_alembic_revision)
     assert "self.has_secondary_index(" in inspect.getsource(sql_event_log.SqlEventLogStorage)
+    assert "self.has_instigators_table()" in inspect.getsource(sql_schedule_storage.SqlScheduleStorage)
     script = f"""
 from alembic.script import ScriptDirectory
 from dagster._core.storage import sql
@@ -94,14 +97,25 @@ for _ in range(2):
     revision, found = instance.run_storage.alembic_version()
     assert found == head == revision, (found, head, revision)
     instance.dispose()
-# A data migration found complete is not asked about again; one not complete is.
+# What was found true is not asked again (no connection opened); what was not is.
 from dagster._core.storage.event_log.migration import ASSET_KEY_INDEX_COLS
-storage = instance.event_log_storage
-assert storage.has_secondary_index(ASSET_KEY_INDEX_COLS)
-opened, index_connection = [], storage.index_connection
-storage.index_connection = lambda: (opened.append(1), index_connection())[1]
-assert storage.has_secondary_index(ASSET_KEY_INDEX_COLS) and not opened
-assert not storage.has_secondary_index("never run") and opened
+from dagster._core.storage.runs.migration import RUN_PARTITIONS
+from dagster._core.storage.schedules.migration import SCHEDULE_TICKS_SELECTOR_ID
+questions = [(instance.event_log_storage, "has_secondary_index", (ASSET_KEY_INDEX_COLS,), ("index_connection",)),
+             (instance.run_storage, "has_built_index", (RUN_PARTITIONS,), ("connect",)),
+             (instance.schedule_storage, "has_built_index", (SCHEDULE_TICKS_SELECTOR_ID,), ("connect",)),
+             (instance.schedule_storage, "has_instigators_table", (), ("connect",))]
+asked = {{(type(storage).__module__ + "." + type(storage).__name__, method) for storage, method, _, _ in questions}}
+assert asked == {{(path, m) for path, methods in services.ONCE_TRUE.items() for m in methods}}, asked
+for storage, method, args, connections in questions:
+    assert getattr(storage, method)(*args), method
+    opened = []
+    for name in connections:
+        real = getattr(storage, name)
+        setattr(storage, name, lambda real=real, **kw: (opened.append(1), real(**kw))[1])
+    assert getattr(storage, method)(*args) and not opened, method
+    if args:
+        assert not getattr(storage, method)("never run") and opened, method
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
