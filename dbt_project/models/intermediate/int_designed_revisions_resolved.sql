@@ -18,15 +18,9 @@ classes as (
 
 ),
 
-edges as (
-
-    select distinct parent_part_number, child_part_number from {{ ref('stg_plm__bom_lines') }}
-
-),
-
 {#- Spark's recursion takes UNION ALL only: a path ends where it meets a part already on it. The
-    roots come from the model, not from `classes`: DuckDB 1.5.6 returned a varying share of the rows,
-    or crashed, when a recursive CTE started from a CTE that is read twice. -#}
+    recursion reads models only, not CTEs: DuckDB 1.5.6 returned a varying share of its rows, or
+    crashed, when it started from `classes` (read twice) or stepped through deduplicated edges. -#}
 reached as (
 
     select distinct
@@ -44,7 +38,7 @@ reached as (
         {{ list_append('r.path', 'e.child_part_number') }},
         {{ list_has('r.path', 'e.child_part_number') }}
     from reached r
-    join edges e on e.parent_part_number = r.part_number
+    join {{ ref('int_bom_edges') }} e on e.parent_part_number = r.part_number
     where not r.is_cycle and {{ list_len('r.path') }} < 64
 
 ),
