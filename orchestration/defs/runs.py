@@ -4,8 +4,9 @@ queries), and how often the sensors that request runs look."""
 import dagster as dg
 
 # Every sensor's minimum interval. `thread serve`'s daemon loops every second too
-# (services.SENSOR_LOOP_SECONDS), so a change waits about half a second for the sensor that sees it.
-# At 2 s an idle `thread serve` at 10,000 units used 7.8 CPU-seconds per 30 s; at 1 s, 10.4.
+# (services.SENSOR_LOOP_SECONDS), in a random order of sensors, so a change waits half a second to
+# a second for the sensor that sees it. At 2 s an idle `thread serve` at 10,000 units used 7.8
+# CPU-seconds per 30 s; at 1 s, 9.3-10.4.
 SENSOR_SECONDS = 1
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
