@@ -55,6 +55,10 @@ def _seam(owner, name: str):
                            "needs a new seam, or `thread serve` can run Dagster's own commands again")
 
 
+# Marks a function this module put in place of Dagster's or alembic's: a second call wraps nothing twice.
+WRAPPED = "_thread_wrapped"
+
+
 def storage_asked_less() -> None:
     """In this process and the processes it forks after this."""
     _read_migrations_once()
@@ -82,7 +86,7 @@ def _remember_once_true() -> None:
         for method in methods:
             _seam(storage, method)
             asks = getattr(storage, method)
-            if not getattr(asks, "remembers", False):
+            if not getattr(asks, WRAPPED, False):
                 setattr(storage, method, _remembering(asks))
 
 
@@ -94,7 +98,7 @@ def _remembering(asks):
             known.add(question)
         return question in known
 
-    remembered.remembers = True
+    setattr(remembered, WRAPPED, True)
     return remembered
 
 
@@ -108,7 +112,7 @@ def _read_migrations_once() -> None:
 
     _seam(ScriptDirectory, "from_config")
     _seam(sql, "get_alembic_config")
-    if getattr(ScriptDirectory.from_config, "read_once", False):
+    if getattr(ScriptDirectory.from_config, WRAPPED, False):
         return
     load = ScriptDirectory.from_config.__func__
     read: dict[tuple, ScriptDirectory] = {}
@@ -121,7 +125,7 @@ def _read_migrations_once() -> None:
                 read[key] = load(cls, config)
             return read[key]
 
-    from_config.read_once = True
+    setattr(from_config, WRAPPED, True)
     ScriptDirectory.from_config = classmethod(from_config)
     ScriptDirectory.from_config(sql.get_alembic_config(sqlite_run_storage.__file__)).as_revision_number("head")
 
