@@ -8,6 +8,7 @@ and high-water marks without reading rows) talk to the same database the same wa
 from __future__ import annotations
 
 import hashlib
+import marshal
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -137,6 +138,17 @@ def table_fingerprints(entities: Iterable[EntityContract], url: str) -> dict[str
 
 # -- reading tables ------------------------------------------------------------------------------
 
+def _as_bytes(records: list) -> bytes:
+    """The rows as the driver gave them, exactly, for a fingerprint: in marshal's format 2 (the
+    same bytes for the same values; format 3 on also marks values shared in memory), else, for
+    values marshal does not know (another driver's dates or decimals), as text. Text cost four
+    times as much at 500,000 rows (0.34 s a chunk); the frame's hash through text, more than eight."""
+    try:
+        return marshal.dumps(records, 2)
+    except ValueError:
+        return repr(records).encode()
+
+
 class TableReader(Reader):
     """A table of the MES database. Snapshots are fingerprinted by their content (big ones come in
     chunks); of an event table, the rows whose key the lake has not seen are read."""
@@ -196,9 +208,7 @@ class TableReader(Reader):
                     frame = pd.DataFrame.from_records(records, columns=names, coerce_float=True)
                     rows = pd.Series(range(row_offset + 1, row_offset + len(frame) + 1), dtype="int64")
                     row_offset += len(frame)
-                    # The rows as the driver gave them (the frame's hash, through text, cost more
-                    # than twice as much).
-                    digest.update(repr(records).encode())
+                    digest.update(_as_bytes(records))
                     yield Chunk(frame, rows, self.location)
         # The driver's cursor raises the driver's own errors (SQLAlchemy wraps only its execute).
         except (sa.exc.SQLAlchemyError, eng.dialect.loaded_dbapi.Error) as e:
