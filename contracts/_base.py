@@ -281,15 +281,21 @@ def enforce(
     frame = pd.DataFrame(typed, index=raw.index)
 
     cast_bad = {i.index for i in issues if i.severity == "error"}
-    candidates = frame.drop(index=list(cast_bad))
+    candidates = _without(frame, cast_bad)
     issues += _pandera_issues(candidates, contract)
     if check_keys:
-        issues += _key_issues(frame.drop(index=list({i.index for i in issues if i.severity == "error"})), contract)
+        issues += _key_issues(_without(frame, {i.index for i in issues if i.severity == "error"}), contract)
 
     rejected_idx, warned_idx, rejected, warnings = _report(issues, raw, rows, contract)
-    accepted = frame.drop(index=rejected_idx)
-    accepted = accepted.assign(_source_row=rows.drop(index=rejected_idx).astype("int64"))
+    accepted = _without(frame, rejected_idx)
+    accepted = accepted.assign(_source_row=_without(rows, rejected_idx).astype("int64"))
     return Enforcement(accepted=accepted.reset_index(drop=True), rejected=rejected, warnings=warnings)
+
+
+def _without(data, index):
+    """`data` less the rows `index` names; itself when none (dropping nothing still reindexes it:
+    four times a chunk, a second at 5.8 M readings)."""
+    return data.drop(index=list(index)) if len(index) else data
 
 
 def _joined(values: pd.Series, sep: str) -> pd.Series:
@@ -369,7 +375,7 @@ def _report(issues: list[CellIssue], raw: pd.DataFrame, rows: pd.Series, contrac
 
 
 def _key_texts(keys: pd.DataFrame | None, n: int) -> list[str]:
-    if keys is None:
+    if keys is None or not n:  # no row: nothing to format (per chunk, 5 ms of pandas for nothing)
         return [""] * n
     parts = [_texts(keys[k]).fillna("").astype(str) for k in keys.columns]
     if not parts:
