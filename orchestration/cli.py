@@ -178,6 +178,7 @@ def build(ctx, full):
         # Whatever a library writes to stderr (warnings, a storage driver's own traceback) goes to
         # the log file: the terminal shows progress and one line per failure.
         dagster_home(env)
+        services.storage_asked_less()  # as `thread serve`'s processes ask it
         with _terminal_only_for_us(log_path), bar, dg.DagsterInstance.get() as instance:
             result = run_build(defs, instance, env, show, log_path, full=full)
     except Exception as e:  # noqa: BLE001 - one clear line on the terminal, the trace in the log

@@ -120,3 +120,80 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_dagster_sqlite_storages_keep_their_connections_and_never_write_to_a_removed_file(tmp_path):
+    """Dagster opens (and closes) a new SQLite connection for every read and write; after
+    storage_asked_less, one engine per database file serves every instance of the process: storing
+    events and reading runs opens no connection. A database file removed (a wipe, a Dagster home
+    deleted and made again) is reopened, never written through the old connection; a forked
+    process makes its own."""
+    import subprocess
+    import sys
+
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.schedules.sqlite import sqlite_schedule_storage
+
+    # What is replaced is still Dagster's engine-per-use (an upgrade that pools would show here).
+    for module in (sqlite_event_log, sqlite_run_storage, sqlite_schedule_storage):
+        assert "poolclass=NullPool" in inspect.getsource(module), module.__name__
+    script = f"""
+import os, shutil, sqlite3
+from pathlib import Path
+import dagster as dg
+from dagster._core.test_utils import create_run_for_test
+from orchestration import services
+services.storage_asked_less()
+services.storage_asked_less()  # a second call wraps nothing twice
+home = Path({str(tmp_path)!r}) / "home"
+
+def instance():
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("")
+    return dg.DagsterInstance.from_config(str(home))
+
+import sqlalchemy as sa
+opened = []
+sa.event.listen(sa.pool.Pool, "connect", lambda dbapi, record: opened.append(dbapi))
+with instance() as first:
+    run = create_run_for_test(first, job_name="one")
+    first.report_engine_event("warm", run)
+    first.report_runless_asset_event(dg.AssetMaterialization(asset_key="a"))
+    first.get_runs()
+    assert opened, "no connection was seen opening: this test would measure nothing"
+with instance() as second:  # a new instance, as every sensor tick makes (opening it connects)
+    second.report_engine_event("event 0", run)
+    warm = len(opened)
+    for i in range(1, 30):
+        second.report_engine_event(f"event {{i}}", run)
+        second.report_runless_asset_event(dg.AssetMaterialization(asset_key="a"))
+        second.get_runs()
+    assert len(opened) == warm, opened[warm:]
+    assert len(second.all_logs(run.run_id)) == 31
+    assert len(opened) == warm, opened[warm:]
+    second.wipe()
+    after = create_run_for_test(second, job_name="two")
+    second.report_engine_event("after the wipe", after)
+    assert [r.job_name for r in second.get_runs()] == ["two"]
+    assert len(second.all_logs(after.run_id)) == 1
+shutil.rmtree(home)
+with instance() as third:
+    assert third.get_runs() == []
+    run = create_run_for_test(third, job_name="three")
+    third.report_runless_asset_event(dg.AssetMaterialization(asset_key="b"))
+# What was written is in the files on disk now, not behind a connection to a removed one.
+assert sqlite3.connect(str(home / "history" / "runs.db")).execute("select count(*) from runs").fetchone() == (1,)
+assert sqlite3.connect(str(home / "history" / "runs" / "index.db")).execute(
+    "select count(*) from event_logs where asset_key like '%b%'").fetchone() == (1,)
+url = "sqlite:///" + str(home / "history" / "runs.db")
+mine = services._kept_engine(url)
+child = os.fork()
+if child == 0:
+    os._exit(0 if services._kept_engine(url) is not mine else 1)
+assert os.waitpid(child, 0)[1] == 0, "a forked process used its parent's engine"
+assert len(services._ENGINES) <= services.KEPT_ENGINES + 1
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
