@@ -39,6 +39,11 @@ run_coordinator:
     # Launch queued runs within a second: a change should reach the twins in under a minute.
     dequeue_interval_seconds: 1
     dequeue_use_threads: true
+# Sensors evaluated side by side, each as soon as its interval is up (orchestration/services.py:
+# one after the other, a sensor's tick started up to 0.7 s into the loop and often missed the next).
+sensors:
+  use_threads: true
+  num_workers: 4
 # Runs that write take the writer lock (resources.WriterLock) for their whole duration, so they
 # serialize with each other and with `thread build`; a killed run's lock dies with its process.
 concurrency:
