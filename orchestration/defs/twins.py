@@ -295,6 +295,11 @@ CHANGE_SET_WAIT = timedelta(seconds=60)
     "thread is queued or in progress, waits for its change set (at most 60 s).",
 )
 def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
+    # The runs in progress first, then the change set: a thread run that ended between the two
+    # looks wrote its change set before it ended. The other way round, a change set read just
+    # before it was written looked empty, the run then looked finished, and a publish was requested
+    # ahead of the twins (which then waited for its writer lock: 2.7 s at 10,000 units).
+    busy = runs.active(context.instance, TWIN_CHANGES_KEY, WAREHOUSE_KEY)
     pending = twins.pending(thread.lake_dir)
     if pending is None or pending.num_rows == 0:
         # No twin to refresh, but the thread (or a source's staleness) may have changed: publish it.
@@ -305,13 +310,12 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         if current:
             return dg.SkipReason("every twin is up to date and published")
         # A run rebuilding the thread decides with its change set; a run publishing does it anyway.
-        busy = runs.active(context.instance, TWIN_CHANGES_KEY, WAREHOUSE_KEY)
         if busy:
             return dg.SkipReason(f"run {busy[0].run_id} rebuilds the thread or publishes: not published twice")
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
                              tags={"thread/trigger": "twin_refresh"})
     detected = pc.max(pending["detected_at"]).as_py()
-    coming = next((r.run_id for r in runs.active(context.instance, TWIN_CHANGES_KEY)), None)
+    coming = next((r.run_id for r in busy if TWIN_CHANGES_KEY in (r.asset_selection or set())), None)
     if coming is not None and datetime.now(timezone.utc) - detected < CHANGE_SET_WAIT:
         # Sources landing one system at a time (a day of activity) each rebuild the thread and the
         # change set: twins refreshed in between would be refreshed again, a launch and a publish

@@ -188,8 +188,36 @@ def test_a_thread_left_to_a_later_run_is_rebuilt_if_that_run_fails(world):
 
 def test_nothing_pending_means_no_twin_run(world):
     _, _, thread = world
-    result, _ = tick(twin_refresh_sensor, thread)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result, _ = tick(twin_refresh_sensor, thread, instance=instance)
     assert isinstance(result, dg.SkipReason)
+
+
+def test_a_thread_run_ending_while_the_sensor_looks_is_not_published_ahead_of_its_twins(world, monkeypatch):
+    """The run rebuilding the thread ends between the sensor's looks: the change set it wrote
+    decides (its twins, then the publish), never a publish of its own requested ahead of them."""
+    from orchestration.defs import twins as twin_defs
+    from orchestration.fingerprints import Ledger
+
+    _, _, thread = world
+    Ledger(thread.build_db).record("publish", "an earlier thread")  # the thread changed since
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                            asset_selection=frozenset({TWIN_CHANGES_KEY}))
+        instance.add_run(run)
+        read = twins.pending
+
+        def pending_as_the_run_ends(lake_dir):
+            seen = read(lake_dir)  # the change set as it was a moment before the run wrote it
+            instance.handle_new_event(dg.EventLogEntry(
+                error_info=None, level="debug", user_message="", run_id=run.run_id, timestamp=0.0,
+                dagster_event=dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, run.job_name)))
+            return seen
+
+        monkeypatch.setattr(twin_defs.twins, "pending", pending_as_the_run_ends)
+        result, _ = tick(twin_refresh_sensor, thread, instance=instance)
+        assert instance.get_run_by_id(run.run_id).is_finished  # the run did end during the tick
+    assert isinstance(result, dg.SkipReason) and run.run_id in result.skip_message, result
 
 
 def test_a_changed_thread_with_no_twin_to_refresh_is_published_once(world):
