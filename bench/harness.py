@@ -148,8 +148,8 @@ def _env(sources: Path, data: Path, units_per_partition: int = 0) -> ThreadSetti
 
 
 # Where the Dagster instance of the builds and refreshes keeps its events (results before
-# 2026-12-05 18:00 have no such field: an in-memory instance; until 2026-12-07 17:30, "sqlite on
-# disk": a new connection per read or write, as Dagster opens them).
+# 2026-12-05 18:00 have no such field: an in-memory instance; before the thirteenth part of
+# 2026-12-07, "sqlite on disk": a new connection per read or write, as Dagster opens them).
 KEPT_SQLITE = "sqlite on disk, connections kept"
 DAGSTER_STORAGE = KEPT_SQLITE
 
@@ -443,8 +443,8 @@ def live_eco(sources: Path, data: Path, workdir: Path, units_per_partition: int 
                        time.monotonic())
         subscriber = Subscriber(data, workdir / "api.log", "eco")
         release = eco_target(sources, data)
-        # From the ECO in PLM's export files (until 2026-12-07 17:00, from before the bench chose
-        # its part in the warehouse: 1.5 s more at 10,000 units).
+        # From the ECO in PLM's export files (before the thirteenth part of 2026-12-07, from before
+        # the bench chose its part in the warehouse: 1.5 s more at 10,000 units).
         started = time.monotonic()
         release()
         published = wait_published(data / "warehouse.duckdb", f"""SELECT
@@ -968,8 +968,8 @@ TARGETS_END = "<!-- /targets -->"
 def run_dagster_events(bench_dir: Path, partitions: int = 1_000, say=print) -> Path:
     """What Dagster's bookkeeping of one run over `partitions` unit partitions costs (a one-step
     asset doing nothing), per storage: in memory, SQLite on disk as Dagster uses it and as `thread
-    build` and `thread serve` do (its connections kept), PostgreSQL (a team's; Debian's server, started here with fsync off as in the tests); each one
-    planned event per partition, one for the whole range, and that with batched writes
+    build` and `thread serve` do (its connections kept), PostgreSQL (a team's; Debian's server,
+    started here with fsync off as in the tests); each one planned event per partition, one for the whole range, and that with batched writes
     (results/dagster_events.json)."""
     import tempfile
 
