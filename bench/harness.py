@@ -969,8 +969,8 @@ def run_dagster_events(bench_dir: Path, partitions: int = 1_000, say=print) -> P
     """What Dagster's bookkeeping of one run over `partitions` unit partitions costs (a one-step
     asset doing nothing), per storage: in memory, SQLite on disk as Dagster uses it and as `thread
     build` and `thread serve` do (its connections kept), PostgreSQL (a team's; Debian's server,
-    started here with fsync off as in the tests); each one planned event per partition, one for the whole range, and that with batched writes
-    (results/dagster_events.json)."""
+    started here with fsync off as in the tests); each one planned event per partition, one for
+    the whole range, and that with batched writes (results/dagster_events.json)."""
     import tempfile
 
     import dagster as dg
