@@ -15,8 +15,12 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
 
 def active(instance: dg.DagsterInstance, *keys: dg.AssetKey) -> list[dg.DagsterRun]:
     """Runs queued or in progress that materialize any of `keys`."""
-    return [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=100)
-            if set(keys) & (run.asset_selection or set())]
+    return materializing(instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=100), *keys)
+
+
+def materializing(found: list[dg.DagsterRun], *keys: dg.AssetKey) -> list[dg.DagsterRun]:
+    """Of these runs, those that materialize any of `keys`."""
+    return [run for run in found if set(keys) & (run.asset_selection or set())]
 
 
 def step_started(instance: dg.DagsterInstance, run_id: str, step_key: str) -> bool:

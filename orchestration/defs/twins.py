@@ -315,7 +315,7 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         return dg.RunRequest(run_key=f"publish:{inputs[:16]}", asset_selection=[WAREHOUSE_KEY],
                              tags={"thread/trigger": "twin_refresh"})
     detected = pc.max(pending["detected_at"]).as_py()
-    coming = next((r.run_id for r in busy if TWIN_CHANGES_KEY in (r.asset_selection or set())), None)
+    coming = next((r.run_id for r in runs.materializing(busy, TWIN_CHANGES_KEY)), None)
     if coming is not None and datetime.now(timezone.utc) - detected < CHANGE_SET_WAIT:
         # Sources landing one system at a time (a day of activity) each rebuild the thread and the
         # change set: twins refreshed in between would be refreshed again, a launch and a publish
