@@ -73,6 +73,8 @@ def _outcomes(result: dg.ExecuteInProcessResult, data_dir: Path) -> list[StepOut
             detail = f"{n} {'twin' if n == 1 else 'twins'} refreshed (a run over {runs} partitions)"
         elif "units_to_refresh" in meta:
             detail = f"{meta['units_to_refresh']} twins to refresh"
+        elif meta.get("rebuilt") is False:
+            detail = "unchanged (not rebuilt)"
         else:
             detail = "ok"
         out.append(StepOutcome(mat.asset_key.to_user_string(), True, detail))

@@ -149,9 +149,18 @@ def shard_families() -> set[str]:
 
 def upstream_sources(model: str) -> set[str]:
     """The dbt sources (`mes.units`, ...) a model reads, directly or through other models."""
+    return {f"{n['source_name']}.{n['name']}" for n in _upstream(model) if n["resource_type"] == "source"}
+
+
+def upstream_models(model: str) -> set[str]:
+    """The models a model reads, directly or through other models."""
+    return {n["name"] for n in _upstream(model) if n["resource_type"] == "model" and n["name"] != model}
+
+
+def _upstream(model: str) -> list[dict]:
     m = manifest()
     nodes = {**m["nodes"], **m["sources"]}
-    found: set[str] = set()
+    found: list[dict] = []
     seen: set[str] = set()
     todo = [uid for uid, n in m["nodes"].items() if n["resource_type"] == "model" and n["name"] == model]
     while todo:
@@ -159,10 +168,8 @@ def upstream_sources(model: str) -> set[str]:
         if uid in seen or uid not in nodes:
             continue
         seen.add(uid)
-        node = nodes[uid]
-        if node["resource_type"] == "source":
-            found.add(f"{node['source_name']}.{node['name']}")
-        todo.extend(node.get("depends_on", {}).get("nodes", []))
+        found.append(nodes[uid])
+        todo.extend(nodes[uid].get("depends_on", {}).get("nodes", []))
     return found
 
 

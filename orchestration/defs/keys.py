@@ -4,6 +4,8 @@ import dagster as dg
 
 import contracts
 
+from .. import twins
+
 
 def raw_key(c: contracts.EntityContract) -> dg.AssetKey:
     return dg.AssetKey([c.system, c.entity])
@@ -21,6 +23,8 @@ RUL_KEY = dg.AssetKey(["health", "rul_model"])
 # The models the estimates read (every thread run reports them: see defs/thread.py).
 RUL_INPUT_KEYS = [dg.AssetKey(["thread", "units"]), dg.AssetKey(["thread", "service_events"]),
                   dg.AssetKey(["staging", "stg_service__telemetry"])]
+# The dbt views the twin steps read (models/twin_logic).
+LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
 # One partitioned asset per unit's twin; it maintains all three twin tables.
 TWIN_KEY = dg.AssetKey(["twin", "unit_twin"])
 TWIN_CHANGES_KEY = dg.AssetKey(["twin", "changes"])

@@ -21,10 +21,9 @@ from ..fingerprints import Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from . import runs
-from .keys import RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
+from .keys import LOGIC_KEYS, RUL_KEY, TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
 
 UNITS = dg.DynamicPartitionsDefinition(name="units")
-LOGIC_KEYS = [dg.AssetKey(["twin_logic", t]) for t in (*twins.TABLES, "unit_twin_inputs")]
 FULL_REFRESH_TAG = "thread/full_refresh"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

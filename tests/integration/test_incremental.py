@@ -205,6 +205,13 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
         assert stored["telemetry"]["digests"] != telemetry_before["digests"]
         done = _materialized(result)
         assert {"staging/stg_service__telemetry", "thread/fleet_health_daily"} <= done, done
+        # What the estimates read and no reading reaches is reported as it was, not built again.
+        kept = {s.key: s.detail for s in result.steps if s.key in ("thread/units", "thread/service_events")}
+        assert kept == dict.fromkeys(("thread/units", "thread/service_events"), "unchanged (not rebuilt)"), kept
+        run_results = json.loads((data / "build" / "dbt_target" / "run_results.json").read_text())
+        ran = {r["unique_id"] for r in run_results["results"]}
+        assert "model.digital_thread.fleet_health_daily" in ran and not ran & {
+            "model.digital_thread.units", "model.digital_thread.service_events"}, ran
         assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
                            "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
         # fleet_health_daily reads the new day's readings only (its range, written into the SQL).
