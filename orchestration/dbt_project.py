@@ -23,10 +23,14 @@ PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 MANIFEST = PROJECT.manifest_path
 
 
-def _project_mtime() -> float:
+def project_files() -> list[Path]:
+    """The files dbt parses the project from."""
     files = [p for d in ("models", "macros", "tests", "analyses") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
-    files += [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"]
-    return max(p.stat().st_mtime for p in files)
+    return [*files, DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"]
+
+
+def _project_mtime() -> float:
+    return max(p.stat().st_mtime for p in project_files())
 
 
 def dbt_on_path() -> None:

@@ -7,6 +7,7 @@ import importlib
 
 from . import dbt_project, report, services
 from .defs import dbt_in_process
+from .settings import ThreadSettings
 
 # Imported by a run on first use, not with the definitions: the OpenLineage client the lineage
 # module emits through, Dagster's SQLite storage and its migrations (0.4 s in a fresh process).
@@ -19,7 +20,7 @@ RUN_IMPORTS = ("openlineage.client", "openlineage.client.event_v2", "openlineage
 for name in RUN_IMPORTS:
     importlib.import_module(name)
 services.storage_asked_less()  # each run opens Dagster's storages: 0.24 s of its start, and more
-dbt_in_process.warm()
+dbt_in_process.warm(ThreadSettings.from_env())  # as `thread serve` exported the settings for its runs
 report.plotting()  # matplotlib, for the publish's chart: 0.5 s in a fresh process
 dbt_project.manifest()  # parsed once here, not by each run's first step that asks the manifest
 # Everything so far outlives every run: set aside from the garbage collector, which in a run

@@ -84,3 +84,45 @@ def test_warming_parses_the_project_and_compiles_every_macro_once():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dbt warm-up skipped" not in done.stderr
     assert int(done.stdout.split()[-1]) > 200
+
+
+def test_an_invocation_reuses_the_last_parse_of_the_project_with_the_same_vars(tmp_path):
+    """dbt parses the project once per process and set of vars (fork server: before any run), not
+    once per invocation; a changed project file or other vars parse again."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "import dbt.cli.requires as requires\n"
+        "from orchestration import dbt_project\n"
+        "from orchestration.defs import dbt_in_process\n"
+        "from orchestration.settings import ThreadSettings\n"
+        "tmp = Path(sys.argv[1])\n"
+        "parses = []\n"
+        "parse = requires.parse_manifest\n"
+        "requires.parse_manifest = lambda *a, **k: parses.append(1) or parse(*a, **k)\n"
+        "extra = tmp / 'model.sql'\n"
+        "extra.write_text('x')\n"
+        "files = dbt_project.project_files\n"
+        "dbt_project.project_files = lambda: [*files(), extra]\n"
+        "def ls(vars):\n"
+        "    proc = dbt_in_process.DbtThread(['dbt', 'ls', '--select', 'units', '--vars', json.dumps(vars),\n"
+        "        '--project-dir', str(dbt_project.DBT_DIR), '--profiles-dir', str(dbt_project.DBT_DIR),\n"
+        "        '--target-path', str(tmp / 'target'), '--log-path', str(tmp)], env={})\n"
+        "    out = proc.stdout.read().decode()\n"
+        "    assert proc.wait() == 0 and 'thread.units' in out, out[-2000:]\n"
+        "    return len(parses)\n"
+        "a, b = {'build_db': str(tmp / 'a.duckdb')}, {'build_db': str(tmp / 'b.duckdb')}\n"
+        "counts = [ls(a), ls(a), ls(b), ls(b), ls(a)]\n"
+        "os.utime(extra, ns=(1, 1))\n"
+        "counts.append(ls(a))\n"
+        "settings = ThreadSettings(sources_dir=str(tmp), data_dir=str(tmp / 'data'))\n"
+        "dbt_in_process.warm(settings)\n"
+        "warmed = len(parses)\n"
+        "counts.append(ls(settings.dbt_vars()) - warmed)\n"
+        "print(counts)\n"), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dbt warm-up skipped" not in done.stderr
+    assert done.stdout.split("\n")[-2] == "[1, 1, 2, 2, 3, 4, 0]", done.stdout[-2000:]
