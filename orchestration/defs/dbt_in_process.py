@@ -75,7 +75,7 @@ class DbtThread:
         code = 2
         try:
             key, project = _vars_of(self.args), _project_state()
-            with _manifest_not_written() as parsed:
+            with _artifacts_not_written() as parsed:
                 result = dbtRunner(manifest=_parsed(key, project), callbacks=[on_event]).invoke(
                     [*self.args[1:], *_QUIET])
             if result.success and parsed:
@@ -143,14 +143,17 @@ def _remember(key: str, project: tuple, manifest) -> None:
 
 
 @contextmanager
-def _manifest_not_written():
+def _artifacts_not_written():
     """dbt writes manifest.json into the run's target folder twice per invocation (0.5 s each at
-    10,000 units, a tenth of an ECO's dbt). Nothing reads that copy: Dagster, the lineage and the
-    docs read the project's manifest (`prepare()`), and dbt's next parse reads its own
-    partial_parse.msgpack, still written. What writing had as side effects (the manifest's parent,
-    child and group maps) is still done. A private seam of the exactly pinned dbt-core: recheck
-    on upgrade (tests/unit/test_dbt_in_process.py fails if it moves)."""
+    10,000 units, a tenth of an ECO's dbt), and graph.gpickle once (its graph with every node
+    serialized: 0.3 s). Nothing reads them: Dagster, the lineage and the docs read the project's
+    manifest (`prepare()`), dbt's next parse reads its own partial_parse.msgpack, still written, and
+    run_results.json is still written. What writing the manifest had as side effects (its parent,
+    child and group maps) is still done. Private seams of the exactly pinned dbt-core: recheck on
+    upgrade (tests/unit/test_dbt_in_process.py fails if they move)."""
     import importlib
+
+    from dbt.compilation import Compiler
 
     written = []  # what dbt would have written: the parsed manifest, and the same after the run
 
@@ -169,11 +172,17 @@ def _manifest_not_written():
                                    "recheck orchestration/defs/dbt_in_process.py against this dbt-core")
         for module in modules:
             module.write_manifest = maps_only
+        write_graph_file, Compiler.write_graph_file = Compiler.write_graph_file, _graph_not_written
         try:
             yield written
         finally:
+            Compiler.write_graph_file = write_graph_file
             for module in modules:
                 module.write_manifest = write_manifest
+
+
+def _graph_not_written(compiler, linker, manifest) -> None:
+    """In place of dbt's `Compiler.write_graph_file` (see `_artifacts_not_written`)."""
 
 
 def warm(settings: ThreadSettings | None = None) -> None:
@@ -203,7 +212,7 @@ def warm(settings: ThreadSettings | None = None) -> None:
                 if parsed.exists():
                     shutil.copy(parsed, tmp)
                     break
-            with _manifest_not_written():
+            with _artifacts_not_written():
                 result = dbtRunner().invoke([
                     "parse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", tmp,
                     "--log-path", tmp, "--log-level", "none", "--log-level-file", "none",

@@ -21,6 +21,11 @@ def test_dbt_still_writes_the_manifest_where_the_seam_replaces_it():
         runnable.GraphRunnableTask.run)
     for name in dbt_in_process.MANIFEST_WRITERS:
         assert importlib.import_module(name).write_manifest is manifest.write_manifest
+    from dbt.compilation import Compiler
+    from dbt.task.build import BuildTask
+
+    assert "self.write_graph_file(linker, manifest)" in inspect.getsource(Compiler.compile)
+    assert "self.compiler.compile(self.manifest, add_test_edges=True)" in inspect.getsource(BuildTask.compile_manifest)
 
 
 def test_within_an_invocation_the_manifest_keeps_its_maps_but_is_not_written(tmp_path):
@@ -38,12 +43,17 @@ def test_within_an_invocation_the_manifest_keeps_its_maps_but_is_not_written(tmp
         def build_group_map(self):
             self.calls.append("groups")
 
-    with dbt_in_process._manifest_not_written():
+    from dbt.compilation import Compiler
+
+    write_graph_file = Compiler.write_graph_file
+    with dbt_in_process._artifacts_not_written():
         assert manifest.write_manifest is not original and runnable.write_manifest is manifest.write_manifest
         manifest.write_manifest(Manifest(), str(tmp_path))
+        assert Compiler.write_graph_file(None, None, None) is None
     assert Manifest.calls == ["maps", "groups"]
     assert list(tmp_path.iterdir()) == []
     assert manifest.write_manifest is original and runnable.write_manifest is original
+    assert Compiler.write_graph_file is write_graph_file
 
 
 def test_a_moved_seam_is_named_in_the_error(monkeypatch):
@@ -51,7 +61,7 @@ def test_a_moved_seam_is_named_in_the_error(monkeypatch):
 
     monkeypatch.setattr(runnable, "write_manifest", lambda *a: None)
     with pytest.raises(RuntimeError, match=r"dbt\.task\.runnable\.write_manifest is not dbt's"):
-        with dbt_in_process._manifest_not_written():
+        with dbt_in_process._artifacts_not_written():
             pass
 
 
@@ -122,6 +132,7 @@ def test_an_invocation_reuses_the_last_parse_of_the_project_with_the_same_vars(t
         "dbt_in_process.warm(settings)\n"
         "warmed = len(parses)\n"
         "counts.append(ls(settings.dbt_vars()) - warmed)\n"
+        "assert not (tmp / 'target' / 'graph.gpickle').exists()\n"
         "print(counts)\n"), str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dbt warm-up skipped" not in done.stderr
