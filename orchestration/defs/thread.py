@@ -252,11 +252,17 @@ def _left_as_they_were(context: dg.AssetExecutionContext, sources: set[str], mod
     """The models the steps after dbt read that an incremental run selecting `source:<s>+` and
     `<model>+` does not rebuild: no source they read changed since the build that made them, so
     they are as that build left them."""
+    why = {"rebuilt": False, "why": "no source it reads changed since it was last built"}
     for key in READ_AFTER_DBT:
         name = key.path[-1]
         if not (dbt_project.upstream_sources(name) & sources or ({name} | dbt_project.upstream_models(name)) & models):
-            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key), metadata={
-                "rebuilt": False, "why": "no source it reads changed since it was last built"})
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key), metadata=why)
+            # Its tests are not run again either. They passed on these rows: a failing one fails
+            # the build, and a failed build leaves the next one to rebuild what it would have.
+            for check in sorted(k for k in context.selected_asset_check_keys if k.asset_key == key):
+                yield dg.AssetCheckResult(asset_key=key, check_name=check.name, passed=True, metadata=why,
+                                          description="Not run again: the model was not rebuilt, and this test "
+                                          "passed on its rows when it was.")
 
 
 def _as_output(context: dg.AssetExecutionContext, event):
