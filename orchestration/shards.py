@@ -150,6 +150,16 @@ def _table(digests: dict[str, str]):
                                                                                           pa.string())})
 
 
+def family_digests(con, family: str) -> dict[str, str] | None:
+    """Per shard, the digest of what one family of per-unit models reads, as the last successful
+    dbt run left it (BUILT_TABLE); None where there is none (Spark, before a first build)."""
+    schema, table = BUILT_TABLE.split(".")
+    if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                       [schema, table]).fetchall():
+        return None
+    return dict(con.execute(f"SELECT shard, digest_{family} FROM {BUILT_TABLE}").fetchall())
+
+
 def changed(before: dict[str, str] | None, now: dict[str, str]) -> list[str] | None:
     """Shards whose digest differs (appeared, changed or gone); None when there is nothing to
     compare with (everything is to be built)."""

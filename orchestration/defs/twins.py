@@ -93,6 +93,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
                 store.put("telemetry", telemetry, telemetry_key)
         now_digests = shards.twin_digests(con, thread_digests or {}, rul.estimates(thread.lake_dir), digits,
                                           telemetry=telemetry)
+        configuration = shards.family_digests(con, "configuration") if thread_digests is not None else None
     finally:
         con.close()
     key = _change_set_key(store, digits)
@@ -100,19 +101,27 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     # Of those, the shards whose thread rows are as at the last change set: there only the twins'
     # telemetry aspects can differ, and only those are evaluated.
     rethreaded = None if dirty is None else shards.changed(store.get("twins_thread", key), thread_digests)
+    # Of the others, those whose configuration family's rows are as at the last change set (an
+    # ECO's shards): there the twins' configuration is the stored one.
+    reconfigured = None if dirty is None or configuration is None else \
+        shards.changed(store.get("twins_configuration", key), configuration)
     store.forget("twins")
-    where = telemetry_where = None
+    where = telemetry_where = configuration_kept_where = None
     if dirty is not None:
         full = dirty if rethreaded is None else sorted(set(dirty) & set(rethreaded))
         telemetry_only = sorted(set(dirty) - set(full))
+        configuration_kept = [] if reconfigured is None else sorted(set(full) - set(reconfigured))
+        full = sorted(set(full) - set(configuration_kept))
         where = shards.sql_where(full, digits=digits)
         telemetry_where = shards.sql_where(telemetry_only, digits=digits) if telemetry_only else None
-        context.log.info(f"Twin inputs compared in {len(dirty)} shards, {len(telemetry_only)} of them "
-                         "for their telemetry only.")
+        configuration_kept_where = shards.sql_where(configuration_kept, digits=digits) if configuration_kept else None
+        context.log.info(f"Twin inputs compared in {len(dirty)} shards: {len(telemetry_only)} of them for their "
+                         f"telemetry only, {len(configuration_kept)} with their configuration as it was.")
     # Units still waiting from an earlier change set: compared whole where they are looked at now.
     earlier = twins.pending(thread.lake_dir) if dirty is not None else None
     changed = twins.changes(thread.build_db, thread.lake_dir, memory_limit=thread.memory_limit,
-                            where=where, telemetry_where=telemetry_where, waiting=earlier)
+                            where=where, telemetry_where=telemetry_where, waiting=earlier,
+                            configuration_kept_where=configuration_kept_where)
     now = datetime.now(timezone.utc)
     changed = changed.append_column("detected_at", pa.array([now] * changed.num_rows, pa.timestamp("us", tz="UTC")))
     if dirty is not None:
@@ -128,6 +137,7 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     lake.write(twins.pending_table(thread.lake_dir), changed, "overwrite", batch_id=context.run_id)
     store.put("twins", now_digests, key, rebuilt=dirty)
     store.put("twins_thread", thread_digests or {}, key)
+    store.put("twins_configuration", configuration or {}, key)
     # Every unit to refresh needs its partition (a new unit, or a lake whose Dagster history is
     # elsewhere: a restored backup, a new instance).
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]

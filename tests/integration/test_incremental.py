@@ -96,7 +96,7 @@ def _dbt_invocations(data) -> set[str]:
     return {json.loads(line)["info"]["invocation_id"] for line in lines if line.startswith("{")}
 
 
-def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(built_small_copy):
+def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(built_small_copy, monkeypatch):
     sources, data = built_small_copy
     before = _versions(data / "lake")
     invocations = _dbt_invocations(data)
@@ -124,10 +124,14 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     # An ECO changes the effectivity classes the digests read, which are rebuilt first: in the
     # same invocation.
     invocations = _dbt_invocations(data)
+    compared = []
+    monkeypatch.setattr(twins, "changes", lambda *a, changes=twins.changes, **k: compared.append(k) or changes(*a, **k))
     release_eco(sources, 3, 1, "retrofit")
     result = build(sources, data)
     assert result.ok, result.failed
     assert len(_dbt_invocations(data) - invocations) == 1
+    # It changes no unit's configuration: its shards' twins keep their stored configuration aspect.
+    assert compared[-1]["configuration_kept_where"] not in (None, "false"), compared
     # The digests are computed again from what the MES and service rows name, kept as they were:
     # not from every as-built row again.
     done = _materialized(result)
@@ -143,6 +147,8 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     before = _versions(data / "lake")
     impact_rows = "SELECT eco_number, serial_number, rowid FROM thread.eco_impact"
     stored = {(e, s): r for e, s, r in query(data / "build" / "build.duckdb", impact_rows)}
+    twins_pending = "SELECT sum(pending_retrofits) FROM twin.unit_twin"
+    pending_before = query(data / "warehouse.duckdb", twins_pending)[0][0]
     next_year = (date.fromisoformat(horizon(sources)[:10]) + timedelta(days=365)).isoformat()
     write_eco(sources, "ECO-7800", part, rev, rev + "Y", horizon(sources), next_year, "retrofit")
     assert build(sources, data).ok
@@ -157,6 +163,9 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     pending = query(data / "warehouse.duckdb", "SELECT count(*) FROM thread.eco_impact "
                     "WHERE eco_number = 'ECO-7800' AND impact = 'retrofit_pending'")[0][0]
     assert pending > 0
+    # ...and every twin it reaches counts it, though their configuration was not evaluated again.
+    assert compared[-1]["configuration_kept_where"] not in (None, "false"), compared
+    assert query(data / "warehouse.duckdb", twins_pending)[0][0] == pending_before + pending
     # ...and published as those rows alone, not as the rows of every shard its units are in.
     replaced = lake.table(lake.published_table(data / "lake", "thread", "eco_impact")).history(1)[0]
     assert replaced["operationParameters"].get("predicate") == "eco_number = 'ECO-7800'", replaced  # as Delta writes it
@@ -208,6 +217,12 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
         # What the estimates read and no reading reaches is reported as it was, not built again.
         kept = {s.key: s.detail for s in result.steps if s.key in ("thread/units", "thread/service_events")}
         assert kept == dict.fromkeys(("thread/units", "thread/service_events"), "unchanged (not rebuilt)"), kept
+        # ...and its tests are reported as passed on the rows they passed on, not left unreported
+        # (Dagster would let the steps after them run ungated, with a warning).
+        carried = [e.dagster_event.event_specific_data for e in logs if e.step_key == "thread_dbt"
+                   and e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                   and e.dagster_event.event_specific_data.asset_key == dg.AssetKey(["thread", "units"])]
+        assert carried and all(c.passed and c.metadata["rebuilt"].value is False for c in carried), carried
         run_results = json.loads((data / "build" / "dbt_target" / "run_results.json").read_text())
         ran = {r["unique_id"] for r in run_results["results"]}
         assert "model.digital_thread.fleet_health_daily" in ran and not ran & {
