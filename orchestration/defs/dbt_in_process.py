@@ -78,8 +78,8 @@ class DbtThread:
             with _artifacts_not_written() as parsed:
                 result = dbtRunner(manifest=_parsed(key, project), callbacks=[on_event]).invoke(
                     [*self.args[1:], *_QUIET])
-            if result.success and parsed:
-                _remember(key, project, parsed[0])
+            # After a failure (a test, an error half way) the next invocation parses afresh.
+            _remember(key, project, parsed[0] if result.success and parsed else None)
             if result.exception is not None:
                 failed(result.exception)
             code = 0 if result.success else (1 if result.exception is None else 2)
@@ -139,7 +139,7 @@ def _parsed(key: str, project: tuple):
 
 def _remember(key: str, project: tuple, manifest) -> None:
     global _PARSED
-    _PARSED = (key, project, manifest)
+    _PARSED = None if manifest is None else (key, project, manifest)
 
 
 @contextmanager

@@ -98,7 +98,7 @@ def test_warming_parses_the_project_and_compiles_every_macro_once():
 
 def test_an_invocation_reuses_the_last_parse_of_the_project_with_the_same_vars(tmp_path):
     """dbt parses the project once per process and set of vars (fork server: before any run), not
-    once per invocation; a changed project file or other vars parse again."""
+    once per invocation; a changed project file, other vars or a failed invocation parse again."""
     import subprocess
     import sys
 
@@ -117,12 +117,12 @@ def test_an_invocation_reuses_the_last_parse_of_the_project_with_the_same_vars(t
         "extra.write_text('x')\n"
         "files = dbt_project.project_files\n"
         "dbt_project.project_files = lambda: [*files(), extra]\n"
-        "def ls(vars):\n"
+        "def ls(vars, *more, ok=True):\n"
         "    proc = dbt_in_process.DbtThread(['dbt', 'ls', '--select', 'units', '--vars', json.dumps(vars),\n"
         "        '--project-dir', str(dbt_project.DBT_DIR), '--profiles-dir', str(dbt_project.DBT_DIR),\n"
-        "        '--target-path', str(tmp / 'target'), '--log-path', str(tmp)], env={})\n"
+        "        '--target-path', str(tmp / 'target'), '--log-path', str(tmp), *more], env={})\n"
         "    out = proc.stdout.read().decode()\n"
-        "    assert proc.wait() == 0 and 'thread.units' in out, out[-2000:]\n"
+        "    assert (proc.wait() == 0 and 'thread.units' in out) is ok, out[-2000:]\n"
         "    return len(parses)\n"
         "a, b = {'build_db': str(tmp / 'a.duckdb')}, {'build_db': str(tmp / 'b.duckdb')}\n"
         "counts = [ls(a), ls(a), ls(b), ls(b), ls(a)]\n"
@@ -132,8 +132,10 @@ def test_an_invocation_reuses_the_last_parse_of_the_project_with_the_same_vars(t
         "dbt_in_process.warm(settings)\n"
         "warmed = len(parses)\n"
         "counts.append(ls(settings.dbt_vars()) - warmed)\n"
+        "ls(settings.dbt_vars(), '--resource-type', 'nonsense', ok=False)\n"
+        "counts.append(ls(settings.dbt_vars()) - warmed)\n"
         "assert not (tmp / 'target' / 'graph.gpickle').exists()\n"
         "print(counts)\n"), str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dbt warm-up skipped" not in done.stderr
-    assert done.stdout.split("\n")[-2] == "[1, 1, 2, 2, 3, 4, 0]", done.stdout[-2000:]
+    assert done.stdout.split("\n")[-2] == "[1, 1, 2, 2, 3, 4, 0, 1]", done.stdout[-2000:]
