@@ -425,7 +425,8 @@ def changes(build_db: Path, lake_dir: Path, size: int = CHUNK_UNITS,
         if stored is None:
             # No twin yet (a first build): every unit is new, and the refresh hashes its inputs
             # anyway. Evaluating them here too was 7 s of a 142 s full build at 10,000 units.
-            selected = " OR ".join(f"({w})" for w in (where or "TRUE", telemetry_where) if w is not None)
+            selected = " OR ".join(f"({w})" for w in (where or "TRUE", telemetry_where, configuration_kept_where)
+                                   if w is not None)
             return _all_new(_scan(con, "twin_logic.unit_twin", size, "serial_number", where=selected))
         con.register("stored_all", stored)
         full = where or "TRUE"
