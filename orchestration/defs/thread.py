@@ -253,10 +253,11 @@ def _left_as_they_were(context: dg.AssetExecutionContext, sources: set[str], mod
     `<model>+` does not rebuild: no source they read changed since the build that made them, so
     they are as that build left them."""
     why = {"rebuilt": False, "why": "no source it reads changed since it was last built"}
+    read = {key: dbt_project.upstream_models(key.path[-1]) for key in READ_AFTER_DBT}
     # In the graph's order: a model reads more models than any model it reads.
-    for key in sorted(READ_AFTER_DBT, key=lambda k: len(dbt_project.upstream_models(k.path[-1]))):
+    for key in sorted(READ_AFTER_DBT, key=lambda k: len(read[k])):
         name = key.path[-1]
-        if not (dbt_project.upstream_sources(name) & sources or ({name} | dbt_project.upstream_models(name)) & models):
+        if not (dbt_project.upstream_sources(name) & sources or ({name} | read[key]) & models):
             yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key), metadata=why)
             # Its tests are not run again either. They passed on these rows: a failing one fails
             # the build, and a failed build leaves the next one to rebuild what it would have.
