@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 
 from .. import dbt_project, lake, lineage, publish, report, shards, twins
-from ..fingerprints import Ledger
+from ..fingerprints import BuildState, Ledger
 from ..resources import WriterLock
 from ..settings import ThreadSettings
 from .keys import TWIN_KEY, WAREHOUSE_KEY
@@ -54,15 +54,17 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
                 step.outputs.append(out)
                 step.rows[out] = int(rows)
     store.published(result["digests"])
-    # Drawing the chart costs about 0.5 s in a new run process (matplotlib's import): a publish
-    # that left its table as it was shows the chart the last publish drew.
-    chart = None if report.HEALTH_OVER_TIME_TABLE in result["written"] else _last_chart(context)
+    # Drawing the chart costs about 0.5 s (and its import as much again in a new run process): it is
+    # drawn once per state of the table it shows, whatever Dagster instance the run reports to.
+    drawn = DrawnChart(thread.build_db)
+    digest = result["digests"].get(report.HEALTH_OVER_TIME_TABLE)
+    chart = drawn.get(digest)
     con = duckdb.connect(str(thread.warehouse), read_only=True)
     try:
         figures = report.figures(con)
         if chart is None:
-            chart = dg.MetadataValue.md(
-                f"![Fleet health over time](data:image/png;base64,{report.chart_health_over_time(con).png})")
+            chart = f"![Fleet health over time](data:image/png;base64,{report.chart_health_over_time(con).png})"
+            drawn.put(digest, chart)
     finally:
         con.close()
     ledger.record("publish", inputs)
@@ -70,12 +72,22 @@ def warehouse(context: dg.AssetExecutionContext, thread: ThreadSettings, writer:
         "path": str(thread.warehouse),
         "seconds": result["seconds"],
         **{name: dg.MetadataValue.int(int(n)) for name, n in figures.items()},
-        CHART: chart,
+        CHART: dg.MetadataValue.md(chart),
         **{f"rows {name}": n for name, n in result["tables"].items()},
         "written": dg.MetadataValue.json(result["written"]),
     })
 
 
-def _last_chart(context: dg.AssetExecutionContext) -> dg.MetadataValue | None:
-    last = context.instance.get_latest_materialization_event(WAREHOUSE_KEY)
-    return last.asset_materialization.metadata.get(CHART) if last and last.asset_materialization else None
+class DrawnChart(BuildState):
+    """The fleet-health chart last drawn (Markdown with the PNG inline), and the digest of the
+    published table it was drawn from (build/fleet_health_chart.json)."""
+
+    def __init__(self, build_db):
+        super().__init__(build_db, "fleet_health_chart.json")
+
+    def get(self, digest: str | None) -> str | None:
+        data = self._read()
+        return data["markdown"] if digest and data.get("digest") == digest else None
+
+    def put(self, digest: str | None, markdown: str) -> None:
+        self._write({"digest": digest, "markdown": markdown})

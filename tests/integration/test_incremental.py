@@ -241,8 +241,10 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
         # ...for their readings: what they hold is neither computed nor stored nor published again.
         assert [lake.table(c).version() for c in components] == components_before
 
-        # Last, since a retrofit rebuilds a shard: its publish keeps the chart (see above).
-        retrofit(sources, 3, 1)
+    # Last, since a retrofit rebuilds a shard: its publish keeps the chart (see above), also when it
+    # reports to another Dagster instance (a new `thread serve` home, the bench's copies).
+    retrofit(sources, 3, 1)
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_build(defs, instance, settings).ok
         after = instance.get_latest_materialization_event(WAREHOUSE_KEY).asset_materialization.metadata
         assert report.HEALTH_OVER_TIME_TABLE not in after["written"].value and after["written"].value
