@@ -194,6 +194,31 @@ def read(path: Path, columns: list[str] | None = None, filter=None) -> pa.Table 
     return ds.to_table(columns=columns, filter=filter) if ds is not None else None
 
 
+def read_units(path: Path, units: list[str]) -> pa.Table | None:
+    """The rows of these units (by serial_number), in no particular order. A local table is read
+    by DuckDB's Parquet reader, which decodes the other columns only where a unit matched; pyarrow
+    decodes every row (an ECO's 99 twins among 3.6 million stored components: 0.06 s against
+    0.3 s). An object store's, by pyarrow."""
+    dt = table(path)
+    if dt is None:
+        return None
+    sch = pa.schema(dt.schema().to_arrow())
+    uris = list(dt.file_uris())
+    if not uris or is_remote(uris[0]):
+        return read(path, filter=pads.field("serial_number").isin(units))
+    con = duck()
+    try:
+        con.register("wanted", pa.table({"serial_number": pa.array(units, pa.string())}))
+        got = con.execute(f"""SELECT * FROM read_parquet([{', '.join(sql_literal(_local_path(u)) for u in uris)}],
+                                                       union_by_name = true)
+                              SEMI JOIN wanted USING (serial_number)""").fetch_arrow_table()
+    finally:
+        con.close()
+    # As the table declares it: a column added after older files were written is null in theirs.
+    return pa.Table.from_arrays([got.column(f.name).cast(f.type) if f.name in got.column_names
+                                 else pa.nulls(got.num_rows, f.type) for f in sch], schema=sch)
+
+
 def scan(path: Path) -> pads.Dataset | None:
     """The table's current version as a dataset read lazily: a reader that filters (DuckDB, on a
     registered dataset) reads only what its filter needs, not the whole table into memory."""
