@@ -74,7 +74,7 @@ def _outcomes(result: dg.ExecuteInProcessResult, data_dir: Path) -> list[StepOut
         elif "units_to_refresh" in meta:
             detail = f"{meta['units_to_refresh']} twins to refresh"
         elif meta.get("rebuilt") is False:
-            detail = "unchanged (not rebuilt)"
+            detail = "view, not created again" if meta.get("view") else "unchanged (not rebuilt)"
         else:
             detail = "ok"
         out.append(StepOutcome(mat.asset_key.to_user_string(), True, detail))

@@ -161,6 +161,28 @@ def upstream_models(model: str) -> set[str]:
     return {n["name"] for n in _upstream(model) if n["resource_type"] == "model" and n["name"] != model}
 
 
+def views_left_in_place(sources: set[str], models: set[str]) -> set[str]:
+    """The views an incremental build of what reads these sources (`mes.units`) and models need not
+    create again: their SQL is as the last complete build created it (a change of the project
+    rebuilds everything), and a view reads its inputs as they are when it is read. Not those a data
+    test reads: their tests run on their rows as they are now."""
+    m = manifest()
+    nodes = m["nodes"]
+    todo = [uid for uid, n in {**nodes, **m["sources"]}.items()
+            if (n["resource_type"] == "source" and f"{n['source_name']}.{n['name']}" in sources)
+            or (n["resource_type"] == "model" and n["name"] in models)]
+    reached: set[str] = set()
+    while todo:
+        uid = todo.pop()
+        if uid not in reached:
+            reached.add(uid)
+            todo.extend(m["child_map"].get(uid, []))
+    tested = {parent for n in nodes.values() if n["resource_type"] == "test"
+              for parent in n.get("depends_on", {}).get("nodes", [])}
+    return {nodes[uid]["name"] for uid in reached - tested if uid in nodes
+            and nodes[uid]["resource_type"] == "model" and nodes[uid]["config"].get("materialized") == "view"}
+
+
 def _upstream(model: str) -> list[dict]:
     m = manifest()
     nodes = {**m["nodes"], **m["sources"]}

@@ -227,6 +227,11 @@ def test_a_day_of_telemetry_rebuilds_no_shard_and_refreshes_the_twins(built_smal
         ran = {r["unique_id"] for r in run_results["results"]}
         assert "model.digital_thread.fleet_health_daily" in ran and not ran & {
             "model.digital_thread.units", "model.digital_thread.service_events"}, ran
+        # The views the new readings reach are read as they are, not created again.
+        views = ("staging/stg_service__telemetry", "twin_logic/unit_sensor_state", "twin_logic/unit_twin")
+        assert {s.key: s.detail for s in result.steps if s.key in views} == \
+            dict.fromkeys(views, "view, not created again")
+        assert not ran & {f"model.digital_thread.{v.split('/')[1]}" for v in views}, ran
         assert not done & {"intermediate/int_shards_digested", "intermediate/int_shards_changed",
                            "thread/unit_configuration", "thread/eco_impact", "thread/unit_as_built"}, done
         # fleet_health_daily reads the new day's readings only (its range, written into the SQL).
