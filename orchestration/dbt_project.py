@@ -161,14 +161,11 @@ def upstream_models(model: str) -> set[str]:
     return {n["name"] for n in _upstream(model) if n["resource_type"] == "model" and n["name"] != model}
 
 
-def views_left_in_place(sources: set[str], models: set[str]) -> set[str]:
-    """The views an incremental build of what reads these sources (`mes.units`) and models need not
-    create again: their SQL is as the last complete build created it (a change of the project
-    rebuilds everything), and a view reads its inputs as they are when it is read. Not those a data
-    test reads: their tests run on their rows as they are now."""
+def _downstream(sources: set[str], models: set[str]) -> set[str]:
+    """The unique ids of what reads these sources (`mes.units`) or models, directly or not, and of
+    the models themselves."""
     m = manifest()
-    nodes = m["nodes"]
-    todo = [uid for uid, n in {**nodes, **m["sources"]}.items()
+    todo = [uid for uid, n in {**m["nodes"], **m["sources"]}.items()
             if (n["resource_type"] == "source" and f"{n['source_name']}.{n['name']}" in sources)
             or (n["resource_type"] == "model" and n["name"] in models)]
     reached: set[str] = set()
@@ -177,10 +174,63 @@ def views_left_in_place(sources: set[str], models: set[str]) -> set[str]:
         if uid not in reached:
             reached.add(uid)
             todo.extend(m["child_map"].get(uid, []))
-    tested = {parent for n in nodes.values() if n["resource_type"] == "test"
+    return reached
+
+
+def _models(uids) -> dict[str, dict]:
+    nodes = manifest()["nodes"]
+    return {uid: nodes[uid] for uid in uids if uid in nodes and nodes[uid]["resource_type"] == "model"}
+
+
+def views_left_in_place(sources: set[str], models: set[str]) -> set[str]:
+    """The views an incremental build of what reads these sources (`mes.units`) and models need not
+    create again: their SQL is as the last complete build created it (a change of the project
+    rebuilds everything), and a view reads its inputs as they are when it is read. Not those a data
+    test reads: their tests run on their rows as they are now."""
+    tested = {parent for n in manifest()["nodes"].values() if n["resource_type"] == "test"
               for parent in n.get("depends_on", {}).get("nodes", [])}
-    return {nodes[uid]["name"] for uid in reached - tested if uid in nodes
-            and nodes[uid]["resource_type"] == "model" and nodes[uid]["config"].get("materialized") == "view"}
+    return {n["name"] for uid, n in _models(_downstream(sources, models)).items()
+            if uid not in tested and n["config"].get("materialized") == "view"}
+
+
+def selected_by(sources: set[str], models: set[str]) -> set[str]:
+    """The models an incremental build of what reads these sources and models builds."""
+    return {n["name"] for n in _models(_downstream(sources, models)).values()}
+
+
+def read_by(sources: set[str], models: set[str], readers: set[str]) -> set[str]:
+    """Of the models an incremental build of what reads these sources and models builds, those the
+    `readers` read (and those of them it builds)."""
+    wanted = {name for r in readers for name in upstream_models(r)} | set(readers)
+    return selected_by(sources, models) & wanted
+
+
+def unchanged_by(sources: set[str], models: set[str], built: set[str], families: set[str],
+                 ecos: bool) -> set[str]:
+    """Of the models an incremental build of what reads these sources and models builds, after
+    `built`, those it need not build: a per-unit model whose family (meta `shard_aspect`) rebuilds
+    no shard, and that recomputes no ECO for every unit (meta `eco_column`, when `ecos` changed),
+    builds nothing; and a model none of whose inputs changed in this build is as it was."""
+    m = manifest()
+    selected = _models(_downstream(sources, models))
+    changed = {uid for uid, n in {**m["sources"], **m["nodes"]}.items()
+               if (n["resource_type"] == "source" and f"{n['source_name']}.{n['name']}" in sources)
+               or (n["resource_type"] == "model" and n["name"] in built)}
+    unchanged = set()
+    # In the graph's order: a model reads more models than any model it reads.
+    for uid, n in sorted(selected.items(), key=lambda item: len(upstream_models(item[1]["name"]))):
+        if n["name"] in built:
+            continue
+        meta = n["config"].get("meta", {})
+        if meta.get("shard_aspect"):
+            builds = meta["shard_aspect"] in families or (bool(meta.get("eco_column")) and ecos)
+        else:
+            builds = any(parent in changed for parent in m["parent_map"].get(uid, []))
+        if builds:
+            changed.add(uid)
+        else:
+            unchanged.add(n["name"])
+    return unchanged
 
 
 def _upstream(model: str) -> list[dict]:

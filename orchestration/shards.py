@@ -72,6 +72,8 @@ ECO_BUILT_TABLE = "main.eco_digests_built"
 
 CHANGED_MODEL = "int_shards_changed"
 CHANGED_ECOS_MODEL = "int_ecos_changed"
+# What decides which shards and ECOs a run rebuilds.
+CHANGED_MODELS = (CHANGED_MODEL, CHANGED_ECOS_MODEL)
 
 
 def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[str, list[str]], list[str]]:
@@ -84,14 +86,31 @@ def keep_built(build_db: Path, aspects: set[str]) -> tuple[dict[str, str], dict[
 
     con = duckdb.connect(str(build_db))
     try:
-        rebuilt = {a: [s for (s,) in con.execute(
-            f"SELECT shard FROM intermediate.{CHANGED_MODEL} WHERE {a} ORDER BY 1").fetchall()] for a in sorted(aspects)}
-        ecos = [e for (e,) in con.execute(f"SELECT eco_number FROM intermediate.{CHANGED_ECOS_MODEL} ORDER BY 1").fetchall()]
+        rebuilt, ecos = _to_rebuild(con, aspects)
         con.execute(f"CREATE OR REPLACE TABLE {BUILT_TABLE} AS SELECT * FROM intermediate.{DIGESTS_MODEL}")
         con.execute(f"CREATE OR REPLACE TABLE {ECO_BUILT_TABLE} AS SELECT * FROM intermediate.{ECO_DIGESTS_MODEL}")
         return dict(con.execute(f"SELECT shard, digest FROM {BUILT_TABLE}").fetchall()), rebuilt, ecos
     finally:
         con.close()
+
+
+def to_rebuild(build_db: Path, aspects: set[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Once a dbt run has computed CHANGED_MODEL and CHANGED_ECOS_MODEL: per family of per-unit
+    models, the shards it rebuilds, and the ECOs it recomputes for every unit."""
+    import duckdb
+
+    con = duckdb.connect(str(build_db))
+    try:
+        return _to_rebuild(con, aspects)
+    finally:
+        con.close()
+
+
+def _to_rebuild(con, aspects: set[str]) -> tuple[dict[str, list[str]], list[str]]:
+    rebuilt = {a: [s for (s,) in con.execute(
+        f"SELECT shard FROM intermediate.{CHANGED_MODEL} WHERE {a} ORDER BY 1").fetchall()] for a in sorted(aspects)}
+    ecos = [e for (e,) in con.execute(f"SELECT eco_number FROM intermediate.{CHANGED_ECOS_MODEL} ORDER BY 1").fetchall()]
+    return rebuilt, ecos
 
 
 def _digests(con, sql: str, summaries: str | None = None) -> dict[str, str]:

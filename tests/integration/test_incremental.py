@@ -119,17 +119,19 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
                        "staging/stg_plm__part_revisions"}, done
     refreshed = [s for s in result.steps if s.key == "twin/unit_twin"]
     assert refreshed and refreshed[0].detail.startswith("1 twin refreshed")
-    # One dbt invocation rebuilds what the change reaches, the shard digests and the unit's shard.
-    assert len(_dbt_invocations(data) - invocations) == 1
-    # An ECO changes the effectivity classes the digests read, which are rebuilt first: in the
-    # same invocation.
+    # Two dbt invocations: the shard digests and what they read, then what the change reaches in
+    # the unit's shard, without the per-unit models whose family a retrofit leaves as it was.
+    assert len(_dbt_invocations(data) - invocations) == 2
+    left = {s.key: s.detail for s in result.steps if s.key in ("thread/unit_as_built", "thread/unit_as_designed")}
+    assert left == dict.fromkeys(("thread/unit_as_built", "thread/unit_as_designed"), "unchanged (not rebuilt)")
+    # An ECO changes the effectivity classes the digests read, which are rebuilt first.
     invocations = _dbt_invocations(data)
     compared = []
     monkeypatch.setattr(twins, "changes", lambda *a, changes=twins.changes, **k: compared.append(k) or changes(*a, **k))
     release_eco(sources, 3, 1, "retrofit")
     result = build(sources, data)
     assert result.ok, result.failed
-    assert len(_dbt_invocations(data) - invocations) == 1
+    assert len(_dbt_invocations(data) - invocations) == 2
     # It changes no unit's configuration: its shards' twins keep their stored configuration aspect.
     assert compared[-1]["configuration_kept_where"] not in (None, "false"), compared
     # The digests are computed again from what the MES and service rows name, kept as they were:
@@ -151,7 +153,12 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     pending_before = query(data / "warehouse.duckdb", twins_pending)[0][0]
     next_year = (date.fromisoformat(horizon(sources)[:10]) + timedelta(days=365)).isoformat()
     write_eco(sources, "ECO-7800", part, rev, rev + "Y", horizon(sources), next_year, "retrofit")
-    assert build(sources, data).ok
+    result = build(sources, data)
+    assert result.ok, result.failed
+    # No per-unit model but eco_impact has a shard to rebuild: dbt does not run them at all.
+    left = {s.key for s in result.steps if s.detail == "unchanged (not rebuilt)"}
+    assert {"thread/unit_as_designed", "thread/unit_deviations", "thread/unit_configuration",
+            "thread/part_field_reliability"} <= left and "thread/eco_impact" not in left, left
     # ...and only the new ECO's: every other ECO's rows stay where they were in the build database
     # (a row deleted and computed again would come back with a new row id).
     now = {(e, s): r for e, s, r in query(data / "build" / "build.duckdb", impact_rows)}
