@@ -204,16 +204,17 @@ def _relation(table: str) -> str:
     return table if table == "unit_twin" else f"twin_logic.{table}"
 
 
-def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readings_only: set[str] = frozenset(),
+def _compute(con, serials: list[str], inputs_of_chunk: str | None = None,
+             configuration_kept: set[str] = frozenset(),
              stored: dict[str, pa.Table] | None = None) -> tuple[dict[str, pa.Table], set[str]]:
     """Twin rows (and their input hashes) for one sorted chunk of units; `inputs_of_chunk`: the
-    hashes from those rows (`_inputs_of_chunks`). Units in `readings_only` keep their stored
-    components (no rows of unit_components for them) and the other aspects of their stored inputs
+    hashes from those rows (`_inputs_of_chunks`). Units in `configuration_kept` keep their stored
+    components (no rows of unit_components for them) and configuration aspect of their stored inputs
     (`stored`: the chunk's state tables `unit_twin` and `inputs`), where their new twin row has the
     configuration of the stored one. Returns the rows and the units that kept their components."""
     out = {t: _select(con, _relation(t), serials) for t in TABLES if t != "unit_components"}
     kept = set()
-    if readings_only and stored:
+    if configuration_kept and stored:
         con.register("new_twin", out["unit_twin"])
         con.register("stored_twin", stored["unit_twin"])
         con.register("stored_inputs", stored["inputs"])
@@ -221,7 +222,7 @@ def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readin
             SELECT serial_number FROM new_twin n JOIN stored_twin s USING (serial_number)
             SEMI JOIN stored_inputs USING (serial_number)
             WHERE n.configuration_hash IS NOT DISTINCT FROM s.configuration_hash
-              AND n.component_count = s.component_count""").fetchall()} & readings_only
+              AND n.component_count = s.component_count""").fetchall()} & configuration_kept
     whole = [s for s in serials if s not in kept]
     out["unit_components"] = _select(con, _relation("unit_components"), whole)
     if inputs_of_chunk:
@@ -233,8 +234,8 @@ def _compute(con, serials: list[str], inputs_of_chunk: str | None = None, readin
     out["inputs"] = _select(con, source, whole)
     if kept:
         fresh = _select(con, source, [s for s in serials if s in kept],
-                        "t.serial_number, " + ", ".join(f"t.{a}_hash" for a in TELEMETRY_ASPECTS))
-        kept_inputs = _with_kept_aspects(con, fresh, stored["inputs"], TELEMETRY_ASPECTS)
+                        "t.serial_number, " + ", ".join(f"t.{a}_hash" for a in BESIDE_CONFIGURATION))
+        kept_inputs = _with_kept_aspects(con, fresh, stored["inputs"], BESIDE_CONFIGURATION)
         out["inputs"] = pa.concat_tables([out["inputs"], kept_inputs.select(out["inputs"].column_names)])
     return {t: out[t] for t in (*TABLES, "inputs")}, kept
 
@@ -263,13 +264,14 @@ def _replace(path: Path, rows: pa.Table, serials: list[str], batch_id: str) -> N
 
 def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: datetime | None = None,
             size: int = CHUNK_UNITS, memory_limit: str = lake.DEFAULT_MEMORY_LIMIT,
-            readings_only: set[str] = frozenset()) -> tuple[dict[str, int], pa.Table, set[str]]:
+            configuration_kept: set[str] = frozenset()) -> tuple[dict[str, int], pa.Table, set[str]]:
     """Recompute the twins of `serials` and store them with their input hashes, a chunk at a time.
-    `readings_only`: units whose thread rows are as at their twin's last refresh, so that only its
-    TELEMETRY_ASPECTS can have changed: their stored components and other aspects are kept (a day
-    of telemetry at 10,000 units does not rewrite 3 million component rows). Returns the rows
+    `configuration_kept`: units whose configuration aspect is as at their twin's last refresh
+    (their thread rows are, or only their ECO impact changed): their stored components and
+    configuration aspect are kept, the other aspects evaluated (a day of telemetry at 10,000 units
+    does not rewrite 3 million component rows, nor does an ECO for its twins). Returns the rows
     written per table, the input hashes the twins were computed from, and the units whose
-    components were kept (of `readings_only`, those with stored inputs)."""
+    components were kept (of `configuration_kept`, those with stored inputs)."""
     now = now or datetime.now(timezone.utc)
     counts = dict.fromkeys((*TABLES, "inputs"), 0)
     computed, kept_components = [], set()
@@ -280,12 +282,12 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
         inputs_of_chunk = _inputs_of_chunks(con)
         for chunk in chunks(serials, size):
             stored = None
-            if readings_only & set(chunk):
+            if configuration_kept & set(chunk):
                 in_chunk = (pads.field("serial_number") >= chunk[0]) & (pads.field("serial_number") <= chunk[-1])
                 stored = {t: lake.read(base / t, columns=columns, filter=in_chunk) for t, columns in (
                     ("unit_twin", ["serial_number", "configuration_hash", "component_count"]), ("inputs", None))}
                 stored = None if None in stored.values() else stored
-            rows, kept = _compute(con, chunk, inputs_of_chunk, readings_only & set(chunk), stored)
+            rows, kept = _compute(con, chunk, inputs_of_chunk, configuration_kept & set(chunk), stored)
             kept_components |= kept
             for name in ("unit_twin", "inputs"):
                 rows[name] = rows[name].append_column(

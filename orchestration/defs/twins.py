@@ -203,7 +203,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
         candidates = (twins.units(thread.build_db, memory_limit=thread.memory_limit) | set(reasons)) if full \
             else set(reasons)
         targets = twins.in_partitions(candidates, keys)
-    readings_only = set() if full else _readings_only(thread, reasons, targets)
+    configuration_kept = set() if full else _configuration_kept(thread, reasons, targets)
     now = datetime.now(timezone.utc)
     # A full refresh observes every unit (a first build, or a Dagster instance new to this lake).
     observed_before = _observed(thread, targets) if per_unit and not full else {}
@@ -212,7 +212,8 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
                       inputs=[lineage.duckdb(thread.build_db, k.to_user_string().replace("/", ".")) for k in LOGIC_KEYS],
                       outputs=state.values()) as step:
         counts, computed, kept = twins.refresh(thread.build_db, thread.lake_dir, targets, batch_id=context.run_id,
-                                               now=now, memory_limit=thread.memory_limit, readings_only=readings_only)
+                                               now=now, memory_limit=thread.memory_limit,
+                                               configuration_kept=configuration_kept)
         step.rows.update({state[t]: n for t, n in counts.items() if t in state})
     why = {k: reasons.get(k, ["full refresh"]) for k in targets}
     twins.log_refresh(thread.lake_dir, context.run_id, why, now)
@@ -222,7 +223,7 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     by_reason = _count(why.values())
     # A partition is a unit or, past 1,000 units, a shard of them: the run's size is in partitions.
     context.log.info(f"Refreshed {len(targets)} twins in a run over {len(keys)} partitions ({len(kept)} of them "
-                     f"their readings only, components kept): {by_reason}")
+                     f"their configuration as it was, components kept): {by_reason}")
     if per_unit:
         _observe(context, thread, why, observed_before)
     checks = twins.check(thread.build_db, thread.lake_dir, targets, memory_limit=thread.memory_limit,
@@ -241,16 +242,17 @@ def twin_units(context: dg.AssetExecutionContext, thread: ThreadSettings, writer
     )
 
 
-def _readings_only(thread: ThreadSettings, reasons: dict[str, list[str]], targets: list[str]) -> set[str]:
-    """The targets only whose telemetry aspects changed, in shards whose thread rows are still as
-    the change set saw them (a thread run since may have changed more): refreshed without
-    recomputing what the thread holds about them (`twins.refresh`)."""
+def _configuration_kept(thread: ThreadSettings, reasons: dict[str, list[str]], targets: list[str]) -> set[str]:
+    """The targets whose configuration did not change (their reasons are other aspects: readings,
+    an ECO's impact), in shards whose thread rows are still as the change set saw them (a thread
+    run since may have changed more): refreshed without computing and writing their components
+    again (`twins.refresh`)."""
     store, digits = shards.Store(thread.build_db), thread.shard_size_digits
     now = store.get("thread")
     seen = store.get("twins_thread", _change_set_key(store, digits))
     if not now or not seen:
         return set()
-    return {t for t in targets if reasons.get(t) and set(reasons[t]) <= set(twins.TELEMETRY_ASPECTS)
+    return {t for t in targets if reasons.get(t) and set(reasons[t]) <= set(twins.BESIDE_CONFIGURATION)
             and (shard := shards.shard_of(t, digits)) in now and seen.get(shard) == now[shard]}
 
 

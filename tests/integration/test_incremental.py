@@ -167,6 +167,9 @@ def test_one_unit_changed_rebuilds_its_shard_and_publishes_only_what_changed(bui
     after = _versions(data / "lake")
     changed = {k for k in after if after[k] != before.get(k)}
     assert "thread/eco_impact" in changed and not changed & {"thread/unit_as_designed", "thread/unit_deviations"}, changed
+    # Its twins' configuration is as it was: their components are neither stored nor published again.
+    assert "_state/twin/units/unit_twin" in changed, changed
+    assert not changed & {"_state/twin/units/unit_components", "twin/unit_components"}, changed
     pending = query(data / "warehouse.duckdb", "SELECT count(*) FROM thread.eco_impact "
                     "WHERE eco_number = 'ECO-7800' AND impact = 'retrofit_pending'")[0][0]
     assert pending > 0

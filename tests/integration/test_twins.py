@@ -390,13 +390,13 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
     # Twins refreshed for their readings only: the same rows and hashes, their components kept
     # as stored, not written again.
     _, _, kept = twins.refresh(build_db, lakes[7], every[::5], batch_id="readings", now=NOW, size=3,
-                               readings_only=set(every[::2]))
+                               configuration_kept=set(every[::2]))
     assert kept == set(every[::5]) & set(every[::2]) and _state(lakes[7]) == before
     components = twins.state_dir(lakes[7]) / "unit_components"
     lost, whole = every[0], every[5]
     lake.write(components, lake.read(components).slice(0, 0), "overwrite", batch_id="lose",
                predicate=f"serial_number IN ('{lost}', '{whole}')")
-    _, _, kept = twins.refresh(build_db, lakes[7], [lost, whole], batch_id="kept", now=NOW, readings_only={lost})
+    _, _, kept = twins.refresh(build_db, lakes[7], [lost, whole], batch_id="kept", now=NOW, configuration_kept={lost})
     assert kept == {lost}
     held = set(lake.read(components, columns=["serial_number"])["serial_number"].to_pylist())
     assert whole in held and lost not in held
@@ -410,7 +410,7 @@ def test_twins_computed_a_few_units_at_a_time_equal_one_pass(live, tmp_path):
     older = older.set_column(older.schema.get_field_index("configuration_hash"), "configuration_hash",
                              pa.array(["an older configuration"]))
     lake.write(twin_state, older, "overwrite", batch_id="older", predicate=f"serial_number = '{lost}'")
-    _, _, kept = twins.refresh(build_db, lakes[7], [lost], batch_id="whole", now=NOW, readings_only={lost})
+    _, _, kept = twins.refresh(build_db, lakes[7], [lost], batch_id="whole", now=NOW, configuration_kept={lost})
     assert kept == set() and lost in set(lake.read(components, columns=["serial_number"])["serial_number"].to_pylist())
     assert _state(lakes[7]) == before
 
