@@ -206,12 +206,17 @@ def read_units(path: Path, units: list[str]) -> pa.Table | None:
     uris = list(dt.file_uris())
     if not uris or is_remote(uris[0]):
         return read(path, filter=pads.field("serial_number").isin(units))
+    if not units:
+        return sch.empty_table()
     con = duck()
     try:
         con.register("wanted", pa.table({"serial_number": pa.array(units, pa.string())}))
+        # (the units' range too: the Parquet statistics of files sorted by serial skip the rest)
         got = con.execute(f"""SELECT * FROM read_parquet([{', '.join(sql_literal(_local_path(u)) for u in uris)}],
                                                        union_by_name = true)
-                              SEMI JOIN wanted USING (serial_number)""").fetch_arrow_table()
+                              SEMI JOIN wanted USING (serial_number)
+                              WHERE serial_number BETWEEN {sql_literal(min(units))} AND {sql_literal(max(units))}
+                           """).fetch_arrow_table()
     finally:
         con.close()
     # As the table declares it: a column added after older files were written is null in theirs.

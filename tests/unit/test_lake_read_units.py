@@ -47,4 +47,5 @@ def test_read_units_equals_a_filtered_read(tmp_path):
     assert pairs == [("HX-0003", None), ("HX-0045", "note HX-0045"), ("HX-0045", None),
                      ("HX-0089", "note HX-0089")], pairs
     assert lake.read_units(path, ["HX-9999"]).num_rows == 0
+    assert lake.read_units(path, []).num_rows == 0 and lake.read_units(path, []).schema == got.schema
     assert lake.read_units(tmp_path / "none", units) is None
