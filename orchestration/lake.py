@@ -204,10 +204,10 @@ def read_units(path: Path, units: list[str]) -> pa.Table | None:
         return None
     sch = pa.schema(dt.schema().to_arrow())
     uris = list(dt.file_uris())
-    if not units:
+    if not units or not uris:
         return sch.empty_table()
-    if not uris or is_remote(uris[0]):
-        return read(path, filter=pads.field("serial_number").isin(pa.array(units, pa.string())))
+    if is_remote(uris[0]):
+        return _dataset(uris, sch).to_table(filter=pads.field("serial_number").isin(pa.array(units, pa.string())))
     con = duck()
     try:
         con.register("wanted", pa.table({"serial_number": pa.array(units, pa.string())}))

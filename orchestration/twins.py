@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from . import lake
 from .faults import checkpoint
@@ -283,9 +282,9 @@ def refresh(build_db: Path, lake_dir: Path, serials, *, batch_id: str, now: date
         for chunk in chunks(serials, size):
             stored = None
             if configuration_kept & set(chunk):
-                in_chunk = (pads.field("serial_number") >= chunk[0]) & (pads.field("serial_number") <= chunk[-1])
-                stored = {t: lake.read(base / t, columns=columns, filter=in_chunk) for t, columns in (
-                    ("unit_twin", ["serial_number", "configuration_hash", "component_count"]), ("inputs", None))}
+                # Their rows only (an ECO's twins are scattered: the chunk's range is the fleet).
+                kept_here = sorted(configuration_kept & set(chunk))
+                stored = {t: lake.read_units(base / t, kept_here) for t in ("unit_twin", "inputs")}
                 stored = None if None in stored.values() else stored
             rows, kept = _compute(con, chunk, inputs_of_chunk, configuration_kept & set(chunk), stored)
             kept_components |= kept

@@ -215,7 +215,7 @@ def thread_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, thread: T
                 rebuilt, ecos = shards.to_rebuild(thread.build_db, dbt_project.shard_families())
                 unchanged = dbt_project.unchanged_by(set(reached), set(digests), first,
                                                      {a for a, found in rebuilt.items() if found}, bool(ecos))
-                keys = {key.path[-1]: key for key in context.assets_def.keys}
+                keys = _keys_by_model(context)
                 left.update({keys[name]: NOTHING_TO_BUILD for name in unchanged if keys[name] not in left})
                 rest = dbt_project.selected_by(set(reached), set(digests)) - first - unchanged - views
                 if rest:
@@ -283,13 +283,16 @@ def _left_as_they_were(context: dg.AssetExecutionContext, sources: set[str], mod
     """What an incremental run selecting `source:<s>+` and `<model>+` reports without dbt building
     it: the models the steps after dbt read that no changed source reaches (they are as the build
     that made them left them), and the views it does not create again."""
-    keys = {key.path[-1]: key for key in context.assets_def.keys}
-    left = {key: VIEW_LEFT for name, key in keys.items() if name in views}
+    left = {key: VIEW_LEFT for name, key in _keys_by_model(context).items() if name in views}
     for key in READ_AFTER_DBT:
         name = key.path[-1]
         if not (dbt_project.upstream_sources(name) & sources or ({name} | dbt_project.upstream_models(name)) & models):
             left[key] = LEFT
     return left
+
+
+def _keys_by_model(context: dg.AssetExecutionContext) -> dict[str, dg.AssetKey]:
+    return {key.path[-1]: key for key in context.assets_def.keys}
 
 
 def _reported_in_order(context: dg.AssetExecutionContext, left: dict[dg.AssetKey, dict], events):
