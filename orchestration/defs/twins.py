@@ -143,12 +143,74 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
     added = register_units(context, thread, live)
     ledger.record("twin_changes", inputs)
+    requested = _request_twin_runs(context, thread, changed) if changed.num_rows else []
     yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
         "partitions_added": added,
         "by_reason": dg.MetadataValue.json(_count(changed.column("reasons").to_pylist())),
         "examples": dg.MetadataValue.json(changed.slice(0, 20).select(["serial_number", "reasons"]).to_pylist()),
+        "twin_runs_requested": dg.MetadataValue.json(requested),
     })
+
+
+def _request_twin_runs(context: dg.AssetExecutionContext, thread: ThreadSettings, changed: pa.Table) -> list[str]:
+    """The twin runs of this change set, queued by this run itself when it was launched by a
+    daemon (`thread serve`) and no other run rebuilds the thread after it: the same runs the
+    twin-refresh sensor would request once this run had ended, without waiting for the sensor's
+    next tick (1.0-1.4 s of a live ECO at 10,000 units: the wait in the daemon's loop, the tick,
+    the run's creation). The sensor requests no run for a change set that has its runs. Runs
+    executed in process (`thread build`, the benchmark's builds) have no code location to launch
+    from and leave the twins to their own stage; a run that refreshes the twins itself too."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster._core.storage.tags import CODE_LOCATION_TAG
+
+    run, instance = context.run, context.instance
+    if run.remote_job_origin is None or run.job_code_origin is None \
+            or not isinstance(instance.run_coordinator, QueuedRunCoordinator) \
+            or TWIN_KEY in context.job_def.asset_layer.selected_asset_keys:
+        return []
+    others = [r.run_id for r in runs.active(instance, TWIN_CHANGES_KEY) if r.run_id != run.run_id]
+    if others:
+        context.log.info(f"Run {others[0]} rebuilds the thread after this one: its twins are requested after it.")
+        return []
+    detected = pc.max(changed["detected_at"]).as_py()
+    if requested_for(instance, detected) is not None:
+        return []
+    job = context.repository_def.get_implicit_global_asset_job_def()
+    location = {k: v for k, v in run.tags.items() if k == CODE_LOCATION_TAG}
+    tag_sets, new = twin_run_tags(instance, thread, detected)
+    if new:  # normally added with the change set already (`register_units`)
+        instance.add_dynamic_partitions(UNITS.name, new)
+    requested = []
+    for tags in tag_sets:
+        queued = instance.create_run_for_job(
+            job, asset_selection={TWIN_KEY, WAREHOUSE_KEY}, status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={**location, **tags, "thread/trigger": "twin_changes", "thread/requested_by": run.run_id},
+            remote_job_origin=run.remote_job_origin, job_code_origin=run.job_code_origin)
+        instance.submit_run(queued.run_id, workspace=None)
+        requested.append(queued.run_id)
+        context.log.info(f"Queued the twin run {queued.run_id} ({tags[RANGE_START]} .. {tags[RANGE_END]}).")
+    return requested
+
+
+# The change set (its detection time) a twin run refreshes: one change set's runs are requested once,
+# by the run that computed it or else by the sensor.
+CHANGE_SET_TAG = "thread/change_set"
+
+
+def requested_for(instance: dg.DagsterInstance, detected: datetime) -> str | None:
+    """A run already requested for the change set detected then, if any."""
+    found = instance.get_runs(filters=dg.RunsFilter(tags={CHANGE_SET_TAG: detected.isoformat()}), limit=1)
+    return found[0].run_id if found else None
+
+
+def twin_run_tags(instance: dg.DagsterInstance, thread: ThreadSettings,
+                  detected: datetime) -> tuple[list[dict[str, str]], list[str]]:
+    """The tags of the runs that refresh the twins of the change set detected then (a partition
+    range each), and the partitions to add first."""
+    ranges, new = plan(instance, thread)
+    return [{RANGE_START: t[RANGE_START], RANGE_END: t[RANGE_END], CHANGE_SET_TAG: detected.isoformat()}
+            for t in ranges], new
 
 
 def _change_set_key(store: shards.Store, digits: int) -> str:
@@ -333,17 +395,15 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         # each. Waited for at most CHANGE_SET_WAIT, so a steady stream of changes cannot starve them.
         return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
                              f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
-    ranges, new = plan(context.instance, thread)
-    requests = [
-        dg.RunRequest(
-            run_key=f"twins:{detected.isoformat()}:{tags[RANGE_START]}:{tags[RANGE_END]}",
-            # Publishing in the same run saves a launch: the refreshed twins reach analysts at once.
-            asset_selection=[TWIN_KEY, WAREHOUSE_KEY],
-            tags={RANGE_START: tags[RANGE_START], RANGE_END: tags[RANGE_END], "thread/trigger": "twin_refresh"},
-        )
-        for tags in ranges
-    ]
+    if (requested := requested_for(context.instance, detected)) is not None:
+        return dg.SkipReason(f"run {requested} refreshes the twins of this change set")
+    tag_sets, new = twin_run_tags(context.instance, thread, detected)
     return dg.SensorResult(
-        run_requests=requests,
+        run_requests=[
+            # Publishing in the same run saves a launch: the refreshed twins reach analysts at once.
+            dg.RunRequest(run_key=f"twins:{tags[CHANGE_SET_TAG]}:{tags[RANGE_START]}:{tags[RANGE_END]}",
+                          asset_selection=[TWIN_KEY, WAREHOUSE_KEY], tags={**tags, "thread/trigger": "twin_refresh"})
+            for tags in tag_sets
+        ],
         dynamic_partitions_requests=[UNITS.build_add_request(new)] if new else [],
     )

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.e2e
 TIMEOUT_S = 240
 
 
+TWIN_RUNS = """{ runsOrError(limit: 500) { ... on Runs { results { runId status tags { key value } } } } }"""
+
+
 def ask(warehouse: Path, sql: str, params=None):
     try:
         con = duckdb.connect(str(warehouse), read_only=True)
@@ -145,6 +148,7 @@ def test_an_eco_reaches_the_twins_without_anyone_touching_them(tmp_path):
         # scratch of the same sources gives (no mix of thread versions left anywhere).
         wait_for(lambda: ask(warehouse, "select count(*) from twin.unit_twin where is_stale") == [(0,)],
                  "every twin refreshed", time.monotonic())
+        twin_runs = server.graphql(TWIN_RUNS)["runsOrError"]["results"]
     finally:
         stop_server(server)
     scratch_sources, scratch = tmp_path / "scratch-sources", tmp_path / "scratch"
@@ -154,6 +158,19 @@ def test_an_eco_reaches_the_twins_without_anyone_touching_them(tmp_path):
     mine, theirs = published(warehouse), published(scratch / "warehouse.duckdb")
     for table in ("twin.unit_twin", "twin.unit_components", "thread.eco_impact", "thread.unit_configuration"):
         assert mine[table] == theirs[table], table
+
+    # The thread's runs queued their twins' runs themselves; the sensor requested none for a change
+    # set that had its runs (one change set, refreshed once).
+    by_trigger: dict[str, list[tuple[str, str]]] = {}
+    for run in twin_runs:
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        if "thread/change_set" in tags:  # a run of the sensors' twins (not of the build before)
+            by_trigger.setdefault(tags.get("thread/trigger"), []).append(
+                (tags["thread/change_set"], tags["dagster/asset_partition_range_start"]))
+            assert run["status"] not in ("FAILURE", "CANCELED"), run  # the last may still be ending
+    assert by_trigger.get("twin_changes"), by_trigger
+    requested = [r for runs in by_trigger.values() for r in runs]
+    assert len(requested) == len(set(requested)), by_trigger
 
     print(f"\nECO file change -> published twins: {eco_latency:.1f} s; "
           f"retrofit event -> published twin: {retrofit_latency:.1f} s (goal <= 60 s each)")

@@ -12,8 +12,8 @@ import pytest
 import contracts
 from orchestration import lake, twins
 from orchestration.definitions import SENSORS
-from orchestration.defs.keys import TWIN_CHANGES_KEY
-from orchestration.defs.twins import CHANGE_SET_WAIT, UNITS, twin_refresh_sensor
+from orchestration.defs.keys import TWIN_CHANGES_KEY, TWIN_KEY, WAREHOUSE_KEY
+from orchestration.defs.twins import CHANGE_SET_TAG, CHANGE_SET_WAIT, UNITS, twin_refresh_sensor
 from orchestration.settings import ThreadSettings
 from tests.sources import write_telemetry
 
@@ -141,6 +141,14 @@ def test_twin_refresh_sensor_requests_ranges_of_pending_units(world):
                        "overwrite", batch_id="test")
             late, _ = tick(twin_refresh_sensor, thread, instance=instance)
             assert len(late.run_requests) == 2
+            # A change set whose runs were queued already (by the run that computed it) gets no more.
+            change_set = late.run_requests[0].tags[CHANGE_SET_TAG]
+            queued = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                                   asset_selection=frozenset({TWIN_KEY, WAREHOUSE_KEY}),
+                                   tags={CHANGE_SET_TAG: change_set, "thread/trigger": "twin_changes"})
+            instance.add_run(queued)
+            again, _ = tick(twin_refresh_sensor, thread, instance=instance)
+            assert isinstance(again, dg.SkipReason) and queued.run_id in again.skip_message
     finally:
         lake.write(twins.pending_table(data / "lake"), saved, "overwrite", batch_id="test")
 
