@@ -3,8 +3,9 @@ refreshed only where a unit's inputs changed.
 
 `twin/changes` (after the dbt thread) compares each unit's twin inputs with those its twin was
 computed from, records the change set and registers a partition for every new unit: the twin
-layer is the only one that adds twin partitions. The twin-refresh sensor turns the change set
-into runs of the partitioned twin asset for just those units (a run covers a partition range; the
+layer is the only one that adds twin partitions. The change set becomes runs of the partitioned
+twin asset for just those units, queued by the run that computed it (under `thread serve`) or
+else requested by the twin-refresh sensor (a run covers a partition range; the
 asset recomputes only the changed units inside it). A full rebuild of all twins is one run
 (single-run backfill policy).
 """
