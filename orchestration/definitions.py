@@ -2,7 +2,7 @@
 
 Policies are applied here, in one place: sources are extracted when their sensors see a change;
 the thread (dbt, estimates, twin change set) is rebuilt in one run after any source lands; the
-twins whose inputs changed, and the warehouse, follow in runs that run queues (or else the
+twins whose inputs changed, and the warehouse, follow in runs the thread's run queues itself (or the
 twin-refresh sensor requests); a daily
 schedule re-extracts everything; freshness policies on sources (their contracts') and twins.
 """
