@@ -144,7 +144,12 @@ def twin_changes(context: dg.AssetExecutionContext, thread: ThreadSettings, writ
     live = [r["serial_number"] for r in changed.to_pylist() if r["reasons"] != ["no longer a twin (scrapped or removed)"]]
     added = register_units(context, thread, live)
     ledger.record("twin_changes", inputs)
-    requested = _request_twin_runs(context, thread, changed) if changed.num_rows else []
+    try:
+        requested = _request_twin_runs(context, thread, changed) if changed.num_rows else []
+    except Exception as error:  # the change set is written: the twin-refresh sensor requests its runs
+        context.log.warning(f"Could not queue the twin runs of this change set ({error!r}); the twin_refresh "
+                            "sensor requests them at its next tick.")
+        requested = []
     yield dg.MaterializeResult(metadata={
         "units_to_refresh": changed.num_rows,
         "partitions_added": added,
