@@ -370,8 +370,9 @@ CHANGE_SET_WAIT = timedelta(seconds=60)
     minimum_interval_seconds=runs.SENSOR_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests twin runs for the units in the current change set (lake/_state/twin/pending) "
-    "that have not been refreshed yet, as few partition ranges as possible; while a run that rebuilds the "
-    "thread is queued or in progress, waits for its change set (at most 60 s).",
+    "that have not been refreshed yet, as few partition ranges as possible, unless the run that computed "
+    "the change set queued them (tag thread/change_set); while a run that rebuilds the thread is queued or "
+    "in progress, waits for its change set (at most 60 s).",
 )
 def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSettings):
     # The runs in progress first, then the change set: a thread run that ended between the two
