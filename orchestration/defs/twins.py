@@ -180,7 +180,7 @@ def _request_twin_runs(context: dg.AssetExecutionContext, thread: ThreadSettings
         context.log.info(f"Run {others[0]} rebuilds the thread after this one: its twins are requested after it.")
         return []
     detected = pc.max(changed["detected_at"]).as_py()
-    if requested_for(instance, detected) is not None:
+    if requested_for(instance, detected):
         return []
     job = context.repository_def.get_implicit_global_asset_job_def()
     location = {k: v for k, v in run.tags.items() if k == CODE_LOCATION_TAG}
@@ -204,10 +204,10 @@ def _request_twin_runs(context: dg.AssetExecutionContext, thread: ThreadSettings
 CHANGE_SET_TAG = "thread/change_set"
 
 
-def requested_for(instance: dg.DagsterInstance, detected: datetime) -> str | None:
-    """A run already requested for the change set detected then, if any."""
-    found = instance.get_runs(filters=dg.RunsFilter(tags={CHANGE_SET_TAG: detected.isoformat()}), limit=1)
-    return found[0].run_id if found else None
+def requested_for(instance: dg.DagsterInstance, detected: datetime) -> dict[str, str]:
+    """The runs already requested for the change set detected then: run id by the start of its range."""
+    found = instance.get_runs(filters=dg.RunsFilter(tags={CHANGE_SET_TAG: detected.isoformat()}))
+    return {run.tags.get(RANGE_START): run.run_id for run in found}
 
 
 def twin_run_tags(instance: dg.DagsterInstance, thread: ThreadSettings,
@@ -402,9 +402,11 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         # each. Waited for at most CHANGE_SET_WAIT, so a steady stream of changes cannot starve them.
         return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
                              f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
-    if (requested := requested_for(context.instance, detected)) is not None:
-        return dg.SkipReason(f"run {requested} refreshes the twins of this change set")
+    requested = requested_for(context.instance, detected)
     tag_sets, new = twin_run_tags(context.instance, thread, detected)
+    tag_sets = [tags for tags in tag_sets if tags[RANGE_START] not in requested]
+    if requested and not tag_sets:
+        return dg.SkipReason(f"run {next(iter(requested.values()))} refreshes the twins of this change set")
     return dg.SensorResult(
         run_requests=[
             # Publishing in the same run saves a launch: the refreshed twins reach analysts at once.
