@@ -30,11 +30,13 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
-def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = False) -> tuple[list[dict], list[str]]:
+def plan(instance: dg.DagsterInstance, thread: ThreadSettings, full: bool = False,
+         pending: pa.Table | None = None) -> tuple[list[dict], list[str]]:
     """The twin runs to request now, as run tags (one partition range each), and the partitions
-    to add first. The one planner: the sensor, `thread build` and the benchmark all use it."""
+    to add first. The one planner: the sensor, `thread build` and the benchmark all use it.
+    `pending`: the change set, when the caller holds it already (else read from the lake)."""
     known = list(instance.get_dynamic_partitions(UNITS.name))
-    pending = twins.pending(thread.lake_dir)
+    pending = twins.pending(thread.lake_dir) if pending is None else pending
     serials = pending["serial_number"].to_pylist() if pending is not None else []
     size = twins.units_per_partition(thread.units_per_partition, known, len(serials))
     ranges, new = twins.plan_runs(known, serials, size, full)
@@ -184,7 +186,7 @@ def _request_twin_runs(context: dg.AssetExecutionContext, thread: ThreadSettings
         return []
     job = context.repository_def.get_implicit_global_asset_job_def()
     location = {k: v for k, v in run.tags.items() if k == CODE_LOCATION_TAG}
-    tag_sets, new = twin_run_tags(instance, thread, detected)
+    tag_sets, new = twin_run_tags(instance, thread, detected, changed)
     if new:  # normally added with the change set already (`register_units`)
         instance.add_dynamic_partitions(UNITS.name, new)
     requested = []
@@ -210,11 +212,11 @@ def requested_for(instance: dg.DagsterInstance, detected: datetime) -> dict[str,
     return {run.tags.get(RANGE_START): run.run_id for run in found}
 
 
-def twin_run_tags(instance: dg.DagsterInstance, thread: ThreadSettings,
-                  detected: datetime) -> tuple[list[dict[str, str]], list[str]]:
+def twin_run_tags(instance: dg.DagsterInstance, thread: ThreadSettings, detected: datetime,
+                  pending: pa.Table) -> tuple[list[dict[str, str]], list[str]]:
     """The tags of the runs that refresh the twins of the change set detected then (a partition
     range each), and the partitions to add first."""
-    ranges, new = plan(instance, thread)
+    ranges, new = plan(instance, thread, pending=pending)
     return [{RANGE_START: t[RANGE_START], RANGE_END: t[RANGE_END], CHANGE_SET_TAG: detected.isoformat()}
             for t in ranges], new
 
@@ -403,7 +405,7 @@ def twin_refresh_sensor(context: dg.SensorEvaluationContext, thread: ThreadSetti
         return dg.SkipReason(f"run {coming} rebuilds the thread and the change set: its twins are requested "
                              f"after it (or {CHANGE_SET_WAIT.seconds} s after this change set, if it runs longer)")
     requested = requested_for(context.instance, detected)
-    tag_sets, new = twin_run_tags(context.instance, thread, detected)
+    tag_sets, new = twin_run_tags(context.instance, thread, detected, pending)
     tag_sets = [tags for tags in tag_sets if tags[RANGE_START] not in requested]
     if requested and not tag_sets:
         return dg.SkipReason(f"run {next(iter(requested.values()))} refreshes the twins of this change set")
